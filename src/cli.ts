@@ -1,0 +1,151 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { openLedger, resolveStatusPath, runReconcileOnce, runWatch } from './app.js';
+import { loadConfig, type Config, type ConfigOverrides } from './config.js';
+import { ConfigError, describeCause } from './errors.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
+import { formatFailures, formatStory, formatSummary } from './status.js';
+
+const EXIT_OK = 0;
+const EXIT_RUNTIME = 1;
+const EXIT_USAGE = 2;
+
+interface CommonOptions {
+  config: string;
+  logLevel: LogLevel;
+}
+
+function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer`);
+    return n;
+  };
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function configFrom(options: CommonOptions & ConfigOverrides, explicit: boolean): Config {
+  return loadConfig(options.config, options, { optional: !explicit });
+}
+
+function buildProgram(run: (code: Promise<number> | number) => void): Command {
+  const program = new Command('sftppush')
+    .description('Archive every file that lands in the watched directories to S3, exactly once.')
+    .version(version())
+    .exitOverride()
+    .showHelpAfterError();
+  const configOption = () => new Option('--config <file>', 'configuration file').default('config.toml');
+  const logOption = () => new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info');
+
+  program
+    .command('watch')
+    .description('watch the targets and archive every file that lands there (the long-running service)')
+    .addOption(configOption())
+    .option('--target <dir>', 'watch this directory instead of the configured targets (repeatable)', collect, [])
+    .option('--bucket <bucket>', 'S3 bucket')
+    .option('--prefix <prefix>', 'key prefix')
+    .option('--endpoint <url>', 'S3 endpoint URL')
+    .option('--ledger <file>', 'ledger database file')
+    .option('--concurrency <n>', 'parallel uploads', positiveInt('--concurrency'))
+    .addOption(logOption())
+    .action((options: CommonOptions & ConfigOverrides, command: Command) => {
+      const config = configFrom(options, command.getOptionValueSource('config') === 'cli');
+      run(runWatch(config, createLogger(options.logLevel)));
+    });
+
+  program
+    .command('status')
+    .description('what the ledger says: counts, failures, or one file\'s whole story')
+    .argument('[path]', 'a file, relative to its target or absolute')
+    .addOption(configOption())
+    .option('--ledger <file>', 'ledger database file (no config needed)')
+    .option('--json', 'machine-readable output')
+    .option('--failed', 'list files retrying, quarantined or gone')
+    .action((pathArg: string | undefined, options: CommonOptions & { ledger?: string; json?: boolean; failed?: boolean }, command: Command) => {
+      run(printStatus(pathArg, options, command.getOptionValueSource('config') === 'cli'));
+    });
+
+  program
+    .command('reconcile')
+    .description('scan every target once, archive whatever the ledger lacks, and exit')
+    .addOption(configOption())
+    .option('--since <when>', 'only files modified since WHEN (not supported yet)')
+    .option('--verify', 'check archived objects against S3 (not supported yet)')
+    .option('--dry-run', 'report without archiving (not supported yet)')
+    .option('--ledger <file>', 'ledger database file')
+    .addOption(logOption())
+    .action((options: CommonOptions & ConfigOverrides & { since?: string; verify?: boolean; dryRun?: boolean }, command: Command) => {
+      for (const flag of ['since', 'verify', 'dryRun'] as const) {
+        if (options[flag] !== undefined) {
+          throw new ConfigError(`--${flag === 'dryRun' ? 'dry-run' : flag} is not supported yet (it comes with the reconciler stage)`);
+        }
+      }
+      const config = configFrom(options, command.getOptionValueSource('config') === 'cli');
+      run(runReconcileOnce(config, createLogger(options.logLevel)));
+    });
+  return program;
+}
+
+async function printStatus(
+  pathArg: string | undefined,
+  options: CommonOptions & { ledger?: string; json?: boolean; failed?: boolean },
+  explicitConfig: boolean,
+): Promise<number> {
+  const config = options.ledger && !explicitConfig ? undefined : loadConfig(options.config, {}, { optional: false });
+  const ledgerPath = options.ledger ?? config?.ledger.path ?? '';
+  if (!existsSync(ledgerPath)) {
+    process.stderr.write(`sftppush: no ledger at ${ledgerPath} (has the service run yet?)\n`);
+    return EXIT_RUNTIME;
+  }
+  const ledger = openLedger({ ledger: { path: ledgerPath } });
+  try {
+    let result: unknown;
+    let text: string;
+    if (pathArg !== undefined) {
+      const where = resolveStatusPath(config, pathArg);
+      const story = ledger.story(where.relPath, where.target);
+      result = story;
+      text = formatStory(story);
+    } else if (options.failed) {
+      const rows = ledger.failures(1000);
+      result = { ...ledger.status(), failed: rows };
+      text = formatFailures(rows);
+    } else {
+      const summary = ledger.status();
+      result = summary;
+      text = formatSummary(summary);
+    }
+    process.stdout.write(`${options.json ? JSON.stringify(result) : text}\n`);
+    return EXIT_OK;
+  } finally {
+    ledger.close();
+  }
+}
+
+/** argv -> command -> exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let pending: Promise<number> | number = EXIT_OK;
+  const program = buildProgram((code) => (pending = code));
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return await pending;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`sftppush: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`sftppush: ${describeCause(error)}\n`);
+    return EXIT_RUNTIME;
+  }
+}

@@ -1,0 +1,247 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { validateCronExpression } from 'cron';
+import path from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { z } from 'zod';
+import { ConfigError, errnoCode } from './errors.js';
+
+/** One watched directory tree and where its files go. */
+export interface TargetConfig {
+  /** Absolute path of the watched directory. */
+  readonly path: string;
+  readonly ignore: readonly string[];
+  readonly bucket: string;
+  readonly prefix: string;
+  /** Wait this long without change after a close/rename before taking the file (0: take it at once). */
+  readonly quietMs: number;
+}
+
+export interface Config {
+  /** The file the configuration came from (or a description when there was none), for messages. */
+  readonly source: string;
+  readonly s3: {
+    readonly bucket: string;
+    readonly prefix: string;
+    readonly quarantinePrefix: string;
+    readonly endpoint: string | undefined;
+    readonly forcePathStyle: boolean;
+    readonly region: string | undefined;
+    readonly storageClass: string | undefined;
+  };
+  readonly ledger: { readonly path: string };
+  readonly reconcile: { readonly schedule: string; readonly settleSeconds: number };
+  readonly upload: {
+    readonly concurrency: number;
+    readonly after: 'keep';
+    readonly multipartThresholdBytes: number;
+    readonly partSizeBytes: number;
+    readonly maxBackoffSeconds: number;
+  };
+  readonly targets: readonly TargetConfig[];
+}
+
+/** Command-line values that override the file (flags win). */
+export interface ConfigOverrides {
+  targets?: string[];
+  bucket?: string;
+  prefix?: string;
+  endpoint?: string;
+  ledger?: string;
+  concurrency?: number;
+}
+
+export const DEFAULT_IGNORE = ['*.filepart', '*.part', '*.tmp', '.*'] as const;
+const MIB = 1024 * 1024;
+
+/**
+ * Keys and values the contract (DESIGN.md) names but a later stage implements. They are refused by name,
+ * never silently ignored: an operator who sets `after = "delete"` must not believe files are being deleted.
+ */
+const LATER_STAGE_KEYS: Record<string, string> = {
+  metrics: 'the [metrics] endpoint',
+  archive: 'archive extraction limits',
+  's3.sse': 'server-side encryption',
+  's3.kms_key_id': 'server-side encryption with KMS',
+  's3.tags': 'object tags',
+};
+
+const storageClasses = [
+  'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING',
+  'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR',
+] as const;
+
+const s3Prefix = z.string().refine((p) => !p.startsWith('/'), 'must not start with "/"');
+
+const targetSchema = z.strictObject({
+  path: z.string().min(1),
+  ignore: z.array(z.string().min(1)).default([...DEFAULT_IGNORE]),
+  bucket: z.string().min(3).optional(),
+  prefix: s3Prefix.optional(),
+  quiet_ms: z.number().int().min(0).max(3_600_000).default(0),
+});
+
+const fileSchema = z.strictObject({
+  s3: z.strictObject({
+    bucket: z.string().min(3),
+    prefix: s3Prefix.default(''),
+    quarantine_prefix: s3Prefix.min(1).default('_quarantine/'),
+    endpoint: z.url().optional(),
+    force_path_style: z.boolean().default(false),
+    region: z.string().min(1).optional(),
+    storage_class: z.enum(storageClasses).optional(),
+  }),
+  ledger: z.strictObject({ path: z.string().min(1).default('var/ledger.db') }).default({ path: 'var/ledger.db' }),
+  reconcile: z
+    .strictObject({
+      schedule: z.string().min(1).default('*/5 * * * *'),
+      settle_seconds: z.number().int().min(0).default(30),
+    })
+    .default({ schedule: '*/5 * * * *', settle_seconds: 30 }),
+  upload: z
+    .strictObject({
+      concurrency: z.number().int().min(1).max(256).default(8),
+      after: z.string().default('keep'),
+      multipart_threshold_mb: z.number().int().min(5).max(5 * 1024).default(16),
+      part_size_mb: z.number().int().min(5).max(5 * 1024).default(8),
+      max_backoff_seconds: z.number().int().min(1).default(900),
+    })
+    .default({ concurrency: 8, after: 'keep', multipart_threshold_mb: 16, part_size_mb: 8, max_backoff_seconds: 900 }),
+  targets: z.array(targetSchema).min(1, 'at least one [[targets]] entry is required'),
+});
+
+type FileConfig = z.infer<typeof fileSchema>;
+
+/**
+ * Reads, validates and freezes the configuration.
+ * Relative paths (targets, ledger) are resolved against the config file's directory, so the service behaves
+ * the same whatever its working directory (systemd starts it in /).
+ * @throws ConfigError naming the file and the key.
+ */
+export function loadConfig(file: string, overrides: ConfigOverrides = {}, options: { optional?: boolean } = {}): Config {
+  const raw = options.optional && !existsSync(file) ? {} : readToml(file);
+  applyOverrides(raw, overrides);
+  return validateConfig(raw, file);
+}
+
+/** Validates an already-parsed TOML document (exported for tests and for callers without a file). */
+export function validateConfig(raw: Record<string, unknown>, file: string): Config {
+  refuseLaterStageKeys(raw, file);
+  const result = fileSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(`${file}: ${formatIssue(result.error.issues[0])}`);
+  const parsed = result.data;
+  if (parsed.upload.after !== 'keep') {
+    throw new ConfigError(
+      `${file}: upload.after = "${parsed.upload.after}" is not supported yet (only "keep"; delete and move come with the operations stage)`,
+    );
+  }
+  const cron = validateCronExpression(parsed.reconcile.schedule);
+  if (!cron.valid) {
+    throw new ConfigError(`${file}: reconcile.schedule: not a valid cron expression (${cron.error?.message ?? 'invalid'})`);
+  }
+  if (parsed.upload.part_size_mb > parsed.upload.multipart_threshold_mb) {
+    throw new ConfigError(`${file}: upload.part_size_mb must not exceed upload.multipart_threshold_mb`);
+  }
+  return deepFreeze(toConfig(parsed, file));
+}
+
+function readToml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read config file (${errnoCode(error) ?? String(error)})`);
+  }
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (error) {
+    const where = error instanceof TomlError ? ` at line ${error.line}, column ${error.column}` : '';
+    const first = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new ConfigError(`${file}: invalid TOML${where}: ${first}`);
+  }
+}
+
+function applyOverrides(raw: Record<string, unknown>, overrides: ConfigOverrides): void {
+  const table = (name: string): Record<string, unknown> => {
+    const existing = raw[name];
+    if (existing !== undefined && (typeof existing !== 'object' || existing === null || Array.isArray(existing))) {
+      return {}; // leave the type error for validation to report against the file
+    }
+    const value = (existing ?? {}) as Record<string, unknown>;
+    raw[name] = value;
+    return value;
+  };
+  if (overrides.bucket !== undefined) table('s3').bucket = overrides.bucket;
+  if (overrides.prefix !== undefined) table('s3').prefix = overrides.prefix;
+  if (overrides.endpoint !== undefined) table('s3').endpoint = overrides.endpoint;
+  if (overrides.ledger !== undefined) table('ledger').path = path.resolve(overrides.ledger);
+  if (overrides.concurrency !== undefined) table('upload').concurrency = overrides.concurrency;
+  if (overrides.targets !== undefined && overrides.targets.length > 0) {
+    raw.targets = overrides.targets.map((dir) => ({ path: path.resolve(dir) }));
+  }
+}
+
+function refuseLaterStageKeys(raw: Record<string, unknown>, file: string): void {
+  for (const [key, feature] of Object.entries(LATER_STAGE_KEYS)) {
+    const [head, tail] = key.split('.') as [string, string | undefined];
+    const section = raw[head];
+    const present = tail === undefined ? section !== undefined : isTable(section) && section[tail] !== undefined;
+    if (present) throw new ConfigError(`${file}: ${key}: ${feature} is not supported yet`);
+  }
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function formatIssue(issue: z.core.$ZodIssue | undefined): string {
+  if (!issue) return 'invalid configuration';
+  const at = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
+  const key = at.replace(/^\./, '').replace(/^\[/, '[');
+  if (issue.code === 'unrecognized_keys') {
+    const names = issue.keys.map((k) => (key ? `${key}.${k}` : k));
+    return `unknown key ${names.join(', ')}`;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `${key}: required key is missing`;
+  return `${key || '(top level)'}: ${issue.message}`;
+}
+
+function toConfig(parsed: FileConfig, file: string): Config {
+  const base = path.dirname(path.resolve(file));
+  const s3 = parsed.s3;
+  return {
+    source: file,
+    s3: {
+      bucket: s3.bucket,
+      prefix: s3.prefix,
+      quarantinePrefix: s3.quarantine_prefix,
+      endpoint: s3.endpoint,
+      forcePathStyle: s3.force_path_style,
+      region: s3.region,
+      storageClass: s3.storage_class,
+    },
+    ledger: { path: path.resolve(base, parsed.ledger.path) },
+    reconcile: { schedule: parsed.reconcile.schedule, settleSeconds: parsed.reconcile.settle_seconds },
+    upload: {
+      concurrency: parsed.upload.concurrency,
+      after: 'keep',
+      multipartThresholdBytes: parsed.upload.multipart_threshold_mb * MIB,
+      partSizeBytes: parsed.upload.part_size_mb * MIB,
+      maxBackoffSeconds: parsed.upload.max_backoff_seconds,
+    },
+    targets: parsed.targets.map((target) => ({
+      path: path.resolve(base, target.path),
+      ignore: target.ignore,
+      bucket: target.bucket ?? s3.bucket,
+      prefix: target.prefix ?? s3.prefix,
+      quietMs: target.quiet_ms,
+    })),
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

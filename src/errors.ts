@@ -1,0 +1,56 @@
+/**
+ * Typed errors. Every error that reaches an operator carries a stable `code`, so logs, the ledger's
+ * `last_error` and `status` can be grepped and alerted on without parsing prose.
+ */
+export class SftppushError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A configuration or usage mistake: the CLI exits 2 and the message names the key (or flag) and the file. */
+export class ConfigError extends SftppushError {
+  constructor(message: string) {
+    super('E_CONFIG', message);
+  }
+}
+
+/** An S3 operation failed; `retryable` says whether the same request may succeed later. */
+export class StoreError extends SftppushError {
+  constructor(
+    readonly operation: string,
+    readonly key: string,
+    readonly retryable: boolean,
+    options: { cause: unknown },
+  ) {
+    super(retryable ? 'E_S3_RETRYABLE' : 'E_S3', `${operation} ${key}: ${describeCause(options.cause)}`, options);
+  }
+}
+
+/** The source file changed or was replaced while it was being read or uploaded. */
+export class SourceChangedError extends SftppushError {
+  constructor(relPath: string, detail: string) {
+    super('E_SOURCE_CHANGED', `${relPath}: changed while archiving (${detail})`);
+  }
+}
+
+/** Short, credential-free text for an unknown thrown value. */
+export function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code ?? (cause as { Code?: unknown }).Code;
+    const name = typeof code === 'string' ? code : cause.name;
+    return name && !cause.message.startsWith(name) ? `${name}: ${cause.message}` : cause.message;
+  }
+  return String(cause);
+}
+
+/** The errno-style code of a Node.js system error, if it is one. */
+export function errnoCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

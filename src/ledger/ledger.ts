@@ -1,0 +1,428 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { SftppushError } from '../errors.js';
+import { applyMigrations, readMigrations } from './migrations.js';
+import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
+import { FILE_STATES, isTransitionAllowed, type FileState } from './states.js';
+
+export type ObserveOutcome = 'queued' | 'updated' | 'dirty' | 'unchanged';
+
+/** A generation a worker has claimed: it owns the row until it reports an outcome. */
+export interface ClaimedFile extends FileStat {
+  readonly id: number;
+  readonly target: string;
+  readonly relPath: string;
+  readonly generation: number;
+  /** Claims including this one: above 1, an earlier attempt may already have written the object. */
+  readonly attempts: number;
+}
+
+/** What S3 answered when it accepted (or, found by HEAD, already held) an object. */
+export interface ArchivedObject {
+  readonly bucket: string;
+  readonly key: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+  readonly etag: string | undefined;
+  readonly versionId: string | undefined;
+  readonly checksumSha256: string | undefined;
+  readonly foundByHead: boolean;
+}
+
+export type ArchiveProof =
+  | { readonly kind: 'uploaded'; readonly objects: readonly ArchivedObject[] }
+  | { readonly kind: 'duplicate'; readonly duplicateOf: number };
+
+export interface StatusSummary {
+  counts: Record<FileState, number>;
+  oldestPendingSeconds: number;
+  lastReconcile: string | null;
+}
+
+export interface FileRow {
+  id: number;
+  target: string;
+  relPath: string;
+  generation: number;
+  sizeBytes: number;
+  mtimeMs: number;
+  inode: number;
+  sha256: string | null;
+  state: FileState;
+  attempts: number;
+  lastError: string | null;
+  nextAttemptAt: number | null;
+  duplicateOf: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface HistoryRow {
+  fileId: number;
+  fromState: FileState | null;
+  toState: FileState;
+  at: number;
+  detail: string | null;
+}
+
+export interface ObjectRow extends ArchivedObject {
+  fileId: number;
+  recordedAt: number;
+}
+
+export interface FileStory {
+  generations: FileRow[];
+  history: HistoryRow[];
+  objects: ObjectRow[];
+}
+
+export interface ReconcileTally {
+  filesSeen: number;
+  filesQueued: number;
+}
+
+/** A row was not in the state the caller believed: another worker or process got there first. */
+export class LedgerConflictError extends SftppushError {
+  constructor(id: number, expected: FileState, to: FileState) {
+    super('E_LEDGER_CONFLICT', `file #${id}: expected state ${expected} before moving to ${to}`);
+  }
+}
+
+const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_bytes AS sizeBytes, mtime_ms AS mtimeMs,
+  inode, sha256, state, attempts, last_error AS lastError, next_attempt_at AS nextAttemptAt,
+  duplicate_of AS duplicateOf, created_at AS createdAt, updated_at AS updatedAt`;
+
+/**
+ * The truth about every file: the only module that touches SQLite. Every state change goes through
+ * `move()`, which checks the transition, guards against a concurrent change and writes the history row.
+ * Methods are synchronous: better-sqlite3 runs each transaction to completion before any other JS runs,
+ * and SQLite's locks (busy timeout below) order this process against a concurrent `reconcile` command.
+ */
+export class Ledger {
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly now: () => number,
+  ) {}
+
+  /** Opens (creating if needed) the ledger file and brings its schema up to date. */
+  static open(file: string, options: { migrationsDir: string; now?: () => number }): Ledger {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const db = new Database(file, { timeout: 10_000 });
+    try {
+      db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode survives a process crash; after power loss the last commits may be lost, which the
+      // HEAD-before-write rule turns into a re-check, never a duplicate upload.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      applyMigrations(db, readMigrations(options.migrationsDir), file);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return new Ledger(db, options.now ?? Date.now);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /**
+   * Records what the filesystem says about a path. Idempotent: the same stat twice changes nothing.
+   * This is the only way work enters the ledger; watcher and scanner both call it.
+   */
+  observe(target: string, relPath: string, stat: FileStat): ObserveOutcome {
+    return this.db.transaction((): ObserveOutcome => {
+      const latest = this.stmt(
+        `SELECT id, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode FROM files
+         WHERE target = ? AND rel_path = ? ORDER BY generation DESC LIMIT 1`,
+      ).get(target, relPath) as LatestGeneration | undefined;
+      const decision = decideObservation(latest, stat);
+      const now = this.now();
+      switch (decision.kind) {
+        case 'unchanged':
+          return 'unchanged';
+        case 'insert': {
+          const { lastInsertRowid } = this.stmt(
+            `INSERT INTO files (target, rel_path, generation, size_bytes, mtime_ms, inode, state, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
+          ).run(target, relPath, decision.generation, stat.sizeBytes, stat.mtimeMs, stat.inode, now, now);
+          this.addHistory(Number(lastInsertRowid), null, 'pending', `observed ${stat.sizeBytes} bytes`);
+          return 'queued';
+        }
+        case 'update-stat':
+          this.setStat(latest!.id, stat);
+          return 'updated';
+        case 'requeue':
+          this.setStat(latest!.id, stat);
+          this.move(latest!.id, 'retry', 'pending', 'changed while waiting to retry', 'attempts = 0');
+          return 'queued';
+        case 'mark-dirty':
+          this.stmt(`UPDATE files SET dirty = 1 WHERE id = ?`).run(latest!.id);
+          return 'dirty';
+      }
+    }).immediate();
+  }
+
+  /**
+   * Claims the next row a worker should process: a retry whose backoff has passed, else the oldest pending.
+   * The claim counts an attempt and records the owner, so a crash leaves evidence to recover from.
+   */
+  claimNext(owner: string): ClaimedFile | undefined {
+    return this.db.transaction((): ClaimedFile | undefined => {
+      const now = this.now();
+      const row =
+        (this.stmt(
+          `SELECT id, state FROM files WHERE state = 'retry' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1`,
+        ).get(now) as { id: number; state: FileState } | undefined) ??
+        (this.stmt(`SELECT id, state FROM files WHERE state = 'pending' ORDER BY id LIMIT 1`).get() as
+          | { id: number; state: FileState }
+          | undefined);
+      if (!row) return undefined;
+      this.move(row.id, row.state, 'working', `claimed by ${owner}`, 'attempts = attempts + 1, owner = @owner, dirty = 0', {
+        owner,
+      });
+      return this.stmt(
+        `SELECT id, target, rel_path AS relPath, generation, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode, attempts
+         FROM files WHERE id = ?`,
+      ).get(row.id) as ClaimedFile;
+    }).immediate();
+  }
+
+  /**
+   * Marks a claimed row archived with the proof that S3 holds its content.
+   * @returns whether the path changed while the worker held it (the caller re-observes it).
+   */
+  markArchived(id: number, stat: FileStat, sha256: string, proof: ArchiveProof): { dirty: boolean } {
+    return this.db.transaction(() => {
+      const now = this.now();
+      const { dirty } = this.stmt(`SELECT dirty FROM files WHERE id = ?`).get(id) as { dirty: number };
+      this.setStat(id, stat);
+      if (proof.kind === 'duplicate') {
+        this.move(id, 'working', 'archived', `same content as #${proof.duplicateOf}: not uploaded again`,
+          'sha256 = @sha256, duplicate_of = @duplicateOf, owner = NULL, last_error = NULL', {
+            sha256,
+            duplicateOf: proof.duplicateOf,
+          });
+        return { dirty: dirty === 1 };
+      }
+      for (const object of proof.objects) this.insertObject(id, object, now);
+      const how = proof.objects.some((o) => o.foundByHead) ? 'found in S3 by HEAD' : 'uploaded';
+      const keys = proof.objects.map((o) => `${o.bucket}/${o.key}`).join(', ');
+      this.move(id, 'working', 'archived', `${how}: ${keys}`, 'sha256 = @sha256, owner = NULL, last_error = NULL', {
+        sha256,
+      });
+      return { dirty: dirty === 1 };
+    }).immediate();
+  }
+
+  /** The file changed under the worker: start the same generation over with what is on disk now. */
+  requeue(id: number, reason: string): void {
+    this.db.transaction(() => this.move(id, 'working', 'pending', reason, 'owner = NULL, last_error = @reason', { reason }))
+      .immediate();
+  }
+
+  /** A transient failure: try again at `nextAttemptAt`, never give up silently. */
+  scheduleRetry(id: number, error: string, nextAttemptAt: number): void {
+    this.db.transaction(() =>
+      this.move(id, 'working', 'retry', error, 'owner = NULL, last_error = @error, next_attempt_at = @nextAttemptAt', {
+        error,
+        nextAttemptAt,
+      }),
+    ).immediate();
+  }
+
+  /** The file vanished before it could be archived. */
+  markGone(id: number, from: FileState, reason: string): void {
+    this.db.transaction(() => this.move(id, from, 'gone', reason, 'owner = NULL, last_error = @reason', { reason }))
+      .immediate();
+  }
+
+  /** Bad input that retrying cannot fix: the source stays where it is, the reason goes to `status`. */
+  markQuarantined(id: number, reason: string): void {
+    this.db.transaction(() =>
+      this.move(id, 'working', 'quarantined', reason, 'owner = NULL, last_error = @reason', { reason }),
+    ).immediate();
+  }
+
+  /**
+   * Returns rows left `working` by processes that no longer run (a crash, kill -9) to `pending`.
+   * A row held by a live process (a concurrent `reconcile`) is left alone.
+   */
+  recoverAbandoned(isOwnerAlive: (owner: string) => boolean): number {
+    return this.db.transaction(() => {
+      const rows = this.stmt(`SELECT id, owner FROM files WHERE state = 'working'`).all() as {
+        id: number;
+        owner: string | null;
+      }[];
+      const abandoned = rows.filter((row) => row.owner === null || !isOwnerAlive(row.owner));
+      for (const row of abandoned) {
+        this.move(row.id, 'working', 'pending', `recovered after ${row.owner ?? 'unknown owner'} stopped`, 'owner = NULL');
+      }
+      return abandoned.length;
+    }).immediate();
+  }
+
+  /** The most recent archived generation of a path before `generation`, for duplicate detection. */
+  previousArchived(target: string, relPath: string, generation: number): { id: number; sha256: string } | undefined {
+    return this.stmt(
+      `SELECT id, sha256 FROM files WHERE target = ? AND rel_path = ? AND generation < ? AND state = 'archived'
+       ORDER BY generation DESC LIMIT 1`,
+    ).get(target, relPath, generation) as { id: number; sha256: string } | undefined;
+  }
+
+  /** Milliseconds since epoch at which the earliest retry becomes due, if any. */
+  nextRetryAt(): number | undefined {
+    const row = this.stmt(`SELECT MIN(next_attempt_at) AS at FROM files WHERE state = 'retry'`).get() as {
+      at: number | null;
+    };
+    return row.at ?? undefined;
+  }
+
+  hasClaimableWork(): boolean {
+    return (
+      this.stmt(`SELECT 1 FROM files WHERE state = 'pending' OR (state = 'retry' AND next_attempt_at <= ?) LIMIT 1`).get(
+        this.now(),
+      ) !== undefined
+    );
+  }
+
+  beginReconcile(reason: string): number {
+    const { lastInsertRowid } = this.stmt(`INSERT INTO reconcile_runs (reason, started_at) VALUES (?, ?)`).run(
+      reason,
+      this.now(),
+    );
+    return Number(lastInsertRowid);
+  }
+
+  finishReconcile(runId: number, tally: ReconcileTally, error?: string): void {
+    this.stmt(
+      `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, error = ? WHERE id = ?`,
+    ).run(this.now(), tally.filesSeen, tally.filesQueued, error ?? null, runId);
+  }
+
+  status(): StatusSummary {
+    const counts = Object.fromEntries(FILE_STATES.map((state) => [state, 0])) as Record<FileState, number>;
+    for (const row of this.stmt(`SELECT state, COUNT(*) AS n FROM files GROUP BY state`).all() as {
+      state: FileState;
+      n: number;
+    }[]) {
+      counts[row.state] = row.n;
+    }
+    const oldest = this.stmt(
+      `SELECT MIN(created_at) AS at FROM files WHERE state IN ('pending', 'working', 'retry')`,
+    ).get() as { at: number | null };
+    const last = this.stmt(
+      `SELECT MAX(finished_at) AS at FROM reconcile_runs WHERE finished_at IS NOT NULL AND error IS NULL`,
+    ).get() as { at: number | null };
+    return {
+      counts,
+      oldestPendingSeconds: oldest.at === null ? 0 : Math.max(0, Math.round((this.now() - oldest.at) / 1000)),
+      lastReconcile: last.at === null ? null : new Date(last.at).toISOString(),
+    };
+  }
+
+  /** Rows that need an operator's eye: retrying, quarantined or gone, latest first. */
+  failures(limit: number): FileRow[] {
+    return this.stmt(
+      `SELECT ${FILE_COLUMNS} FROM files WHERE state IN ('retry', 'quarantined', 'gone') ORDER BY updated_at DESC LIMIT ?`,
+    ).all(limit) as FileRow[];
+  }
+
+  /** Every generation, transition and object of a path (matched on any target). */
+  story(relPath: string, target?: string): FileStory {
+    const generations = this.stmt(
+      `SELECT ${FILE_COLUMNS} FROM files WHERE rel_path = ? AND (? IS NULL OR target = ?) ORDER BY target, generation`,
+    ).all(relPath, target ?? null, target ?? null) as FileRow[];
+    const ids = generations.map((g) => g.id);
+    const inList = ids.map(() => '?').join(',') || 'NULL';
+    const history = this.db
+      .prepare(
+        `SELECT file_id AS fileId, from_state AS fromState, to_state AS toState, at, detail FROM history
+         WHERE file_id IN (${inList}) ORDER BY id`,
+      )
+      .all(...ids) as HistoryRow[];
+    const objects = (
+      this.db
+        .prepare(
+          `SELECT file_id AS fileId, bucket, key, sha256, size_bytes AS sizeBytes, etag, version_id AS versionId,
+           checksum_sha256 AS checksumSha256, found_by_head AS foundByHead, recorded_at AS recordedAt
+           FROM objects WHERE file_id IN (${inList}) ORDER BY id`,
+        )
+        .all(...ids) as (Omit<ObjectRow, 'foundByHead'> & { foundByHead: number })[]
+    ).map((o) => ({ ...o, foundByHead: o.foundByHead === 1 }));
+    return { generations, history, objects };
+  }
+
+  /**
+   * The one place a row changes state: checks the transition is legal, updates only if the row is still
+   * in `from` (so two claimants cannot both win), and appends the history row.
+   */
+  private move(
+    id: number,
+    from: FileState,
+    to: FileState,
+    detail: string,
+    assignments = '',
+    params: Record<string, unknown> = {},
+  ): void {
+    if (!isTransitionAllowed(from, to)) {
+      throw new SftppushError('E_ILLEGAL_TRANSITION', `file #${id}: ${from} -> ${to} is not a legal transition`);
+    }
+    const extra = assignments ? `, ${assignments}` : '';
+    const result = this.stmt(
+      `UPDATE files SET state = @to, updated_at = @now${extra} WHERE id = @id AND state = @from`,
+    ).run({ ...params, id, from, to, now: this.now() });
+    if (result.changes !== 1) throw new LedgerConflictError(id, from, to);
+    this.addHistory(id, from, to, detail);
+  }
+
+  private addHistory(fileId: number, from: FileState | null, to: FileState, detail: string): void {
+    this.stmt(`INSERT INTO history (file_id, from_state, to_state, at, detail) VALUES (?, ?, ?, ?, ?)`).run(
+      fileId,
+      from,
+      to,
+      this.now(),
+      detail,
+    );
+  }
+
+  private setStat(id: number, stat: FileStat): void {
+    this.stmt(`UPDATE files SET size_bytes = ?, mtime_ms = ?, inode = ?, updated_at = ? WHERE id = ?`).run(
+      stat.sizeBytes,
+      stat.mtimeMs,
+      stat.inode,
+      this.now(),
+      id,
+    );
+  }
+
+  private insertObject(fileId: number, object: ArchivedObject, now: number): void {
+    this.stmt(
+      `INSERT INTO objects (file_id, bucket, key, sha256, size_bytes, etag, version_id, checksum_sha256, found_by_head, recorded_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      fileId,
+      object.bucket,
+      object.key,
+      object.sha256,
+      object.sizeBytes,
+      object.etag ?? null,
+      object.versionId ?? null,
+      object.checksumSha256 ?? null,
+      object.foundByHead ? 1 : 0,
+      now,
+    );
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+}

@@ -1,0 +1,243 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { TargetConfig } from '../config.js';
+import { describeCause, errnoCode, SftppushError, SourceChangedError, StoreError } from '../errors.js';
+import type { ArchivedObject, ArchiveProof, ClaimedFile, Ledger } from '../ledger/ledger.js';
+import { sameStat } from '../ledger/observation.js';
+import type { ObjectStore } from '../s3/object-store.js';
+import { retryDelayMs } from './backoff.js';
+import { KeyLayoutError, objectKeyFor, objectMetadata } from './key-layout.js';
+import type { SourceFile, SourceFs, SourceStat } from './source-file.js';
+
+export type ArchiveLedger = Pick<
+  Ledger,
+  'markArchived' | 'requeue' | 'scheduleRetry' | 'markGone' | 'markQuarantined' | 'previousArchived'
+>;
+
+export interface ArchiveSettings {
+  readonly multipartThresholdBytes: number;
+  readonly partSizeBytes: number;
+  readonly maxBackoffSeconds: number;
+  readonly storageClass: string | undefined;
+}
+
+/** Everything one archive step touches, passed in so tests can put a fault anywhere. */
+export interface ArchiveDeps {
+  readonly ledger: ArchiveLedger;
+  readonly store: ObjectStore;
+  readonly source: SourceFs;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly random: () => number;
+  readonly settings: ArchiveSettings;
+  /** Looks up a claimed row's target by its path (as the ledger stores it). */
+  readonly targetFor: (targetPath: string) => TargetConfig | undefined;
+  /** The path changed while we held it: look at it again. */
+  readonly reobserve: (target: TargetConfig, relPath: string) => void;
+}
+
+export type ArchiveOutcome = 'archived' | 'duplicate' | 'requeued' | 'retry' | 'gone' | 'quarantined';
+
+/** The file vanished or is no longer a regular file: nothing left to archive. */
+class SourceGoneError extends SftppushError {
+  constructor(detail: string) {
+    super('E_SOURCE_GONE', detail);
+  }
+}
+
+/**
+ * Archives one claimed generation and records the outcome in the ledger. Never throws for a file's own
+ * problems (those become retry/gone/requeue rows); throws only when the ledger itself fails.
+ */
+export async function archiveClaimed(claim: ClaimedFile, deps: ArchiveDeps): Promise<ArchiveOutcome> {
+  const started = deps.now();
+  const log = deps.log.child({ path: claim.relPath, target: claim.target, generation: claim.generation });
+  const target = deps.targetFor(claim.target);
+  if (!target) {
+    return retry(claim, deps, log, `target ${claim.target} is no longer configured`);
+  }
+  try {
+    const outcome = await archive(claim, target, deps, log);
+    log.info({ state: outcome.state, ...outcome.fields, ms: deps.now() - started }, `file ${outcome.state}`);
+    return outcome.state;
+  } catch (error) {
+    return recordFailure(claim, deps, log, error);
+  }
+}
+
+interface Finished {
+  state: 'archived' | 'duplicate';
+  fields: Record<string, unknown>;
+}
+
+async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDeps, log: Logger): Promise<Finished> {
+  const absolutePath = path.join(target.path, claim.relPath);
+  const key = objectKeyFor(target.prefix, claim.relPath);
+  const file = await openSource(deps.source, absolutePath);
+  try {
+    const before = await file.stat();
+    if (!before.isFile) throw new SourceGoneError('no longer a regular file');
+    const content = await readContent(file, before, claim.relPath, deps.settings);
+
+    const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
+    if (previous?.sha256 === content.sha256) {
+      await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
+      finish(claim, deps, before, content.sha256, { kind: 'duplicate', duplicateOf: previous.id }, target);
+      return { state: 'duplicate', fields: { key, bytes: before.sizeBytes, duplicateOf: previous.id } };
+    }
+
+    const object = await putOnce(claim, target, key, before, content, deps, log);
+    await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
+    finish(claim, deps, before, content.sha256, { kind: 'uploaded', objects: [object] }, target);
+    return {
+      state: 'archived',
+      fields: { key, bytes: before.sizeBytes, versionId: object.versionId, foundByHead: object.foundByHead },
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+async function openSource(source: SourceFs, absolutePath: string): Promise<SourceFile> {
+  try {
+    return await source.open(absolutePath);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new SourceGoneError('vanished before it could be archived');
+    if (code === 'ELOOP') throw new SourceGoneError('replaced by a symlink, which is never followed');
+    throw error;
+  }
+}
+
+interface Content {
+  readonly sha256: string;
+  /** In memory (small files), or a factory for a verified second read (large files). */
+  readonly body: Buffer | (() => Readable);
+}
+
+/**
+ * Small files are read once: hashed in memory and sent from the same buffer, so the object is exactly the
+ * bytes hashed. Large files are hashed in a first pass and streamed in a second whose hash must match, or
+ * the upload is aborted before S3 completes it: a file written to meanwhile can never leave a torn object.
+ */
+async function readContent(file: SourceFile, before: SourceStat, relPath: string, settings: ArchiveSettings): Promise<Content> {
+  if (before.sizeBytes <= settings.multipartThresholdBytes) {
+    const buffer = await file.readAll(before.sizeBytes);
+    const after = await file.stat();
+    if (buffer.length !== before.sizeBytes || !sameStat(before, after)) {
+      throw new SourceChangedError(relPath, 'written to while being read');
+    }
+    return { sha256: createHash('sha256').update(buffer).digest('hex'), body: buffer };
+  }
+  const sha256 = await file.sha256();
+  return { sha256, body: () => file.stream().pipe(verifyingHash(sha256, relPath)) };
+}
+
+function verifyingHash(expected: string, relPath: string): Transform {
+  const hash = createHash('sha256');
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+    flush(callback) {
+      const actual = hash.digest('hex');
+      callback(actual === expected ? null : new SourceChangedError(relPath, 'content differs between hash and upload'));
+    },
+  });
+}
+
+/**
+ * Writes the object unless an earlier attempt already did. A first claim never HEADs (nothing can be there
+ * from us); a later claim may follow a crash between PUT and ledger commit, so it looks first.
+ */
+async function putOnce(
+  claim: ClaimedFile,
+  target: TargetConfig,
+  key: string,
+  stat: SourceStat,
+  content: Content,
+  deps: ArchiveDeps,
+  log: Logger,
+): Promise<ArchivedObject> {
+  const proof = { bucket: target.bucket, key, sha256: content.sha256, sizeBytes: stat.sizeBytes };
+  if (claim.attempts > 1) {
+    const head = await deps.store.head(target.bucket, key);
+    if (head?.metadata.sha256 === content.sha256 && head.sizeBytes === stat.sizeBytes) {
+      log.info({ key, versionId: head.versionId }, 'earlier attempt already stored this content: not writing again');
+      return { ...proof, etag: head.etag, versionId: head.versionId, checksumSha256: head.checksumSha256, foundByHead: true };
+    }
+  }
+  const stored = await deps.store.put({
+    bucket: target.bucket,
+    key,
+    body: Buffer.isBuffer(content.body) ? content.body : content.body(),
+    sizeBytes: stat.sizeBytes,
+    sha256: content.sha256,
+    metadata: objectMetadata({ relPath: claim.relPath, sha256: content.sha256, sourceSha256: content.sha256, mtimeMs: stat.mtimeMs }),
+    storageClass: deps.settings.storageClass,
+    partSizeBytes: deps.settings.partSizeBytes,
+  });
+  const expectedChecksum = Buffer.from(content.sha256, 'hex').toString('base64');
+  if (Buffer.isBuffer(content.body) && stored.checksumSha256 !== expectedChecksum) {
+    throw new StoreError('verify', `s3://${target.bucket}/${key}`, true, {
+      cause: new Error(`S3 answered checksum ${stored.checksumSha256 ?? 'none'}, expected ${expectedChecksum}`),
+    });
+  }
+  return { ...proof, ...stored, foundByHead: false };
+}
+
+/** Stat by path after the upload: a replaced or rewritten file must be archived again, not marked done. */
+async function assertUnchanged(source: SourceFs, absolutePath: string, before: SourceStat, relPath: string): Promise<void> {
+  const now = await source.stat(absolutePath);
+  // Vanished after a complete upload: its content is archived; the path's absence is the next observation.
+  if (now && !sameStat(before, now)) throw new SourceChangedError(relPath, 'changed during upload');
+}
+
+function finish(
+  claim: ClaimedFile,
+  deps: ArchiveDeps,
+  stat: SourceStat,
+  sha256: string,
+  proof: ArchiveProof,
+  target: TargetConfig,
+): void {
+  const { dirty } = deps.ledger.markArchived(claim.id, stat, sha256, proof);
+  if (dirty) deps.reobserve(target, claim.relPath);
+}
+
+function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error: unknown): ArchiveOutcome {
+  if (error instanceof SourceGoneError) {
+    log.warn({ state: 'gone', reason: error.message }, 'file gone before it was archived');
+    deps.ledger.markGone(claim.id, 'working', error.message);
+    return 'gone';
+  }
+  if (error instanceof SourceChangedError) {
+    log.info({ state: 'pending', reason: error.message }, 'file changed: queued again');
+    deps.ledger.requeue(claim.id, error.message);
+    return 'requeued';
+  }
+  if (error instanceof KeyLayoutError) {
+    log.error({ state: 'quarantined', reason: error.message }, 'file cannot be stored under its key');
+    deps.ledger.markQuarantined(claim.id, `${error.code}: ${error.message}`);
+    return 'quarantined';
+  }
+  return retry(claim, deps, log, describeFailure(error), error instanceof StoreError && !error.retryable);
+}
+
+function describeFailure(error: unknown): string {
+  if (error instanceof SftppushError) return `${error.code}: ${error.message}`;
+  const code = errnoCode(error);
+  return code ? `${code}: ${describeCause(error)}` : describeCause(error);
+}
+
+function retry(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, reason: string, needsOperator = false): 'retry' {
+  const delayMs = retryDelayMs(claim.attempts, deps.settings.maxBackoffSeconds, deps.random);
+  const fields = { state: 'retry', attempts: claim.attempts, retryInMs: delayMs, error: reason };
+  if (needsOperator) log.error(fields, 'archive failed: needs attention, will retry');
+  else log.warn(fields, 'archive failed: will retry');
+  deps.ledger.scheduleRetry(claim.id, reason, deps.now() + delayMs);
+  return 'retry';
+}

@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto';
+import { constants, promises as fsp, type Stats } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { errnoCode } from '../errors.js';
+import type { FileStat } from '../ledger/observation.js';
+
+export interface SourceStat extends FileStat {
+  readonly isFile: boolean;
+}
+
+/** An open source file. Reads always start at offset 0 and never move a shared position. */
+export interface SourceFile {
+  /** fstat of the open descriptor: the identity of the bytes being read, whatever the path now names. */
+  stat(): Promise<SourceStat>;
+  /** The whole content, for files small enough to hold in memory (one read, hashed and sent as is). */
+  readAll(sizeBytes: number): Promise<Buffer>;
+  /** Hex SHA-256 of the whole content. */
+  sha256(): Promise<string>;
+  /** A fresh stream of the whole content; the descriptor stays open. */
+  stream(): Readable;
+  close(): Promise<void>;
+}
+
+/** The filesystem as the worker sees it. */
+export interface SourceFs {
+  /** Opens a regular file without following a symlink. @throws the errno error (ENOENT: it vanished). */
+  open(path: string): Promise<SourceFile>;
+  /** Current stat of the path, or undefined if nothing is there now. */
+  stat(path: string): Promise<SourceStat | undefined>;
+}
+
+export function toSourceStat(stats: Stats): SourceStat {
+  return { sizeBytes: stats.size, mtimeMs: stats.mtimeMs, inode: stats.ino, isFile: stats.isFile() };
+}
+
+/** SourceFs on node:fs. */
+export const nodeSourceFs: SourceFs = {
+  async open(path) {
+    // O_NOFOLLOW: a symlink dropped by an SFTP user must never make us upload what it points at.
+    const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    return {
+      stat: async () => toSourceStat(await handle.stat()),
+      async readAll(sizeBytes) {
+        const buffer = Buffer.allocUnsafe(sizeBytes);
+        let filled = 0;
+        while (filled < sizeBytes) {
+          const { bytesRead } = await handle.read(buffer, filled, sizeBytes - filled, filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+        return filled === sizeBytes ? buffer : buffer.subarray(0, filled);
+      },
+      async sha256() {
+        const hash = createHash('sha256');
+        await pipeline(handle.createReadStream({ start: 0, autoClose: false }), hash);
+        return hash.digest('hex');
+      },
+      stream: () => handle.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 }),
+      close: () => handle.close(),
+    };
+  },
+  async stat(path) {
+    try {
+      return toSourceStat(await fsp.lstat(path));
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
+      throw error;
+    }
+  },
+};

@@ -1,0 +1,100 @@
+import type { Logger } from 'pino';
+import type { ClaimedFile, Ledger } from '../ledger/ledger.js';
+import type { ArchiveOutcome } from './archive-file.js';
+
+export interface WorkerPoolDeps {
+  readonly ledger: Pick<Ledger, 'claimNext' | 'nextRetryAt' | 'hasClaimableWork'>;
+  readonly archive: (claim: ClaimedFile) => Promise<ArchiveOutcome>;
+  readonly log: Logger;
+  readonly now: () => number;
+  /** Identifies this process's claims, so crash recovery leaves a live process's rows alone. */
+  readonly owner: string;
+  readonly concurrency: number;
+  /** The ledger itself failed (disk full, corrupt): the service must stop rather than spin. */
+  readonly onFatal: (error: unknown) => void;
+}
+
+/** Longest idle sleep: rows another process (a `reconcile` command) queued are noticed within this. */
+const IDLE_POLL_MS = 2000;
+
+/**
+ * `concurrency` loops that claim from the ledger and archive. Work reaches them only through the ledger;
+ * `wake()` is just a hint that saves them a poll interval.
+ */
+export class WorkerPool {
+  private stopping = false;
+  private loops: Promise<void>[] = [];
+  private inFlight = 0;
+  private sleepers: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly deps: WorkerPoolDeps) {}
+
+  start(): void {
+    this.loops = Array.from({ length: this.deps.concurrency }, (_, index) => this.runLoop(index));
+  }
+
+  /** New work may be claimable. */
+  wake(): void {
+    for (const sleeper of [...this.sleepers]) sleeper();
+  }
+
+  /** Resolves once nothing is claimable and no worker holds a file (retries not yet due are left). */
+  async drained(): Promise<void> {
+    while (this.inFlight > 0 || this.deps.ledger.hasClaimableWork()) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+  }
+
+  /** Stops claiming and waits for the files in hand to finish. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await Promise.all(this.loops);
+  }
+
+  get busy(): number {
+    return this.inFlight;
+  }
+
+  private async runLoop(index: number): Promise<void> {
+    while (!this.stopping) {
+      let claim: ClaimedFile | undefined;
+      try {
+        claim = this.deps.ledger.claimNext(this.deps.owner);
+        if (!claim) {
+          this.notifyIdle();
+          await this.sleep();
+          continue;
+        }
+        this.inFlight += 1;
+        await this.deps.archive(claim);
+      } catch (error) {
+        this.deps.log.fatal({ worker: index, error }, 'ledger failure: stopping');
+        this.stopping = true;
+        this.deps.onFatal(error);
+      } finally {
+        if (claim) this.inFlight -= 1;
+      }
+    }
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    if (this.inFlight === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
+  }
+
+  private async sleep(): Promise<void> {
+    const retryAt = this.deps.ledger.nextRetryAt();
+    const untilRetry = retryAt === undefined ? IDLE_POLL_MS : Math.max(10, retryAt - this.deps.now());
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.sleepers = this.sleepers.filter((sleeper) => sleeper !== done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(untilRetry, IDLE_POLL_MS));
+      this.sleepers.push(done);
+    });
+  }
+}

@@ -1,0 +1,82 @@
+import { CronJob } from 'cron';
+import type { Logger } from 'pino';
+import type { TargetConfig } from '../config.js';
+import { describeCause } from '../errors.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { Observer } from '../observe/observer.js';
+import { scanTree, type ScanTally } from './scanner.js';
+
+export interface ReconcilerDeps {
+  readonly targets: readonly TargetConfig[];
+  readonly observer: Observer;
+  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile'>;
+  readonly log: Logger;
+  readonly settleMs: number;
+  readonly now: () => number;
+}
+
+/**
+ * Full rescans of every target: at start, on the cron schedule, after an inotify overflow, on demand.
+ * Never two at once: a request during a scan is folded into one more scan right after it, because the
+ * running scan may already have passed the directory that prompted the request.
+ */
+export class Reconciler {
+  private running: Promise<ScanTally> | undefined;
+  private rerunReason: string | undefined;
+  private job: CronJob | undefined;
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Scans every target once (or joins the scan under way and the one queued after it). */
+  async scan(reason: string): Promise<ScanTally> {
+    if (this.running) {
+      this.rerunReason ??= reason;
+      const current = this.running;
+      await current.catch(() => undefined);
+      return this.running && this.running !== current ? this.running : current;
+    }
+    this.running = this.scanAll(reason);
+    try {
+      return await this.running;
+    } finally {
+      this.running = undefined;
+      const next = this.rerunReason;
+      this.rerunReason = undefined;
+      if (next !== undefined) void this.scan(next);
+    }
+  }
+
+  /** Starts the cron schedule. @throws Error when the expression is invalid (checked at start-up). */
+  startSchedule(expression: string): void {
+    this.job = CronJob.from({
+      cronTime: expression,
+      onTick: () => void this.scan('schedule'),
+      start: true,
+    });
+  }
+
+  stop(): void {
+    void this.job?.stop();
+  }
+
+  private async scanAll(reason: string): Promise<ScanTally> {
+    const runId = this.deps.ledger.beginReconcile(reason);
+    const started = this.deps.now();
+    const total: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };
+    try {
+      for (const target of this.deps.targets) {
+        const tally = await scanTree(target, '', this.deps.observer, this.deps);
+        total.filesSeen += tally.filesSeen;
+        total.filesQueued += tally.filesQueued;
+        total.filesWaiting += tally.filesWaiting;
+      }
+      this.deps.ledger.finishReconcile(runId, total);
+      this.deps.log.info({ reason, ...total, ms: this.deps.now() - started }, 'reconcile scan finished');
+      return total;
+    } catch (error) {
+      this.deps.ledger.finishReconcile(runId, total, describeCause(error));
+      this.deps.log.error({ reason, error: describeCause(error) }, 'reconcile scan failed');
+      throw error;
+    }
+  }
+}
