@@ -2,6 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config, TargetConfig } from './config.js';
+import { describeCause } from './errors.js';
 import { Ledger } from './ledger/ledger.js';
 import { Observer } from './observe/observer.js';
 import { archiveClaimed } from './pipeline/archive-file.js';
@@ -41,6 +42,7 @@ interface Core {
   pool: WorkerPool;
   reconciler: Reconciler;
   destroyClient: () => void;
+  checkCredentials: () => Promise<void>;
 }
 
 function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => void): Core {
@@ -86,7 +88,24 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
     settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
   });
-  return { ledger, observer, pool, reconciler, destroyClient: () => client.destroy() };
+  return {
+    ledger,
+    observer,
+    pool,
+    reconciler,
+    destroyClient: () => client.destroy(),
+    // Resolve once at start so a missing credential is one clear line, not a warning per file. Values never logged.
+    checkCredentials: async () => {
+      try {
+        await client.config.credentials();
+      } catch (error) {
+        log.error(
+          { error: describeCause(error) },
+          'no AWS credentials in the default chain (env, profile, instance role): uploads will retry until there are',
+        );
+      }
+    },
+  };
 }
 
 /**
@@ -115,6 +134,8 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
     'sftppush watching',
   );
   const stopped = waitForSignal(log);
+  warnAboutRuntime(log);
+  await core.checkCredentials();
   try {
     await Promise.race([reconciler.scan('startup'), fatal]);
     reconciler.startSchedule(config.reconcile.schedule);
@@ -143,6 +164,8 @@ export async function runReconcileOnce(config: Config, log: Logger): Promise<num
   const core = buildCore(config, log, (error) => (fatalError = error));
   const { ledger, observer, pool, reconciler } = core;
   try {
+    warnAboutRuntime(log);
+    await core.checkCredentials();
     pool.start();
     const tally = await reconciler.scan('command');
     observer.close(); // a one-shot run does not wait for fresh files to settle
@@ -155,6 +178,14 @@ export async function runReconcileOnce(config: Config, log: Logger): Promise<num
     await pool.stop();
     core.destroyClient();
     ledger.close();
+  }
+}
+
+/** Node 20 is past end of life; say so once, as a log line (the SDK's own warning is multi-line stderr). */
+function warnAboutRuntime(log: Logger): void {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 22) {
+    log.warn({ node: process.version }, 'Node.js 20 is past end of life: run sftppush on Node 24 LTS (see README)');
   }
 }
 
