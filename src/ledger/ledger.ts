@@ -157,7 +157,9 @@ export class Ledger {
           return 'updated';
         case 'requeue':
           this.setStat(latest!.id, stat);
-          this.move(latest!.id, 'retry', 'pending', 'changed while waiting to retry', 'attempts = 0');
+          // attempts is kept: an earlier attempt's PUT may have landed even though it reported failure,
+          // so the next claim must still HEAD before writing.
+          this.move(latest!.id, 'retry', 'pending', 'changed while waiting to retry');
           return 'queued';
         case 'mark-dirty':
           this.stmt(`UPDATE files SET dirty = 1 WHERE id = ?`).run(latest!.id);

@@ -62,7 +62,8 @@ async function observeEntry(
   tally.filesSeen += 1;
   const ageMs = options.now() - stat.mtimeMs;
   if (ageMs < options.settleMs) {
-    observer.observeWhenQuiet(target, relPath, Math.ceil(options.settleMs - ageMs), stat);
+    // A future mtime (a client's clock, touch -d) must not postpone the file by more than one settle period.
+    observer.observeWhenQuiet(target, relPath, Math.ceil(Math.min(options.settleMs - ageMs, options.settleMs)), stat);
     tally.filesWaiting += 1;
     return;
   }
