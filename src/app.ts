@@ -57,10 +57,9 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
   });
   const store = new S3Store(client);
   const targets = new Map<string, TargetConfig>(config.targets.map((t) => [t.path, t]));
-  // The pool is created below; the observer only needs to wake it.
-  let pool: WorkerPool | undefined;
-  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => pool?.wake() });
-  pool = new WorkerPool({
+  // Observer and pool refer to each other; the observer only calls wake() once the pool exists.
+  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => pool.wake() });
+  const pool: WorkerPool = new WorkerPool({
     ledger,
     log,
     now: Date.now,

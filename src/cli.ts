@@ -94,11 +94,11 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
   return program;
 }
 
-async function printStatus(
+function printStatus(
   pathArg: string | undefined,
   options: CommonOptions & { ledger?: string; json?: boolean; failed?: boolean },
   explicitConfig: boolean,
-): Promise<number> {
+): number {
   const config = options.ledger && !explicitConfig ? undefined : loadConfig(options.config, {}, { optional: false });
   const ledgerPath = options.ledger ?? config?.ledger.path ?? '';
   if (!existsSync(ledgerPath)) {
@@ -132,11 +132,13 @@ async function printStatus(
 
 /** argv -> command -> exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  let pending: Promise<number> | number = EXIT_OK;
-  const program = buildProgram((code) => (pending = code));
+  const outcome: { code: Promise<number> | number } = { code: EXIT_OK };
+  const program = buildProgram((code) => {
+    outcome.code = code;
+  });
   try {
-    await program.parseAsync(argv as string[], { from: 'user' });
-    return await pending;
+    await program.parseAsync(argv, { from: 'user' });
+    return await outcome.code;
   } catch (error) {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;

@@ -152,7 +152,7 @@ function readToml(file: string): Record<string, unknown> {
     throw new ConfigError(`${file}: cannot read config file (${errnoCode(error) ?? String(error)})`);
   }
   try {
-    return parseToml(text) as Record<string, unknown>;
+    return parseToml(text);
   } catch (error) {
     const where = error instanceof TomlError ? ` at line ${error.line}, column ${error.column}` : '';
     const first = error instanceof Error ? error.message.split('\n')[0] : String(error);
@@ -182,7 +182,7 @@ function applyOverrides(raw: Record<string, unknown>, overrides: ConfigOverrides
 
 function refuseLaterStageKeys(raw: Record<string, unknown>, file: string): void {
   for (const [key, feature] of Object.entries(LATER_STAGE_KEYS)) {
-    const [head, tail] = key.split('.') as [string, string | undefined];
+    const [head = '', tail] = key.split('.');
     const section = raw[head];
     const present = tail === undefined ? section !== undefined : isTable(section) && section[tail] !== undefined;
     if (present) throw new ConfigError(`${file}: ${key}: ${feature} is not supported yet`);

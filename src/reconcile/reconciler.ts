@@ -33,7 +33,7 @@ export class Reconciler {
       this.rerunReason ??= reason;
       const current = this.running;
       await current.catch(() => undefined);
-      return this.running && this.running !== current ? this.running : current;
+      return this.running !== undefined && this.running !== current ? this.running : current;
     }
     this.running = this.scanAll(reason);
     try {
