@@ -1,0 +1,456 @@
+// The ledger against a real SQLite file: migrations, the observe/claim rules, recovery, history and status.
+// The clock is injected, so backoff and ages are exact without sleeping.
+import Database from 'better-sqlite3';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { SftppushError } from '../../src/errors.js';
+import type { ArchiveProof, ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
+import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
+import type { FileStat } from '../../src/ledger/observation.js';
+import { ManualClock, MIGRATIONS_DIR, openTestLedger, tempDir } from '../support/fixtures.js';
+
+const TARGET = '/srv/sftp/incoming';
+const OWNER = 'pid:4242';
+
+/** A stat that differs from `stat(n)` for every other n. */
+function stat(n: number, inode = 1000 + n): FileStat {
+  return { sizeBytes: 100 + n, mtimeMs: 1_700_000_000_000 + n * 1000.5, inode };
+}
+
+interface Env {
+  dir: string;
+  clock: ManualClock;
+  ledger: Ledger;
+}
+
+function setup(t: TestContext): Env {
+  const dir = tempDir(t, 'sftppush-ledger');
+  const clock = new ManualClock();
+  return { dir, clock, ledger: openTestLedger(t, dir, clock.now) };
+}
+
+function claim(ledger: Ledger, owner = OWNER): ClaimedFile {
+  const claimed = ledger.claimNext(owner);
+  assert.ok(claimed, 'expected a claimable row');
+  return claimed;
+}
+
+function uploadedProof(key: string, sha256 = 'ab'.repeat(32)): ArchiveProof {
+  return {
+    kind: 'uploaded',
+    objects: [
+      {
+        bucket: 'b',
+        key,
+        sha256,
+        sizeBytes: 10,
+        etag: '"etag-1"',
+        versionId: 'v-1',
+        checksumSha256: Buffer.from(sha256, 'hex').toString('base64'),
+        foundByHead: false,
+      },
+    ],
+  };
+}
+
+/** Observes, claims and archives one path: the usual life of a generation. */
+function archiveOne(ledger: Ledger, relPath: string, s: FileStat, sha256 = 'ab'.repeat(32)): ClaimedFile {
+  assert.equal(ledger.observe(TARGET, relPath, s), 'queued');
+  const claimed = claim(ledger);
+  assert.equal(claimed.relPath, relPath);
+  ledger.markArchived(claimed.id, s, sha256, uploadedProof(relPath, sha256));
+  return claimed;
+}
+
+function generations(ledger: Ledger, relPath: string): { generation: number; state: string; attempts: number }[] {
+  return ledger.story(relPath, TARGET).generations.map(({ generation, state, attempts }) => ({ generation, state, attempts }));
+}
+
+function transitions(ledger: Ledger, relPath: string): string[] {
+  return ledger.story(relPath, TARGET).history.map((h) => `${h.fromState ?? '-'}>${h.toState}`);
+}
+
+function userVersion(file: string): number {
+  const db = new Database(file, { readonly: true });
+  try {
+    return Number(db.pragma('user_version', { simple: true }));
+  } finally {
+    db.close();
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  return error instanceof SftppushError ? error.code : undefined;
+}
+
+void describe('migrations', () => {
+  void test('a new ledger gets every migration once and user_version equals the number of migration files', (t) => {
+    const { dir, ledger } = setup(t);
+    const file = path.join(dir, 'ledger.db');
+    const migrationFiles = fs.readdirSync(MIGRATIONS_DIR).filter((name) => /^\d{4}_.*\.sql$/.test(name));
+    assert.ok(migrationFiles.length >= 1);
+    assert.equal(ledger.observe(TARGET, 'kept.csv', stat(1)), 'queued');
+    ledger.close();
+    assert.equal(userVersion(file), migrationFiles.length);
+  });
+
+  void test('reopening an up-to-date ledger applies nothing and keeps its rows', (t) => {
+    const { dir, clock, ledger } = setup(t);
+    const file = path.join(dir, 'ledger.db');
+    ledger.observe(TARGET, 'kept.csv', stat(1));
+    ledger.close();
+
+    const reopened = openTestLedger(t, dir, clock.now);
+    assert.deepEqual(generations(reopened, 'kept.csv'), [{ generation: 1, state: 'pending', attempts: 0 }]);
+    reopened.close();
+
+    const db = new Database(file);
+    t.after(() => db.close());
+    assert.deepEqual(applyMigrations(db, readMigrations(MIGRATIONS_DIR), file), []);
+  });
+
+  void test('a ledger written by a newer sftppush is refused with E_LEDGER_NEWER and left untouched', (t) => {
+    const dir = tempDir(t, 'sftppush-ledger');
+    const file = path.join(dir, 'ledger.db');
+    const newer = readMigrations(MIGRATIONS_DIR).length + 1;
+    const db = new Database(file);
+    db.pragma(`user_version = ${newer}`);
+    db.close();
+
+    assert.throws(
+      () => openTestLedger(t, dir),
+      (error: unknown) => errorCode(error) === 'E_LEDGER_NEWER' && String(error).includes(file),
+    );
+    assert.equal(userVersion(file), newer);
+  });
+});
+
+void describe('observe', () => {
+  void test('a new path is queued as generation 1, pending', (t) => {
+    const { ledger } = setup(t);
+    assert.equal(ledger.observe(TARGET, 'a/new.csv', stat(1)), 'queued');
+    assert.deepEqual(generations(ledger, 'a/new.csv'), [{ generation: 1, state: 'pending', attempts: 0 }]);
+  });
+
+  void test('the same stat observed again changes nothing', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'same.csv', stat(1));
+    assert.equal(ledger.observe(TARGET, 'same.csv', stat(1)), 'unchanged');
+    assert.equal(ledger.story('same.csv').history.length, 1);
+  });
+
+  void test('a change while still pending updates the row in place: still one row, with the new stat', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'growing.csv', stat(1));
+    assert.equal(ledger.observe(TARGET, 'growing.csv', stat(2)), 'updated');
+    const rows = ledger.story('growing.csv').generations;
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]?.sizeBytes, stat(2).sizeBytes);
+    assert.equal(rows[0]?.mtimeMs, stat(2).mtimeMs);
+    assert.equal(rows[0]?.state, 'pending');
+  });
+
+  void test('a change after the path was archived queues generation 2; the archived generation stays', (t) => {
+    const { ledger } = setup(t);
+    archiveOne(ledger, 'report.csv', stat(1));
+    assert.equal(ledger.observe(TARGET, 'report.csv', stat(1)), 'unchanged');
+    assert.equal(ledger.observe(TARGET, 'report.csv', stat(2)), 'queued');
+    assert.deepEqual(generations(ledger, 'report.csv'), [
+      { generation: 1, state: 'archived', attempts: 1 },
+      { generation: 2, state: 'pending', attempts: 0 },
+    ]);
+  });
+
+  void test('a change while a worker holds the row marks it dirty, and markArchived reports it', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'busy.csv', stat(1));
+    const claimed = claim(ledger);
+    assert.equal(ledger.observe(TARGET, 'busy.csv', stat(2)), 'dirty');
+    // No second active generation: a second upload must never race the first to the same key.
+    assert.equal(ledger.story('busy.csv').generations.length, 1);
+    assert.deepEqual(ledger.markArchived(claimed.id, stat(1), 'cd'.repeat(32), uploadedProof('busy.csv')), { dirty: true });
+  });
+
+  void test('an unchanged path while a worker holds it is not dirty', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'calm.csv', stat(1));
+    const claimed = claim(ledger);
+    assert.equal(ledger.observe(TARGET, 'calm.csv', stat(1)), 'unchanged');
+    assert.deepEqual(ledger.markArchived(claimed.id, stat(1), 'cd'.repeat(32), uploadedProof('calm.csv')), { dirty: false });
+  });
+
+  void test('a retrying row whose file changed is pending again at once, keeping its attempts so the next claim HEADs', (t) => {
+    const { clock, ledger } = setup(t);
+    ledger.observe(TARGET, 'flaky.csv', stat(1));
+    const first = claim(ledger);
+    ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: boom', clock.now() + 60_000);
+    assert.equal(ledger.observe(TARGET, 'flaky.csv', stat(2)), 'queued');
+    const [row] = ledger.story('flaky.csv').generations;
+    assert.equal(row?.state, 'pending');
+    assert.equal(row?.sizeBytes, stat(2).sizeBytes);
+    assert.equal(ledger.story('flaky.csv').generations.length, 1);
+    // Claimable now, not at the old backoff deadline; and attempts > 1, because the failed PUT may have landed.
+    const again = claim(ledger);
+    assert.equal(again.id, first.id);
+    assert.equal(again.attempts, 2);
+  });
+
+  void test('a path that was gone and reappears is a new generation, even with the same stat', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'ghost.csv', stat(1));
+    const [row] = ledger.story('ghost.csv').generations;
+    ledger.markGone(row!.id, 'pending', 'vanished before it could be archived');
+    assert.equal(ledger.observe(TARGET, 'ghost.csv', stat(1)), 'queued');
+    assert.deepEqual(generations(ledger, 'ghost.csv'), [
+      { generation: 1, state: 'gone', attempts: 0 },
+      { generation: 2, state: 'pending', attempts: 0 },
+    ]);
+  });
+});
+
+void describe('claimNext', () => {
+  void test('claims pending rows first-in first-out, counting an attempt and recording the owner', (t) => {
+    const { ledger } = setup(t);
+    for (const [n, name] of ['first.csv', 'second.csv', 'third.csv'].entries()) ledger.observe(TARGET, name, stat(n));
+    // A later change to the first path does not move it to the back of the queue.
+    ledger.observe(TARGET, 'first.csv', stat(9));
+    const claimed = [claim(ledger, 'pid:1'), claim(ledger, 'pid:2'), claim(ledger, 'pid:3')];
+    assert.deepEqual(claimed.map((c) => c.relPath), ['first.csv', 'second.csv', 'third.csv']);
+    assert.deepEqual(claimed.map((c) => c.attempts), [1, 1, 1]);
+    assert.equal(ledger.claimNext('pid:4'), undefined);
+
+    const owners: string[] = [];
+    ledger.recoverAbandoned((owner) => (owners.push(owner), true));
+    assert.deepEqual(owners.sort(), ['pid:1', 'pid:2', 'pid:3']);
+  });
+
+  void test('a claim carries the stat the ledger holds and the target it belongs to', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'sub/dir/x.csv', stat(3));
+    const claimed = claim(ledger);
+    assert.equal(claimed.target, TARGET);
+    assert.equal(claimed.generation, 1);
+    assert.deepEqual({ sizeBytes: claimed.sizeBytes, mtimeMs: claimed.mtimeMs, inode: claimed.inode }, stat(3));
+  });
+
+  void test('a retry is claimed only once its backoff has passed, and then before older pending rows', (t) => {
+    const { clock, ledger } = setup(t);
+    ledger.observe(TARGET, 'retrying.csv', stat(1));
+    const first = claim(ledger);
+    ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: down', clock.now() + 5000);
+    assert.equal(ledger.claimNext(OWNER), undefined);
+    assert.equal(ledger.hasClaimableWork(), false);
+    assert.equal(ledger.nextRetryAt(), clock.now() + 5000);
+
+    ledger.observe(TARGET, 'waiting.csv', stat(2));
+    clock.advance(4999);
+    assert.equal(claim(ledger).relPath, 'waiting.csv');
+    assert.equal(ledger.claimNext(OWNER), undefined);
+
+    clock.advance(1);
+    ledger.observe(TARGET, 'later.csv', stat(3));
+    const retried = claim(ledger);
+    assert.equal(retried.relPath, 'retrying.csv');
+    assert.equal(retried.attempts, 2);
+    assert.equal(claim(ledger).relPath, 'later.csv');
+  });
+
+  void test('two ledger handles on one file (two processes) never claim the same row', (t) => {
+    const { dir, clock, ledger } = setup(t);
+    const other = openTestLedger(t, dir, clock.now);
+    for (let n = 0; n < 10; n += 1) ledger.observe(TARGET, `f${n}.csv`, stat(n));
+    const ids: number[] = [];
+    for (let turn = 0; ; turn += 1) {
+      const claimed = (turn % 2 === 0 ? ledger : other).claimNext(`pid:${turn % 2}`);
+      if (!claimed) break;
+      ids.push(claimed.id);
+    }
+    assert.equal(ids.length, 10);
+    assert.equal(new Set(ids).size, 10);
+  });
+});
+
+void describe('recoverAbandoned', () => {
+  void test('rows held by a dead owner are pending again; a live owner keeps its rows', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'dead.csv', stat(1));
+    ledger.observe(TARGET, 'live.csv', stat(2));
+    claim(ledger, 'pid:dead');
+    claim(ledger, 'pid:live');
+
+    assert.equal(ledger.recoverAbandoned((owner) => owner === 'pid:live'), 1);
+    assert.equal(ledger.story('dead.csv').generations[0]?.state, 'pending');
+    assert.equal(ledger.story('live.csv').generations[0]?.state, 'working');
+    assert.match(ledger.story('dead.csv').history.at(-1)?.detail ?? '', /pid:dead/);
+
+    // The recovered row's next claim is its second attempt: the archiver HEADs before writing.
+    const again = claim(ledger, 'pid:new');
+    assert.equal(again.relPath, 'dead.csv');
+    assert.equal(again.attempts, 2);
+  });
+});
+
+void describe('history and transitions', () => {
+  void test('every transition is a history row, in order, and the story tells it', (t) => {
+    const { clock, ledger } = setup(t);
+    ledger.observe(TARGET, 'life.csv', stat(1));
+    const first = claim(ledger);
+    ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: down', clock.now() + 1000);
+    clock.advance(1000);
+    const second = claim(ledger);
+    ledger.requeue(second.id, 'changed during upload');
+    const third = claim(ledger);
+    ledger.markArchived(third.id, stat(1), 'ab'.repeat(32), uploadedProof('life.csv'));
+
+    assert.deepEqual(transitions(ledger, 'life.csv'), [
+      '->pending',
+      'pending>working',
+      'working>retry',
+      'retry>working',
+      'working>pending',
+      'pending>working',
+      'working>archived',
+    ]);
+    const history = ledger.story('life.csv').history;
+    assert.ok(history.every((h, i) => i === 0 || h.at >= history[i - 1]!.at), 'history times never go backwards');
+    assert.match(history[2]?.detail ?? '', /E_S3_RETRYABLE/);
+  });
+
+  void test('an illegal transition throws E_ILLEGAL_TRANSITION and changes nothing', (t) => {
+    const { ledger } = setup(t);
+    const archived = archiveOne(ledger, 'done.csv', stat(1));
+    const before = transitions(ledger, 'done.csv');
+    assert.throws(
+      () => ledger.markGone(archived.id, 'archived', 'no'),
+      (error: unknown) => errorCode(error) === 'E_ILLEGAL_TRANSITION',
+    );
+    assert.deepEqual(transitions(ledger, 'done.csv'), before);
+    assert.equal(ledger.story('done.csv').generations[0]?.state, 'archived');
+  });
+
+  void test('reporting an outcome for a row not in the expected state is a conflict, not a silent overwrite', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'notmine.csv', stat(1));
+    const [row] = ledger.story('notmine.csv').generations;
+    assert.throws(
+      () => ledger.requeue(row!.id, 'changed'),
+      (error: unknown) => errorCode(error) === 'E_LEDGER_CONFLICT',
+    );
+    assert.deepEqual(transitions(ledger, 'notmine.csv'), ['->pending']);
+  });
+});
+
+void describe('status, failures and story', () => {
+  void test('status counts every state, the oldest unfinished row\'s age and the last successful reconcile', (t) => {
+    const { clock, ledger } = setup(t);
+    assert.deepEqual(ledger.status(), {
+      counts: { pending: 0, working: 0, retry: 0, archived: 0, quarantined: 0, gone: 0 },
+      oldestPendingSeconds: 0,
+      lastReconcile: null,
+    });
+
+    archiveOne(ledger, 'archived.csv', stat(0));
+    clock.advance(10_000);
+    for (const [n, name] of ['working.csv', 'retry.csv', 'quarantined.csv', 'gone.csv', 'pending.csv'].entries()) {
+      ledger.observe(TARGET, name, stat(n + 1));
+    }
+    const working = claim(ledger);
+    ledger.scheduleRetry(claim(ledger).id, 'E_S3: denied', clock.now() + 60_000);
+    ledger.markQuarantined(claim(ledger).id, 'E_KEY_LAYOUT: too long');
+    ledger.markGone(claim(ledger).id, 'working', 'vanished');
+    assert.equal(working.relPath, 'working.csv');
+
+    clock.advance(90_000);
+    const run = ledger.beginReconcile('startup');
+    clock.advance(500);
+    ledger.finishReconcile(run, { filesSeen: 6, filesQueued: 1 });
+    const finishedAt = clock.now();
+    clock.advance(1000);
+    ledger.finishReconcile(ledger.beginReconcile('cron'), { filesSeen: 0, filesQueued: 0 }, 'EACCES: scan failed');
+
+    const summary = ledger.status();
+    assert.deepEqual(summary.counts, { pending: 1, working: 1, retry: 1, archived: 1, quarantined: 1, gone: 1 });
+    // The archived row is older but finished; the oldest unfinished rows were created 91.5 s ago.
+    assert.equal(summary.oldestPendingSeconds, 92);
+    // A failed run is not the last reconcile an operator can rely on.
+    assert.equal(summary.lastReconcile, new Date(finishedAt).toISOString());
+  });
+
+  void test('failures lists retrying, quarantined and gone rows, most recently changed first', (t) => {
+    const { clock, ledger } = setup(t);
+    archiveOne(ledger, 'fine.csv', stat(0));
+    for (const [n, name] of ['r.csv', 'q.csv', 'g.csv', 'p.csv'].entries()) ledger.observe(TARGET, name, stat(n + 1));
+    ledger.scheduleRetry(claim(ledger).id, 'E_S3_RETRYABLE: slow down', clock.now() + 1000);
+    clock.advance(10);
+    ledger.markQuarantined(claim(ledger).id, 'E_KEY_LAYOUT: too long');
+    clock.advance(10);
+    ledger.markGone(claim(ledger).id, 'working', 'vanished before it could be archived');
+
+    const failures = ledger.failures(10);
+    assert.deepEqual(
+      failures.map((f) => [f.relPath, f.state, f.lastError]),
+      [
+        ['g.csv', 'gone', 'vanished before it could be archived'],
+        ['q.csv', 'quarantined', 'E_KEY_LAYOUT: too long'],
+        ['r.csv', 'retry', 'E_S3_RETRYABLE: slow down'],
+      ],
+    );
+    assert.equal(ledger.failures(1).length, 1);
+  });
+
+  void test('story finds a path on any target, or on one target when named, with its objects', (t) => {
+    const { ledger } = setup(t);
+    const otherTarget = '/srv/sftp/other';
+    archiveOne(ledger, 'shared/name.csv', stat(1), '11'.repeat(32));
+    ledger.observe(otherTarget, 'shared/name.csv', stat(2));
+
+    const everywhere = ledger.story('shared/name.csv');
+    assert.deepEqual(everywhere.generations.map((g) => g.target).sort(), [otherTarget, TARGET].sort());
+    const one = ledger.story('shared/name.csv', TARGET);
+    assert.equal(one.generations.length, 1);
+    assert.deepEqual(
+      one.objects.map(({ key, sha256, etag, versionId, checksumSha256, foundByHead }) => ({
+        key,
+        sha256,
+        etag,
+        versionId,
+        checksumSha256,
+        foundByHead,
+      })),
+      [
+        {
+          key: 'shared/name.csv',
+          sha256: '11'.repeat(32),
+          etag: '"etag-1"',
+          versionId: 'v-1',
+          checksumSha256: Buffer.from('11'.repeat(32), 'hex').toString('base64'),
+          foundByHead: false,
+        },
+      ],
+    );
+    assert.deepEqual(ledger.story('no/such.csv'), { generations: [], history: [], objects: [] });
+  });
+
+  void test('a duplicate proof archives the generation with duplicate_of and records no object', (t) => {
+    const { ledger } = setup(t);
+    const sha = 'ee'.repeat(32);
+    const first = archiveOne(ledger, 'again.csv', stat(1), sha);
+    assert.equal(ledger.observe(TARGET, 'again.csv', stat(2)), 'queued');
+    assert.deepEqual(ledger.previousArchived(TARGET, 'again.csv', 2), { id: first.id, sha256: sha });
+    const second = claim(ledger);
+    ledger.markArchived(second.id, stat(2), sha, { kind: 'duplicate', duplicateOf: first.id });
+
+    const story = ledger.story('again.csv');
+    assert.deepEqual(
+      story.generations.map((g) => [g.generation, g.state, g.sha256, g.duplicateOf]),
+      [
+        [1, 'archived', sha, null],
+        [2, 'archived', sha, first.id],
+      ],
+    );
+    assert.deepEqual(story.objects.map((o) => o.fileId), [first.id]);
+    assert.match(story.history.at(-1)?.detail ?? '', new RegExp(`#${first.id}`));
+  });
+});

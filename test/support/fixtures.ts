@@ -1,0 +1,107 @@
+// Shared helpers for integration tests: real temp directories, a real ledger file, a silent logger, and a
+// wait-until-with-deadline so tests wait on conditions rather than on fixed sleeps.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import type { TargetConfig } from '../../src/config.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import type { FileStat } from '../../src/ledger/observation.js';
+
+/** The repository's migrations/: dist/test/support/ is three levels below the repository root. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url));
+
+/** Logs nothing: outcomes are asserted through the ledger and S3, not through log lines. */
+export const silentLog: Logger = pino({ level: 'silent' });
+
+/** A fresh directory under the system temp dir, removed when the test (or suite) ends. */
+export function tempDir(t: Pick<TestContext, 'after'>, label = 'sftppush'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A clock the test moves by hand, so backoff and ages are exact. */
+export class ManualClock {
+  constructor(public ms = Date.parse('2030-01-01T00:00:00Z')) {}
+  readonly now = (): number => this.ms;
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+/** Opens a real SQLite ledger in `dir` with the repository's migrations; closed when the test ends. */
+export function openTestLedger(
+  t: Pick<TestContext, 'after'>,
+  dir: string,
+  now?: () => number,
+  file = 'ledger.db',
+): Ledger {
+  const ledger = Ledger.open(path.join(dir, file), { migrationsDir: MIGRATIONS_DIR, ...(now ? { now } : {}) });
+  t.after(() => ledger.close());
+  return ledger;
+}
+
+/** A target as loadConfig would build it, with test defaults. */
+export function targetConfig(overrides: Partial<TargetConfig> & Pick<TargetConfig, 'path'>): TargetConfig {
+  return { ignore: [], bucket: 'sftppush-test', prefix: '', quietMs: 0, ...overrides };
+}
+
+/** The ledger's identity triple for a path, as the watcher and scanner would observe it. */
+export function statOf(file: string): FileStat {
+  const stats = fs.lstatSync(file);
+  return { sizeBytes: stats.size, mtimeMs: stats.mtimeMs, inode: stats.ino };
+}
+
+/** Writes `content` at `relPath` under `root` (creating parent directories) and returns the absolute path. */
+export function writeFile(root: string, relPath: string, content: string | Buffer): string {
+  const file = path.join(root, relPath);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+/** Deterministic pseudo-random bytes (no two 4-byte blocks alike), so a large file's parts all differ. */
+export function patternBytes(size: number, seed = 1): Buffer {
+  const buffer = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let offset = 0; offset + 4 <= size; offset += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buffer.writeUInt32LE(x >>> 0, offset);
+  }
+  return buffer;
+}
+
+/**
+ * Polls `predicate` until it holds or `deadlineMs` passes; then fails naming `what`. For conditions that
+ * become true asynchronously (a pool archiving a file): the test never depends on a guessed sleep.
+ */
+export async function waitUntil(
+  what: string,
+  predicate: () => boolean | Promise<boolean>,
+  deadlineMs = 10_000,
+  pollMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/** Rejects with a clear message if `promise` does not settle within `deadlineMs` (a hang fails fast). */
+export async function withDeadline<T>(what: string, promise: Promise<T>, deadlineMs = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)), deadlineMs);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
