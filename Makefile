@@ -1,4 +1,6 @@
 # Two entry points for people: `make demo` and `make test`. Everything else is a step they depend on.
+# They run on the machine's node. With NODE=24 (`make test NODE=24`) the same targets run on the pinned Node 24 LTS
+# instead, in a separate copy of the sources with its own node_modules and native builds: see scripts/node24.sh.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 NODE_BIN ?= node
@@ -6,8 +8,22 @@ TEST_FILES = $(shell find dist/test -name '*.test.js' | sort)
 
 .PHONY: install build lint test unit demo clean
 
+# npm sets NODE to its node's path in the scripts it runs (`npm test`): only NODE=24, or NODE given to make, selects.
+ifeq ($(NODE),24)
+
+install build lint test unit demo:
+	MAKE="$(MAKE)" scripts/node24.sh make $@
+
+# Drops Node 24's copy of the sources, its node_modules and builds; keeps the fetched Node 24 (.tools/node-24).
+clean:
+	rm -rf .tools/node24-work
+
+else ifneq ($(and $(NODE),$(filter command line,$(origin NODE))),)
+$(error NODE=$(NODE): leave NODE out for the machine's node ($(shell node --version)), or say NODE=24)
+else
+
 # npm ci only when the lockfile changed since the last install: repeat runs stay fast.
-node_modules/.installed: package-lock.json package.json binding.gyp $(wildcard native/*.cc)
+node_modules/.installed: package-lock.json package.json $(wildcard binding.gyp native/*.cc native/*.h)
 	npm ci --no-audit --no-fund
 	touch $@
 
@@ -30,3 +46,5 @@ demo: build
 
 clean:
 	rm -rf dist build node_modules var
+
+endif
