@@ -1,0 +1,302 @@
+// One contract, two stores: every behaviour the pipeline relies on is checked against S3Store on a real
+// moto_server and against MemoryStore, so unit tests built on MemoryStore stand for the real thing.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+
+import { SourceChangedError, StoreError } from '../../src/errors.js';
+import { MemoryStore } from '../../src/s3/memory-store.js';
+import type { ObjectStore, PutObjectRequest } from '../../src/s3/object-store.js';
+import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
+import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
+
+const MIB = 1024 * 1024;
+const PART_SIZE = 5 * MIB;
+const BUCKET = 'contract';
+
+/** A store under test plus a back door to what it really holds (not part of ObjectStore). */
+interface Subject {
+  readonly store: ObjectStore;
+  /** Version ids of one key, in any order. */
+  versionIds(key: string): Promise<string[]>;
+  /** The latest version's bytes. */
+  latestBytes(key: string): Promise<Buffer>;
+}
+
+interface SubjectFactory {
+  readonly name: string;
+  /** True when the store itself checks x-amz-checksum-sha256 against the bytes. */
+  readonly verifiesChecksum: boolean;
+  open(): Promise<Subject & { close(): Promise<void> }>;
+}
+
+const memory: SubjectFactory = {
+  name: 'MemoryStore',
+  verifiesChecksum: true,
+  open() {
+    const store = new MemoryStore({ buckets: [BUCKET] });
+    return Promise.resolve({
+      store,
+      versionIds: (key) => Promise.resolve(store.versions(BUCKET, key).map((v) => v.versionId)),
+      latestBytes: (key) => Promise.resolve(store.versions(BUCKET, key).at(-1)?.body ?? Buffer.alloc(0)),
+      close: () => Promise.resolve(),
+    });
+  },
+};
+
+// moto echoes x-amz-checksum-sha256 without checking it against the body, so "a wrong checksum is rejected"
+// cannot be asserted against it; real S3 rejects with BadDigest, which MemoryStore imitates and is tested for.
+const moto: SubjectFactory = {
+  name: 'S3Store on moto',
+  verifiesChecksum: false,
+  async open() {
+    const server: MotoServer = await startMoto();
+    await server.createBucket(BUCKET);
+    const client = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4 });
+    return {
+      store: new S3Store(client),
+      versionIds: async (key) => (await listVersions(server.client, BUCKET, key)).filter((v) => v.key === key).map((v) => v.versionId),
+      latestBytes: async (key) => (await getObject(server.client, BUCKET, key)).body,
+      async close() {
+        client.destroy();
+        await server.stop();
+      },
+    };
+  },
+};
+
+function sha256Hex(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function base64Sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('base64');
+}
+
+/** A put of a whole buffer, as the pipeline sends small files: its true sha256 and size. */
+function bufferPut(key: string, body: Buffer, metadata: Record<string, string> = {}): PutObjectRequest {
+  const sha256 = sha256Hex(body);
+  return { bucket: BUCKET, key, body, sizeBytes: body.length, sha256, metadata: { sha256, ...metadata }, partSizeBytes: PART_SIZE };
+}
+
+/** A put of a stream, as the pipeline sends large files. */
+function streamPut(key: string, body: Readable, content: Buffer): PutObjectRequest {
+  return { ...bufferPut(key, content), body };
+}
+
+/** The content in 1 MiB chunks, as a file read stream delivers it. */
+function chunksOf(content: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let offset = 0; offset < content.length; offset += MIB) chunks.push(content.subarray(offset, offset + MIB));
+  return chunks;
+}
+
+/** Yields `goodBytes` of content, then fails the way a source stream does (e.g. a verify-on-read mismatch). */
+function failingStream(content: Buffer, goodBytes: number, error: Error): Readable {
+  return Readable.from(
+    (async function* () {
+      yield* chunksOf(content.subarray(0, goodBytes));
+      await Promise.resolve();
+      throw error;
+    })(),
+  );
+}
+
+async function assertRejectsWithStoreError(promise: Promise<unknown>, expected: { retryable?: boolean } = {}): Promise<StoreError> {
+  let caught: unknown;
+  await assert.rejects(promise, (error) => {
+    caught = error;
+    return true;
+  });
+  assert.ok(caught instanceof StoreError, `expected a StoreError, got ${String(caught)}`);
+  if (expected.retryable !== undefined) assert.equal(caught.retryable, expected.retryable, caught.message);
+  return caught;
+}
+
+const large = randomBytes(11 * MIB + 12_345);
+
+for (const factory of [memory, moto]) {
+  void describe(`ObjectStore contract: ${factory.name}`, () => {
+    let subject: Subject & { close(): Promise<void> };
+    before(async () => {
+      subject = await factory.open();
+    });
+    after(async () => {
+      await subject?.close();
+    });
+
+    void test('a buffer put is answered with its checksum, and head returns its size, metadata and version', async () => {
+      const body = Buffer.from('id,amount\n1,42\n');
+      const put = await subject.store.put(bufferPut('buffer/one.csv', body));
+      assert.ok(put.versionId, 'versioned bucket: put returns a version id');
+      assert.equal(put.checksumSha256, base64Sha256(body));
+      assert.match(put.etag ?? '', /^"[0-9a-f]{32}"$/);
+
+      const head = await subject.store.head(BUCKET, 'buffer/one.csv');
+      assert.ok(head);
+      assert.equal(head.sizeBytes, body.length);
+      assert.equal(head.metadata.sha256, sha256Hex(body));
+      assert.equal(head.versionId, put.versionId);
+      assert.equal(head.etag, put.etag);
+      assert.deepEqual(await subject.latestBytes('buffer/one.csv'), body);
+    });
+
+    void test('two puts to one key make two distinct versions, and head answers the latest', async () => {
+      const first = await subject.store.put(bufferPut('twice/a.csv', Buffer.from('first\n')));
+      const second = await subject.store.put(bufferPut('twice/a.csv', Buffer.from('second, longer\n')));
+      assert.notEqual(first.versionId, second.versionId);
+      assert.deepEqual((await subject.versionIds('twice/a.csv')).sort(), [first.versionId, second.versionId].sort());
+      const head = await subject.store.head(BUCKET, 'twice/a.csv');
+      assert.equal(head?.versionId, second.versionId);
+      assert.equal(head?.sizeBytes, 'second, longer\n'.length);
+    });
+
+    void test('head of a key that was never written is undefined, not an error', async () => {
+      assert.equal(await subject.store.head(BUCKET, 'never/written.csv'), undefined);
+    });
+
+    void test('a stream larger than a part is stored as exactly those bytes', async () => {
+      const put = await subject.store.put(streamPut('large/eleven.bin', Readable.from(chunksOf(large)), large));
+      assert.ok(put.versionId);
+      // The pipeline's proof that S3 checked the parts (real S3 answers `…-N`; MemoryStore the whole object's).
+      assert.ok(put.checksumSha256, 'a multipart put answers with a checksum');
+      const head = await subject.store.head(BUCKET, 'large/eleven.bin');
+      assert.equal(head?.sizeBytes, large.length);
+      assert.equal(head?.metadata.sha256, sha256Hex(large));
+      assert.equal(head?.versionId, put.versionId);
+      const stored = await subject.latestBytes('large/eleven.bin');
+      assert.equal(stored.length, large.length);
+      assert.ok(stored.equals(large), 'stored bytes differ from the stream sent');
+      assert.deepEqual(await subject.versionIds('large/eleven.bin'), [put.versionId]);
+    });
+
+    void test('a stream smaller than a part is stored as exactly those bytes', async () => {
+      const small = Buffer.from('just a few bytes, streamed\n');
+      await subject.store.put(streamPut('small/streamed.txt', Readable.from([small]), small));
+      assert.equal((await subject.store.head(BUCKET, 'small/streamed.txt'))?.sizeBytes, small.length);
+      assert.deepEqual(await subject.latestBytes('small/streamed.txt'), small);
+    });
+
+    void test('a stream that fails midway with an I/O error rejects with a retryable StoreError keeping the cause, and adds no version', async () => {
+      const key = 'large/torn.bin';
+      const earlier = await subject.store.put(bufferPut(key, Buffer.from('the earlier complete version\n')));
+      const cause = Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+      const error = await assertRejectsWithStoreError(subject.store.put(streamPut(key, failingStream(large, 6 * MIB, cause), large)), {
+        retryable: true,
+      });
+      assert.equal(error.cause, cause, `cause lost: ${error.message}`);
+      assert.deepEqual(await subject.versionIds(key), [earlier.versionId]);
+      assert.equal((await subject.store.head(BUCKET, key))?.versionId, earlier.versionId);
+    });
+
+    void test('a stream that fails with our own SourceChangedError rejects with that very error, not a StoreError', async () => {
+      // The pipeline requeues a changed source (pending) but retries an S3 failure: the store must not blur them.
+      const key = 'large/changed.bin';
+      const cause = new SourceChangedError(key, 'content differs between hash and upload');
+      await assert.rejects(subject.store.put(streamPut(key, failingStream(large, 6 * MIB, cause), large)), (error) => error === cause);
+      assert.deepEqual(await subject.versionIds(key), []);
+    });
+
+    void test('a stream that fails after its last byte (a verify-on-read hash mismatch) adds no version', async () => {
+      // archive-file's verifying hash fails in flush, after every byte went by: the upload must still not complete.
+      // 10 MiB is exactly two parts, so the last part is full before the stream reports its error.
+      const key = 'large/late-failure.bin';
+      const content = large.subarray(0, 2 * PART_SIZE);
+      const cause = new SourceChangedError(key, 'content differs between hash and upload');
+      await assert.rejects(subject.store.put(streamPut(key, failingStream(content, content.length, cause), content)), (error) => error === cause);
+      assert.deepEqual(await subject.versionIds(key), []);
+      assert.equal(await subject.store.head(BUCKET, key), undefined);
+    });
+
+    void test('a key with spaces and non-ASCII characters round-trips', async () => {
+      const key = 'Überweisungen 2024/März Bericht – 日本.csv';
+      const body = Buffer.from('ä,ö,ü\n');
+      const put = await subject.store.put(bufferPut(key, body));
+      const head = await subject.store.head(BUCKET, key);
+      assert.equal(head?.versionId, put.versionId);
+      assert.equal(head?.sizeBytes, body.length);
+      assert.deepEqual(await subject.latestBytes(key), body);
+    });
+
+    void test('metadata is returned exactly as given', async () => {
+      const metadata = {
+        source: encodeURI('in/März bericht.csv'),
+        'source-sha256': 'ab'.repeat(32),
+        'source-mtime': '2024-03-01T12:34:56.789Z',
+      };
+      const body = Buffer.from('meta\n');
+      await subject.store.put(bufferPut('meta/m.csv', body, metadata));
+      const head = await subject.store.head(BUCKET, 'meta/m.csv');
+      assert.deepEqual(head?.metadata, { sha256: sha256Hex(body), ...metadata });
+    });
+
+    void test('a put to a bucket that does not exist rejects with a StoreError that is not retryable', async () => {
+      const request = { ...bufferPut('x.csv', Buffer.from('x\n')), bucket: 'no-such-bucket' };
+      await assertRejectsWithStoreError(subject.store.put(request), { retryable: false });
+    });
+
+    void test('a buffer whose bytes differ from its declared sha256 is rejected and stores nothing', { skip: !factory.verifiesChecksum && 'moto does not verify x-amz-checksum-sha256' }, async () => {
+      const request = { ...bufferPut('bad/checksum.csv', Buffer.from('the real bytes\n')), sha256: sha256Hex(Buffer.from('other bytes\n')) };
+      await assertRejectsWithStoreError(subject.store.put(request), { retryable: false });
+      assert.deepEqual(await subject.versionIds('bad/checksum.csv'), []);
+    });
+  });
+}
+
+void describe('MemoryStore test hooks', () => {
+  void test('failNext makes exactly the next call of that operation fail, in order', async () => {
+    const store = new MemoryStore();
+    const injected = new StoreError('head', 'x', false, { cause: new Error('AccessDenied') });
+    store.failNext('head', injected);
+    store.failNext('put');
+    await assert.rejects(store.head(BUCKET, 'k'), (error) => error === injected);
+    assert.equal(await store.head(BUCKET, 'k'), undefined);
+    await assertRejectsWithStoreError(store.put(bufferPut('k', Buffer.from('a'))), { retryable: true });
+    assert.equal(store.versions(BUCKET, 'k').length, 0);
+    await store.put(bufferPut('k', Buffer.from('a')));
+    assert.equal(store.versions(BUCKET, 'k').length, 1);
+    assert.deepEqual(store.calls.map((c) => c.operation), ['head', 'head', 'put', 'put']);
+  });
+
+  void test('a put fault after storing keeps the version: the answer was lost, not the object', async () => {
+    const store = new MemoryStore();
+    store.failNext('put', undefined, { afterStoring: true });
+    await assertRejectsWithStoreError(store.put(bufferPut('lost/answer.csv', Buffer.from('kept\n'))));
+    const [version] = store.versions(BUCKET, 'lost/answer.csv');
+    assert.equal(version?.body.toString(), 'kept\n');
+    assert.equal((await store.head(BUCKET, 'lost/answer.csv'))?.versionId, version?.versionId);
+  });
+
+  void test('a faulted stream put is destroyed, so its file descriptor is released', async () => {
+    const store = new MemoryStore();
+    store.failNext('put');
+    const body = Readable.from(chunksOf(Buffer.alloc(10)));
+    await assertRejectsWithStoreError(store.put(streamPut('s', body, Buffer.alloc(10))));
+    assert.equal(body.destroyed, true);
+  });
+
+  void test('a buffer shorter than its declared size is rejected', async () => {
+    const store = new MemoryStore();
+    const request = { ...bufferPut('short.csv', Buffer.from('abc')), sizeBytes: 4 };
+    await assertRejectsWithStoreError(store.put(request), { retryable: false });
+  });
+
+  void test('metadata that cannot travel in an HTTP header, or over S3s 2 KB, is rejected', async () => {
+    const store = new MemoryStore();
+    await assertRejectsWithStoreError(store.put(bufferPut('m1', Buffer.from('a'), { source: 'März.csv' })), { retryable: false });
+    await assertRejectsWithStoreError(store.put(bufferPut('m2', Buffer.from('a'), { source: 'x'.repeat(2048) })), { retryable: false });
+    assert.deepEqual(store.keys(BUCKET), []);
+  });
+
+  void test('onPut runs while the upload is in flight, before anything is stored', async () => {
+    const store = new MemoryStore();
+    let seen = -1;
+    store.onPut = (request) => {
+      seen = store.versions(request.bucket, request.key).length;
+    };
+    await store.put(bufferPut('hooked.csv', Buffer.from('h')));
+    assert.equal(seen, 0);
+    assert.equal(store.versions(BUCKET, 'hooked.csv').length, 1);
+  });
+});

@@ -1,0 +1,142 @@
+// What `sftppush status` prints: the summary, the failure list and one file's story.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import type { FileRow, FileStory, HistoryRow, ObjectRow, StatusSummary } from '../../src/ledger/ledger.js';
+import { formatFailures, formatStory, formatSummary } from '../../src/status.js';
+
+const T0 = Date.UTC(2024, 2, 1, 12, 0, 0);
+
+function row(overrides: Partial<FileRow> = {}): FileRow {
+  return {
+    id: 1,
+    target: '/srv/sftp/in',
+    relPath: 'a/report.csv',
+    generation: 1,
+    sizeBytes: 1234,
+    mtimeMs: T0,
+    inode: 99,
+    sha256: null,
+    state: 'pending',
+    attempts: 0,
+    lastError: null,
+    nextAttemptAt: null,
+    duplicateOf: null,
+    createdAt: T0,
+    updatedAt: T0,
+    ...overrides,
+  };
+}
+
+function history(fileId: number, fromState: HistoryRow['fromState'], toState: HistoryRow['toState'], atSeconds: number, detail: string | null = null): HistoryRow {
+  return { fileId, fromState, toState, at: T0 + atSeconds * 1000, detail };
+}
+
+function object(fileId: number, overrides: Partial<ObjectRow> = {}): ObjectRow {
+  return {
+    fileId,
+    bucket: 'archive',
+    key: 'in/a/report.csv',
+    sha256: 'c'.repeat(64),
+    sizeBytes: 1234,
+    etag: '"etag1"',
+    versionId: 'v1',
+    checksumSha256: 'x',
+    foundByHead: false,
+    recordedAt: T0,
+    ...overrides,
+  };
+}
+
+void describe('formatSummary', () => {
+  const summary: StatusSummary = {
+    counts: { pending: 3, working: 1, retry: 2, archived: 1500, quarantined: 0, gone: 7 },
+    oldestPendingSeconds: 42,
+    lastReconcile: '2024-03-01T12:05:00.000Z',
+  };
+
+  void test('lists every state with its count in aligned columns, then the oldest pending and last reconcile', () => {
+    assert.equal(
+      formatSummary(summary),
+      [
+        'pending      3',
+        'working      1',
+        'retry        2',
+        'archived     1500',
+        'quarantined  0',
+        'gone         7',
+        'oldest pending: 42 s',
+        'last reconcile: 2024-03-01T12:05:00.000Z',
+      ].join('\n'),
+    );
+  });
+
+  void test('a ledger that was never reconciled says so', () => {
+    assert.match(formatSummary({ ...summary, lastReconcile: null }), /^last reconcile: never$/m);
+  });
+});
+
+void describe('formatFailures', () => {
+  void test('no failing rows prints one reassuring line', () => {
+    assert.equal(formatFailures([]), 'no files retrying, quarantined or gone');
+  });
+
+  void test('each failing row shows state, full path, attempts and the last error', () => {
+    const text = formatFailures([
+      row({ state: 'retry', attempts: 3, lastError: 'E_S3_RETRYABLE: put s3://archive/in/a.csv: SlowDown' }),
+      row({ id: 2, relPath: 'März/b c.csv', state: 'gone', attempts: 0, lastError: 'vanished before it could be archived' }),
+    ]);
+    const lines = text.split('\n');
+    assert.equal(lines.length, 2);
+    assert.equal(lines[0], 'retry       /srv/sftp/in/a/report.csv  attempts=3  E_S3_RETRYABLE: put s3://archive/in/a.csv: SlowDown');
+    assert.equal(lines[1], 'gone        /srv/sftp/in/März/b c.csv  attempts=0  vanished before it could be archived');
+  });
+
+  void test('a row without an error still shows its path and attempts', () => {
+    assert.match(formatFailures([row({ state: 'quarantined', attempts: 1 })]), /^quarantined \/srv\/sftp\/in\/a\/report\.csv {2}attempts=1/);
+  });
+});
+
+void describe('formatStory', () => {
+  void test('a path the ledger does not know says so', () => {
+    assert.equal(formatStory({ generations: [], history: [], objects: [] }), 'no such file in the ledger');
+  });
+
+  void test('each generation is followed by its own history and objects, never another generation', () => {
+    const story: FileStory = {
+      generations: [
+        row({ id: 1, generation: 1, state: 'archived', sha256: 'c'.repeat(64), attempts: 2, lastError: 'E_S3_RETRYABLE: SlowDown' }),
+        row({ id: 2, generation: 2, state: 'pending', sizeBytes: 2000 }),
+      ],
+      history: [
+        history(1, null, 'pending', 0, 'observed by watcher'),
+        history(1, 'pending', 'working', 1),
+        history(2, null, 'pending', 60),
+        history(1, 'working', 'archived', 2),
+      ],
+      objects: [object(1)],
+    };
+    assert.equal(
+      formatStory(story),
+      [
+        `/srv/sftp/in/a/report.csv generation 1: archived (1234 bytes, sha256 ${'c'.repeat(64)}, attempts 2)`,
+        '  last error: E_S3_RETRYABLE: SlowDown',
+        '  2024-03-01T12:00:00.000Z  - -> pending  observed by watcher',
+        '  2024-03-01T12:00:01.000Z  pending -> working  ',
+        '  2024-03-01T12:00:02.000Z  working -> archived  ',
+        '  object s3://archive/in/a/report.csv version v1 etag "etag1"',
+        '/srv/sftp/in/a/report.csv generation 2: pending (2000 bytes, sha256 unknown, attempts 0)',
+        '  2024-03-01T12:01:00.000Z  - -> pending  ',
+      ].join('\n'),
+    );
+  });
+
+  void test('an object without version id or etag prints dashes', () => {
+    const story: FileStory = {
+      generations: [row({ state: 'archived' })],
+      history: [],
+      objects: [object(1, { versionId: undefined, etag: undefined })],
+    };
+    assert.match(formatStory(story), /object s3:\/\/archive\/in\/a\/report\.csv version - etag -$/m);
+  });
+});
