@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Config, TargetConfig } from './config.js';
+import { assertTargetsExist, type Config, type TargetConfig } from './config.js';
 import { describeCause } from './errors.js';
 import { Ledger } from './ledger/ledger.js';
 import { Observer } from './observe/observer.js';
@@ -23,16 +24,32 @@ export function openLedger(config: Pick<Config, 'ledger'>): Ledger {
   return Ledger.open(config.ledger.path, { migrationsDir: MIGRATIONS_DIR });
 }
 
-/** A claim owner is `pid:<n>`; its rows are abandoned once that process is gone. */
-export function isOwnerAlive(owner: string): boolean {
-  const pid = Number(/^pid:(\d+)$/.exec(owner)?.[1]);
-  if (!Number.isInteger(pid) || pid === process.pid) return false; // our pid now: a previous incarnation's
+/**
+ * When a process started, in clock ticks since boot (field 22 of /proc/PID/stat): with the pid it names
+ * one process, even after the pid is reused.
+ */
+export function processStartTicks(pid: number): string | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces and parentheses: count fields after its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
+}
+
+/** This process as a claim owner: `pid:<n>:<start ticks>`. */
+export function ownerId(pid = process.pid): string {
+  return `pid:${pid}:${processStartTicks(pid) ?? '?'}`;
+}
+
+/** A claim owner's rows are abandoned once that very process (pid and start time) is gone. */
+export function isOwnerAlive(owner: string): boolean {
+  const match = /^pid:(\d+):(\S+)$/.exec(owner);
+  if (!match) return false;
+  const pid = Number(match[1]);
+  if (pid === process.pid) return false; // our pid now: a previous incarnation's
+  return processStartTicks(pid) === match[2];
 }
 
 /** The parts every command that archives needs, wired together. The watcher is added by `watch` only. */
@@ -46,6 +63,7 @@ interface Core {
 }
 
 function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => void): Core {
+  assertTargetsExist(config);
   const ledger = openLedger(config);
   const recovered = ledger.recoverAbandoned(isOwnerAlive);
   if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
@@ -63,7 +81,7 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
     ledger,
     log,
     now: Date.now,
-    owner: `pid:${process.pid}`,
+    owner: ownerId(),
     concurrency: config.upload.concurrency,
     onFatal,
     archive: (claim) =>

@@ -32,8 +32,11 @@ function version(): string {
   return pkg.version;
 }
 
-function configFrom(options: CommonOptions & ConfigOverrides, explicit: boolean): Config {
-  return loadConfig(options.config, options, { optional: !explicit });
+/** Flags as commander names them (`--target` repeated arrives as `target`). */
+type ConfigFlags = CommonOptions & Omit<ConfigOverrides, 'targets'> & { target?: string[] };
+
+function configFrom(options: ConfigFlags, explicit: boolean): Config {
+  return loadConfig(options.config, { ...options, targets: options.target }, { optional: !explicit });
 }
 
 function buildProgram(run: (code: Promise<number> | number) => void): Command {
@@ -56,7 +59,7 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
     .option('--ledger <file>', 'ledger database file')
     .option('--concurrency <n>', 'parallel uploads', positiveInt('--concurrency'))
     .addOption(logOption())
-    .action((options: CommonOptions & ConfigOverrides, command: Command) => {
+    .action((options: ConfigFlags, command: Command) => {
       const config = configFrom(options, command.getOptionValueSource('config') === 'cli');
       run(runWatch(config, createLogger(options.logLevel)));
     });
@@ -82,7 +85,7 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
     .option('--dry-run', 'report without archiving (not supported yet)')
     .option('--ledger <file>', 'ledger database file')
     .addOption(logOption())
-    .action((options: CommonOptions & ConfigOverrides & { since?: string; verify?: boolean; dryRun?: boolean }, command: Command) => {
+    .action((options: ConfigFlags & { since?: string; verify?: boolean; dryRun?: boolean }, command: Command) => {
       for (const flag of ['since', 'verify', 'dryRun'] as const) {
         if (options[flag] !== undefined) {
           throw new ConfigError(`--${flag === 'dryRun' ? 'dry-run' : flag} is not supported yet (it comes with the reconciler stage)`);

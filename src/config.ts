@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { validateCronExpression } from 'cron';
 import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -126,8 +126,13 @@ export function loadConfig(file: string, overrides: ConfigOverrides = {}, option
 /** Validates an already-parsed TOML document (exported for tests and for callers without a file). */
 export function validateConfig(raw: Record<string, unknown>, file: string): Config {
   refuseLaterStageKeys(raw, file);
-  const result = fileSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(`${file}: ${formatIssue(result.error.issues[0])}`);
+  const result = fileSchema.safeParse(raw, { reportInput: true });
+  if (!result.success) {
+    // A misspelt key usually also leaves a required one missing: name the misspelling first.
+    const issues = result.error.issues;
+    const first = issues.find((issue) => issue.code === 'unrecognized_keys') ?? issues[0];
+    throw new ConfigError(`${file}: ${formatIssue(first)}`);
+  }
   const parsed = result.data;
   if (parsed.upload.after !== 'keep') {
     throw new ConfigError(
@@ -229,13 +234,44 @@ function toConfig(parsed: FileConfig, file: string): Config {
       maxBackoffSeconds: parsed.upload.max_backoff_seconds,
     },
     targets: parsed.targets.map((target) => ({
-      path: path.resolve(base, target.path),
+      path: realpathIfExists(path.resolve(base, target.path)),
       ignore: target.ignore,
       bucket: target.bucket ?? s3.bucket,
       prefix: target.prefix ?? s3.prefix,
       quietMs: target.quiet_ms,
     })),
   };
+}
+
+/**
+ * A target given through a symlink is watched at its real path: inotify watches are added without
+ * following links, and the ledger must name one directory one way.
+ */
+function realpathIfExists(absolute: string): string {
+  try {
+    return realpathSync(absolute);
+  } catch {
+    return absolute;
+  }
+}
+
+/**
+ * Refuses to start on a target that is not a directory: a typo must not become a service that watches
+ * nothing. Checked when a command starts, not at parse time, so `status` works on any host.
+ * @throws ConfigError naming the key and the file.
+ */
+export function assertTargetsExist(config: Config): void {
+  config.targets.forEach((target, index) => {
+    let isDirectory = false;
+    try {
+      isDirectory = statSync(target.path).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDirectory) {
+      throw new ConfigError(`${config.source}: targets[${index}].path: ${target.path} is not an existing directory`);
+    }
+  });
 }
 
 function deepFreeze<T>(value: T): T {

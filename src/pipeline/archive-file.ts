@@ -82,14 +82,13 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
     const content = await readContent(file, before, claim.relPath, deps.settings);
 
     const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
-    if (previous?.sha256 === content.sha256) {
-      await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
+    const sameAsPrevious = previous?.sha256 === content.sha256;
+    const object = await putOnce(claim, target, key, before, content, sameAsPrevious, deps, log);
+    await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
+    if (sameAsPrevious && object.foundByHead) {
       finish(claim, deps, before, content.sha256, { kind: 'duplicate', duplicateOf: previous.id }, target);
       return { state: 'duplicate', fields: { key, bytes: before.sizeBytes, duplicateOf: previous.id } };
     }
-
-    const object = await putOnce(claim, target, key, before, content, deps, log);
-    await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
     finish(claim, deps, before, content.sha256, { kind: 'uploaded', objects: [object] }, target);
     return {
       state: 'archived',
@@ -150,8 +149,10 @@ function verifyingHash(expected: string, relPath: string): Transform {
 }
 
 /**
- * Writes the object unless an earlier attempt already did. A first claim never HEADs (nothing can be there
- * from us); a later claim may follow a crash between PUT and ledger commit, so it looks first.
+ * Writes the object unless S3's latest version already holds this content. A first claim of new content
+ * never HEADs (nothing can be there from us). A later claim may follow a crash between PUT and ledger
+ * commit; content equal to the last archived generation may be a duplicate — but only S3 can say whether
+ * its latest version is still that content (an unrecorded upload of other bytes may have landed since).
  */
 async function putOnce(
   claim: ClaimedFile,
@@ -159,14 +160,15 @@ async function putOnce(
   key: string,
   stat: SourceStat,
   content: Content,
+  sameAsPrevious: boolean,
   deps: ArchiveDeps,
   log: Logger,
 ): Promise<ArchivedObject> {
   const proof = { bucket: target.bucket, key, sha256: content.sha256, sizeBytes: stat.sizeBytes };
-  if (claim.attempts > 1) {
+  if (claim.attempts > 1 || sameAsPrevious) {
     const head = await deps.store.head(target.bucket, key);
     if (head?.metadata.sha256 === content.sha256 && head.sizeBytes === stat.sizeBytes) {
-      log.info({ key, versionId: head.versionId }, 'earlier attempt already stored this content: not writing again');
+      log.debug({ key, versionId: head.versionId }, 'S3 already holds this content: not writing again');
       return { ...proof, etag: head.etag, versionId: head.versionId, checksumSha256: head.checksumSha256, foundByHead: true };
     }
   }
@@ -180,13 +182,23 @@ async function putOnce(
     storageClass: deps.settings.storageClass,
     partSizeBytes: deps.settings.partSizeBytes,
   });
-  const expectedChecksum = Buffer.from(content.sha256, 'hex').toString('base64');
-  if (Buffer.isBuffer(content.body) && stored.checksumSha256 !== expectedChecksum) {
-    throw new StoreError('verify', `s3://${target.bucket}/${key}`, true, {
-      cause: new Error(`S3 answered checksum ${stored.checksumSha256 ?? 'none'}, expected ${expectedChecksum}`),
+  verifyChecksum(stored.checksumSha256, content, `s3://${target.bucket}/${key}`);
+  return { ...proof, ...stored, foundByHead: false };
+}
+
+/**
+ * A single PUT must come back with exactly our SHA-256 (S3 checked the bytes against it). A multipart
+ * upload's checksum is S3's checksum of the part checksums (`…-N`), each part checked on arrival; it must
+ * at least be there, or S3 did not check anything.
+ */
+function verifyChecksum(answered: string | undefined, content: Content, where: string): void {
+  const expected = Buffer.from(content.sha256, 'hex').toString('base64');
+  const ok = Buffer.isBuffer(content.body) ? answered === expected : answered !== undefined && answered !== '';
+  if (!ok) {
+    throw new StoreError('verify', where, true, {
+      cause: new Error(`S3 answered checksum ${answered ?? 'none'}, expected ${Buffer.isBuffer(content.body) ? expected : 'one'}`),
     });
   }
-  return { ...proof, ...stored, foundByHead: false };
 }
 
 /** Stat by path after the upload: a replaced or rewritten file must be archived again, not marked done. */

@@ -1,5 +1,5 @@
 /**
- * Delay before retry number `attempts` (1-based): exponential from 2 s, capped, with full jitter so a
+ * Delay before retry number `attempts` (1-based): exponential from 2 s, capped, with "equal jitter" (between half and all of it) so a
  * thousand files failing in the same S3 outage do not retry in lockstep. Pure: randomness is passed in.
  */
 export function retryDelayMs(attempts: number, maxBackoffSeconds: number, random: () => number): number {

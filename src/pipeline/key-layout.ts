@@ -32,11 +32,16 @@ export function objectMetadata(source: {
   sourceSha256: string;
   mtimeMs: number;
 }): Record<string, string> {
+  const encodedSource = encodeURI(source.relPath);
   return {
     sha256: source.sha256,
-    // Percent-encoded: S3 metadata travels in HTTP headers, which cannot carry raw non-ASCII names.
-    source: encodeURI(source.relPath),
+    // Percent-encoded: S3 metadata travels in HTTP headers, which cannot carry raw non-ASCII names. Left
+    // out when it would overflow S3's 2 KB of user metadata (the key itself still names the source).
+    ...(encodedSource.length <= MAX_SOURCE_METADATA_CHARS ? { source: encodedSource } : {}),
     'source-sha256': source.sourceSha256,
     'source-mtime': new Date(source.mtimeMs).toISOString(),
   };
 }
+
+/** S3 allows 2048 bytes of user metadata (names and values); the other fields take about 200. */
+const MAX_SOURCE_METADATA_CHARS = 1800;

@@ -39,9 +39,12 @@ export class WorkerPool {
     for (const sleeper of [...this.sleepers]) sleeper();
   }
 
-  /** Resolves once nothing is claimable and no worker holds a file (retries not yet due are left). */
+  /**
+   * Resolves once nothing is claimable and no worker holds a file (retries not yet due are left), or once
+   * the pool has stopped: after a fatal error nobody will claim what is left.
+   */
   async drained(): Promise<void> {
-    while (this.inFlight > 0 || this.deps.ledger.hasClaimableWork()) {
+    while (this.inFlight > 0 || (!this.stopping && this.deps.ledger.hasClaimableWork())) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
   }
@@ -71,8 +74,9 @@ export class WorkerPool {
         await this.deps.archive(claim);
       } catch (error) {
         this.deps.log.fatal({ worker: index, error }, 'ledger failure: stopping');
+        if (!this.stopping) this.deps.onFatal(error);
         this.stopping = true;
-        this.deps.onFatal(error);
+        this.wake();
       } finally {
         if (claim) this.inFlight -= 1;
       }

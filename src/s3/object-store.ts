@@ -27,7 +27,10 @@ export interface ObjectHead extends StoredObject {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
-/** The slice of S3 the pipeline uses. Implementations throw `StoreError` and nothing else. */
+/**
+ * The slice of S3 the pipeline uses. Implementations throw `StoreError` for S3's failures; an error a
+ * stream body raises with our own verdict (a `SftppushError`, e.g. the source changed) passes through as is.
+ */
 export interface ObjectStore {
   /**
    * Writes one object version. Resolves only when S3 has accepted the bytes with a checksum it checked.

@@ -3,7 +3,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { StoreError } from '../errors.js';
+import { SftppushError, StoreError } from '../errors.js';
 import type { ObjectHead, ObjectStore, PutObjectRequest, StoredObject } from './object-store.js';
 
 export interface S3StoreOptions {
@@ -60,21 +60,30 @@ export class S3Store implements ObjectStore {
         ...(inMemory ? { ChecksumSHA256: Buffer.from(request.sha256, 'hex').toString('base64') } : {}),
       },
     });
+    const where = `s3://${request.bucket}/${request.key}`;
+    let stored: StoredObject;
     try {
       const result = await upload.done();
-      return {
-        etag: result.ETag,
-        versionId: result.VersionId,
-        checksumSha256: result.ChecksumSHA256,
-      };
+      stored = { etag: result.ETag, versionId: result.VersionId, checksumSha256: result.ChecksumSHA256 };
     } catch (error) {
-      throw new StoreError('put', `s3://${request.bucket}/${request.key}`, isRetryable(error), { cause: error });
+      // Our own verdict on the source (it changed while streaming) is not an S3 failure: pass it on as is.
+      if (error instanceof SftppushError && !(error instanceof StoreError)) throw error;
+      throw new StoreError('put', where, isRetryable(error), { cause: error });
     }
+    if (stored.checksumSha256 !== undefined || inMemory) return stored;
+    // Some servers leave the checksum out of the multipart completion: ask for the version we just wrote.
+    return { ...stored, checksumSha256: (await this.headVersion(request.bucket, request.key, stored.versionId))?.checksumSha256 };
   }
 
-  async head(bucket: string, key: string): Promise<ObjectHead | undefined> {
+  head(bucket: string, key: string): Promise<ObjectHead | undefined> {
+    return this.headVersion(bucket, key, undefined);
+  }
+
+  private async headVersion(bucket: string, key: string, versionId: string | undefined): Promise<ObjectHead | undefined> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' }));
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId, ChecksumMode: 'ENABLED' }),
+      );
       return {
         etag: head.ETag,
         versionId: head.VersionId,

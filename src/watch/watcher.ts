@@ -169,7 +169,9 @@ export class Watcher {
 
   private addWatch(target: TargetConfig, relDir: string): boolean {
     try {
-      const wd = this.inotify.addWatch(path.join(target.path, relDir), DIRECTORY_MASK);
+      // The target itself may be a symlink the operator chose; below it, links are never followed.
+      const mask = relDir === '' ? DIRECTORY_MASK & ~M.DONT_FOLLOW : DIRECTORY_MASK;
+      const wd = this.inotify.addWatch(path.join(target.path, relDir), mask);
       this.byWd.set(wd, { target, relDir });
       return true;
     } catch (error) {
@@ -180,6 +182,10 @@ export class Watcher {
 
   private reportWatchFailure(target: TargetConfig, relDir: string, error: unknown): void {
     const code = errnoCode(error);
+    if (relDir === '') {
+      this.deps.log.error({ target: target.path, code }, 'cannot watch target directory: its files are not archived');
+      return;
+    }
     if (code === 'ENOENT' || code === 'ENOTDIR') return; // vanished before we got there
     if (code === 'ENOSPC') {
       this.deps.log.error(

@@ -198,7 +198,7 @@ void describe('recovery from what a crash leaves behind (child process, moto)', 
   // Generation 2 (B) was PUT, then the process died before recording it; while it was down the user put the
   // old content (A) back. A restart must leave S3's latest version equal to the file (A), but the duplicate
   // shortcut compares with the ledger's last *recorded* archive (A) and skips the upload.
-  void it('content restored while down after a crashed PUT is uploaded again, so S3\'s latest matches the file (BUG: skipped as a duplicate)', async () => {
+  void it('content restored while down after a crashed PUT is uploaded again, so S3\'s latest matches the file', async () => {
     const contentA = Buffer.from('version A\n');
     const contentB = Buffer.from('version B, crashed after its PUT\n');
     const service = await serviceWithArchived('crash-revert', 'report.csv', contentA);
@@ -212,14 +212,14 @@ void describe('recovery from what a crash leaves behind (child process, moto)', 
     assert.equal(await run.stop(), 0);
   });
 
-  // The owner check is "is pid N alive?". After a crash the pid can be reused by any other process (small pid
-  // spaces in containers make this likely), and the row then stays `working` until some later restart.
-  void it('a row left working by a dead service whose pid now belongs to another process is recovered (BUG: stuck working)', async (t) => {
+  // After a crash the pid can be reused by any other process (small pid spaces in containers make this likely):
+  // the owner names pid and start time, so a live process with the same pid is not mistaken for the owner.
+  void it('a row left working by a dead service whose pid now belongs to another process is recovered', async (t) => {
     const contentA = Buffer.from('first\n');
     const contentB = Buffer.from('second, left working\n');
     const service = await serviceWithArchived('crash-pid-reuse', 'ledger-row.csv', contentA);
     // This test runner stands in for the unrelated process that now has the dead service's pid.
-    await leaveCrashedAttempt(moto, service, 'ledger-row.csv', contentB, `pid:${process.pid}`);
+    await leaveCrashedAttempt(moto, service, 'ledger-row.csv', contentB, `pid:${process.pid}:1`); // this pid, but not this process's start time
     const run = await service.start();
     t.after(() => run.kill());
     let last: StatusJson | undefined;

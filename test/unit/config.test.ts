@@ -132,14 +132,12 @@ void describe('mistakes are refused, naming the key and the file', () => {
     assertConfigError(() => validateConfig(minimal({ colour: 'blue' }), FILE), FILE, /unknown key colour/);
   });
 
-  // BUG (src/config.ts formatIssue): when the typo replaces a required key, only "s3.bucket: required key is
-  // missing" is reported and the misspelt key is never named.
+  // When the typo replaces a required key, the misspelt key must be named, not only the missing one.
   void test('a misspelt required key is named even though it leaves the real key missing', () => {
     assertConfigError(() => validateConfig({ s3: { bucktet: 'abc' }, targets: [{ path: 'a' }] }, FILE), FILE, /s3\.bucktet/);
   });
 
-  // BUG (src/config.ts formatIssue): zod 4 leaves `issue.input` out unless asked (reportInput), so every
-  // wrong type is reported as "required key is missing".
+  // zod 4 leaves `issue.input` out unless asked (reportInput): without it every wrong type reads as missing.
   void test('a value of the wrong type is reported as a wrong type, not as missing', () => {
     const message = assertConfigError(
       () => validateConfig(minimal({ s3: { bucket: 'abc', force_path_style: 'yes' } }), FILE),

@@ -82,9 +82,8 @@ void describe('objectMetadata', () => {
     for (const value of Object.values(objectMetadata(sourceFor('ä/ö/ü.csv')))) assert.match(value, /^[\x20-\x7e]+$/);
   });
 
-  // BUG (src/pipeline/key-layout.ts): percent-encoding can triple a path's length, so a key objectKeyFor accepts
-  // (up to 1024 UTF-8 bytes) can need ~3 KB of metadata; real S3 refuses that PUT with 400 MetadataTooLarge
-  // (moto does not check), and the file retries forever. This Japanese path is ~700 bytes, well inside the key limit.
+  // Percent-encoding can triple a path's length, so a key objectKeyFor accepts (up to 1024 UTF-8 bytes) could
+  // need ~3 KB of metadata; real S3 refuses that PUT with 400 MetadataTooLarge (moto does not check).
   void test('the metadata of any key objectKeyFor accepts fits in S3s 2 KB of user metadata', () => {
     const relPath = `報告/${'日本語のファイル名 '.repeat(25)}.csv`;
     assert.doesNotThrow(() => objectKeyFor('', relPath));
