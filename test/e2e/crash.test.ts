@@ -77,7 +77,7 @@ async function assertExactlyOnce(moto: MotoServer, bucket: string, files: readon
 /** What the restart had to clean up, for the test's diagnostics: how close to the PUT the kill came. */
 function describeRecovery(run: RunningService): string {
   const recovered = Number(run.logs.find((line) => line.msg.startsWith('rows left working'))?.recovered ?? 0);
-  const foundByHead = run.logs.filter((line) => line.msg.startsWith('earlier attempt already stored')).length;
+  const foundByHead = run.logs.filter((line) => line.msg.startsWith('S3 already holds this content')).length;
   return `restart recovered ${recovered} working row(s); ${foundByHead} found in S3 by HEAD instead of re-uploading`;
 }
 
