@@ -1,13 +1,16 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
- * JSON lines on stdout (journald and log shippers read them as they are). Credentials are never logged by
- * sftppush; the redaction is a second line of defence against an SDK error object that carries them.
+ * JSON lines on stdout (journald and log shippers read them as they are); colourised, human lines when
+ * stdout is a terminal. Credentials are never logged by sftppush; the redaction is a second line of
+ * defence against an SDK error object that carries them.
  */
-export function createLogger(level: LogLevel, destination: NodeJS.WritableStream = process.stdout): Logger {
+export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
+  const output = destination ?? (process.stdout.isTTY ? pretty({ colorize: true, sync: true }) : process.stdout);
   return pino(
     {
       level,
@@ -19,6 +22,6 @@ export function createLogger(level: LogLevel, destination: NodeJS.WritableStream
       },
       serializers: { error: pino.stdSerializers.err },
     },
-    destination,
+    output,
   );
 }
