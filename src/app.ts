@@ -43,13 +43,24 @@ export function ownerId(pid = process.pid): string {
   return `pid:${pid}:${processStartTicks(pid) ?? '?'}`;
 }
 
-/** A claim owner's rows are abandoned once that very process (pid and start time) is gone. */
+/**
+ * A claim owner's rows are abandoned once that very process (pid and start time) is gone. When a start
+ * time cannot be read (/proc mounted hidepid, another user), only a pid that no longer exists counts as
+ * gone: taking a live process's row would upload twice.
+ */
 export function isOwnerAlive(owner: string): boolean {
   const match = /^pid:(\d+):(\S+)$/.exec(owner);
   if (!match) return false;
   const pid = Number(match[1]);
   if (pid === process.pid) return false; // our pid now: a previous incarnation's
-  return processStartTicks(pid) === match[2];
+  const startTicks = processStartTicks(pid);
+  if (startTicks !== undefined && match[2] !== '?') return startTicks === match[2];
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }
 
 /** The parts every command that archives needs, wired together. The watcher is added by `watch` only. */
@@ -65,8 +76,6 @@ interface Core {
 function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => void): Core {
   assertTargetsExist(config);
   const ledger = openLedger(config);
-  const recovered = ledger.recoverAbandoned(isOwnerAlive);
-  if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
   const client = createS3Client({
     endpoint: config.s3.endpoint,
     region: config.s3.region,
@@ -76,7 +85,7 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
   const store = new S3Store(client);
   const targets = new Map<string, TargetConfig>(config.targets.map((t) => [t.path, t]));
   // Observer and pool refer to each other; the observer only calls wake() once the pool exists.
-  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => pool.wake() });
+  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => pool.wake(), onFatal });
   const pool: WorkerPool = new WorkerPool({
     ledger,
     log,
@@ -104,6 +113,7 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
     log,
     settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
+    isOwnerAlive,
   });
   return {
     ledger,
@@ -139,7 +149,7 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
     observer,
     log,
     createInotify: (onEvents) => new Inotify(onEvents),
-    onRescanNeeded: (reason) => void reconciler.scan(reason).catch(() => undefined),
+    onRescanNeeded: (reason) => reconciler.scanInBackground(reason),
     settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
   });
@@ -154,9 +164,11 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
   warnAboutRuntime(log);
   await core.checkCredentials();
   try {
-    await Promise.race([reconciler.scan('startup'), fatal]);
-    reconciler.startSchedule(config.reconcile.schedule);
-    await Promise.race([stopped, fatal]);
+    const started = await Promise.race([reconciler.scan('startup').then(() => true), stopped.then(() => false), fatal]);
+    if (started) {
+      reconciler.startSchedule(config.reconcile.schedule);
+      await Promise.race([stopped, fatal]);
+    }
     return 0;
   } catch (error) {
     log.fatal({ error }, 'stopping after a fatal error');
@@ -190,7 +202,8 @@ export async function runReconcileOnce(config: Config, log: Logger): Promise<num
     const { counts } = ledger.status();
     log.info({ ...tally, retry: counts.retry, pending: counts.pending }, 'reconcile finished');
     if (fatalError !== undefined) return 1;
-    return counts.retry > 0 ? 1 : 0;
+    // Left retrying, or still being written: not archived by this run.
+    return counts.retry + counts.pending > 0 ? 1 : 0;
   } finally {
     await pool.stop();
     core.destroyClient();

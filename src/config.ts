@@ -143,6 +143,7 @@ export function validateConfig(raw: Record<string, unknown>, file: string): Conf
   if (!cron.valid) {
     throw new ConfigError(`${file}: reconcile.schedule: not a valid cron expression (${cron.error?.message ?? 'invalid'})`);
   }
+  refuseOverlappingTargets(parsed.targets.map((t) => path.resolve(path.dirname(path.resolve(file)), t.path)), file);
   if (parsed.upload.part_size_mb > parsed.upload.multipart_threshold_mb) {
     throw new ConfigError(`${file}: upload.part_size_mb must not exceed upload.multipart_threshold_mb`);
   }
@@ -192,6 +193,20 @@ function refuseLaterStageKeys(raw: Record<string, unknown>, file: string): void 
     const present = tail === undefined ? section !== undefined : isTable(section) && section[tail] !== undefined;
     if (present) throw new ConfigError(`${file}: ${key}: ${feature} is not supported yet`);
   }
+}
+
+/**
+ * One directory in two targets would be watched once (inotify returns one descriptor per directory) and
+ * recorded under two ledger histories writing the same keys: refuse it.
+ */
+function refuseOverlappingTargets(paths: readonly string[], file: string): void {
+  paths.forEach((outer, i) => {
+    paths.forEach((inner, j) => {
+      if (i !== j && (inner === outer || inner.startsWith(`${outer}${path.sep}`))) {
+        throw new ConfigError(`${file}: targets[${j}].path: ${inner} overlaps targets[${i}].path ${outer}`);
+      }
+    });
+  });
 }
 
 function isTable(value: unknown): value is Record<string, unknown> {

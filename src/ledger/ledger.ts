@@ -113,9 +113,9 @@ export class Ledger {
     const db = new Database(file, { timeout: 10_000 });
     try {
       db.pragma('journal_mode = WAL');
-      // NORMAL in WAL mode survives a process crash; after power loss the last commits may be lost, which the
-      // HEAD-before-write rule turns into a re-check, never a duplicate upload.
-      db.pragma('synchronous = NORMAL');
+      // FULL: a claim (which counts the attempt that makes a later claim HEAD first) must survive power
+      // loss, or a PUT that landed could be repeated as a "first" attempt.
+      db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       applyMigrations(db, readMigrations(options.migrationsDir), file);
     } catch (error) {
@@ -153,13 +153,15 @@ export class Ledger {
           return 'queued';
         }
         case 'update-stat':
+          // A fresh close of a file that was waiting out a requeue delay: take it now.
           this.setStat(latest!.id, stat);
+          this.stmt(`UPDATE files SET next_attempt_at = NULL WHERE id = ?`).run(latest!.id);
           return 'updated';
         case 'requeue':
           this.setStat(latest!.id, stat);
           // attempts is kept: an earlier attempt's PUT may have landed even though it reported failure,
           // so the next claim must still HEAD before writing.
-          this.move(latest!.id, 'retry', 'pending', 'changed while waiting to retry');
+          this.move(latest!.id, 'retry', 'pending', 'changed while waiting to retry', 'next_attempt_at = NULL');
           return 'queued';
         case 'mark-dirty':
           this.stmt(`UPDATE files SET dirty = 1 WHERE id = ?`).run(latest!.id);
@@ -179,7 +181,10 @@ export class Ledger {
         (this.stmt(
           `SELECT id, state FROM files WHERE state = 'retry' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1`,
         ).get(now) as { id: number; state: FileState } | undefined) ??
-        (this.stmt(`SELECT id, state FROM files WHERE state = 'pending' ORDER BY id LIMIT 1`).get() as
+        (this.stmt(
+          `SELECT id, state FROM files WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+           ORDER BY id LIMIT 1`,
+        ).get(now) as
           | { id: number; state: FileState }
           | undefined);
       if (!row) return undefined;
@@ -220,10 +225,18 @@ export class Ledger {
     }).immediate();
   }
 
-  /** The file changed under the worker: start the same generation over with what is on disk now. */
-  requeue(id: number, reason: string): void {
-    this.db.transaction(() => this.move(id, 'working', 'pending', reason, 'owner = NULL, last_error = @reason', { reason }))
-      .immediate();
+  /**
+   * The file changed under the worker: start the same generation over with what is on disk now, not before
+   * `notBefore` (a writer still appending would otherwise have the file re-read in a tight loop; its close
+   * event clears the wait).
+   */
+  requeue(id: number, reason: string, notBefore: number): void {
+    this.db.transaction(() =>
+      this.move(id, 'working', 'pending', reason, 'owner = NULL, last_error = @reason, next_attempt_at = @notBefore', {
+        reason,
+        notBefore,
+      }),
+    ).immediate();
   }
 
   /** A transient failure: try again at `nextAttemptAt`, never give up silently. */
@@ -275,20 +288,26 @@ export class Ledger {
     ).get(target, relPath, generation) as { id: number; sha256: string } | undefined;
   }
 
-  /** Milliseconds since epoch at which the earliest retry becomes due, if any. */
+  /** Milliseconds since epoch at which the earliest waiting row (retry, or delayed pending) becomes due. */
   nextRetryAt(): number | undefined {
-    const row = this.stmt(`SELECT MIN(next_attempt_at) AS at FROM files WHERE state = 'retry'`).get() as {
+    const retry = this.stmt(`SELECT MIN(next_attempt_at) AS at FROM files WHERE state = 'retry'`).get() as {
       at: number | null;
     };
-    return row.at ?? undefined;
+    const pending = this.stmt(
+      `SELECT MIN(next_attempt_at) AS at FROM files WHERE state = 'pending' AND next_attempt_at IS NOT NULL`,
+    ).get() as { at: number | null };
+    const times = [retry.at, pending.at].filter((at): at is number => at !== null);
+    return times.length > 0 ? Math.min(...times) : undefined;
   }
 
   hasClaimableWork(): boolean {
+    const now = this.now();
     return (
-      this.stmt(`SELECT 1 FROM files WHERE state = 'pending' OR (state = 'retry' AND next_attempt_at <= ?) LIMIT 1`).get(
-        this.now(),
-      ) !== undefined
-    );
+      this.stmt(
+        `SELECT EXISTS (SELECT 1 FROM files WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
+             OR EXISTS (SELECT 1 FROM files WHERE state = 'retry' AND next_attempt_at <= ?) AS any`,
+      ).get(now, now) as { any: number }
+    ).any === 1;
   }
 
   beginReconcile(reason: string): number {

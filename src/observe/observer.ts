@@ -15,6 +15,8 @@ export interface ObserverDeps {
   readonly log: Logger;
   /** Called when a generation became claimable, so idle workers wake at once instead of polling. */
   readonly onQueued: () => void;
+  /** The ledger failed while recording an observation made in the background: the service must stop. */
+  readonly onFatal: (error: unknown) => void;
 }
 
 /**
@@ -24,6 +26,7 @@ export interface ObserverDeps {
 export class Observer {
   private readonly ignoreByTarget = new Map<string, (relPath: string) => boolean>();
   private readonly quietTimers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
 
   constructor(private readonly deps: ObserverDeps) {}
 
@@ -38,7 +41,7 @@ export class Observer {
 
   /** Stats the path and records it. Never throws: a path that vanished is simply not recorded. */
   async observePath(target: TargetConfig, relPath: string): Promise<ObservationResult> {
-    if (this.isIgnored(target, relPath)) return 'ignored';
+    if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
     const stat = await this.statQuietly(target, relPath);
     if (!stat) return 'missing';
     return this.observeStat(target, relPath, stat);
@@ -47,7 +50,7 @@ export class Observer {
   /** Records a stat already in hand (the scanner's). */
   observeStat(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {
     if (!stat.isFile) return 'not-a-file';
-    if (this.isIgnored(target, relPath)) return 'ignored';
+    if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
     const outcome = this.deps.ledger.observe(target.path, relPath, stat);
     if (outcome === 'queued' || outcome === 'updated') {
       this.deps.log.debug({ target: target.path, path: relPath, bytes: stat.sizeBytes, outcome }, 'observed');
@@ -63,22 +66,38 @@ export class Observer {
    */
   observeWhenQuiet(target: TargetConfig, relPath: string, quietMs: number, seen?: SourceStat): void {
     if (quietMs <= 0) {
-      void this.observePath(target, relPath);
+      // A close or rename-in settles it: a quiet check armed earlier (by the file's create) is moot.
+      this.cancelQuietTimer(target, relPath);
+      this.inBackground(this.observePath(target, relPath));
     } else if (seen) {
       this.startQuietTimer(target, relPath, quietMs, seen);
     } else {
-      void this.statQuietly(target, relPath).then((stat) => stat && this.startQuietTimer(target, relPath, quietMs, stat));
+      this.inBackground(
+        this.statQuietly(target, relPath).then((stat) => stat && this.startQuietTimer(target, relPath, quietMs, stat)),
+      );
     }
   }
 
+  /** Runs an observation nobody awaits; a ledger failure in it must stop the service, not vanish. */
+  private inBackground(work: Promise<unknown>): void {
+    work.catch((error: unknown) => this.deps.onFatal(error));
+  }
+
   private startQuietTimer(target: TargetConfig, relPath: string, quietMs: number, seen: SourceStat): void {
-    const id = `${target.path}\0${relPath}`;
-    clearTimeout(this.quietTimers.get(id));
+    if (this.closed) return;
+    this.cancelQuietTimer(target, relPath);
+    const id = quietTimerId(target, relPath);
     const timer = setTimeout(() => {
       this.quietTimers.delete(id);
-      void this.observeIfStill(target, relPath, quietMs, seen);
+      this.inBackground(this.observeIfStill(target, relPath, quietMs, seen));
     }, quietMs);
     this.quietTimers.set(id, timer);
+  }
+
+  private cancelQuietTimer(target: TargetConfig, relPath: string): void {
+    const id = quietTimerId(target, relPath);
+    clearTimeout(this.quietTimers.get(id));
+    this.quietTimers.delete(id);
   }
 
   /** Pending quiet-period checks (for tests and status). */
@@ -87,6 +106,7 @@ export class Observer {
   }
 
   close(): void {
+    this.closed = true;
     for (const timer of this.quietTimers.values()) clearTimeout(timer);
     this.quietTimers.clear();
   }
@@ -109,4 +129,8 @@ export class Observer {
       return undefined;
     }
   }
+}
+
+function quietTimerId(target: TargetConfig, relPath: string): string {
+  return `${target.path}\0${relPath}`;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError, SourceChangedError, StoreError } from '../errors.js';
@@ -39,6 +39,9 @@ export interface ArchiveDeps {
 }
 
 export type ArchiveOutcome = 'archived' | 'duplicate' | 'requeued' | 'retry' | 'gone' | 'quarantined';
+
+/** A file that keeps changing is looked at again at least this often, close event or not. */
+const MAX_REQUEUE_DELAY_SECONDS = 60;
 
 /** The file vanished or is no longer a regular file: nothing left to archive. */
 class SourceGoneError extends SftppushError {
@@ -131,7 +134,8 @@ async function readContent(file: SourceFile, before: SourceStat, relPath: string
     return { sha256: createHash('sha256').update(buffer).digest('hex'), body: buffer };
   }
   const sha256 = await file.sha256();
-  return { sha256, body: () => file.stream().pipe(verifyingHash(sha256, relPath)) };
+  // pipeline(), not pipe(): a read error (EIO) must fail the upload, not leave it waiting forever.
+  return { sha256, body: () => pipeline(file.stream(), verifyingHash(sha256, relPath), () => undefined) };
 }
 
 function verifyingHash(expected: string, relPath: string): Transform {
@@ -227,8 +231,10 @@ function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error
     return 'gone';
   }
   if (error instanceof SourceChangedError) {
-    log.info({ state: 'pending', reason: error.message }, 'file changed: queued again');
-    deps.ledger.requeue(claim.id, error.message);
+    // Still being written (a resumed upload appending): wait before reading it again; its close clears the wait.
+    const delayMs = retryDelayMs(claim.attempts, Math.min(deps.settings.maxBackoffSeconds, MAX_REQUEUE_DELAY_SECONDS), deps.random);
+    log.info({ state: 'pending', reason: error.message, retryInMs: delayMs }, 'file changed: queued again');
+    deps.ledger.requeue(claim.id, error.message, deps.now() + delayMs);
     return 'requeued';
   }
   if (error instanceof KeyLayoutError) {

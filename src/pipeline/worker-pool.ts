@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ClaimedFile, Ledger } from '../ledger/ledger.js';
+import { LedgerConflictError, type ClaimedFile, type Ledger } from '../ledger/ledger.js';
 import type { ArchiveOutcome } from './archive-file.js';
 
 export interface WorkerPoolDeps {
@@ -73,6 +73,11 @@ export class WorkerPool {
         this.inFlight += 1;
         await this.deps.archive(claim);
       } catch (error) {
+        if (error instanceof LedgerConflictError) {
+          // Another process took this row (it believed us gone): it owns the outcome now.
+          this.deps.log.error({ worker: index, error: error.message }, 'row taken over by another process');
+          continue;
+        }
         this.deps.log.fatal({ worker: index, error }, 'ledger failure: stopping');
         if (!this.stopping) this.deps.onFatal(error);
         this.stopping = true;

@@ -9,7 +9,9 @@ import { scanTree, type ScanTally } from './scanner.js';
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
   readonly observer: Observer;
-  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile'>;
+  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile' | 'recoverAbandoned'>;
+  /** Whether a claim owner still runs: rows of a killed `reconcile` command are recovered at every scan. */
+  readonly isOwnerAlive: (owner: string) => boolean;
   readonly log: Logger;
   readonly settleMs: number;
   readonly now: () => number;
@@ -42,7 +44,7 @@ export class Reconciler {
       this.running = undefined;
       const next = this.rerunReason;
       this.rerunReason = undefined;
-      if (next !== undefined) void this.scan(next);
+      if (next !== undefined) this.scanInBackground(next);
     }
   }
 
@@ -50,9 +52,14 @@ export class Reconciler {
   startSchedule(expression: string): void {
     this.job = CronJob.from({
       cronTime: expression,
-      onTick: () => void this.scan('schedule'),
+      onTick: () => this.scanInBackground('schedule'),
       start: true,
     });
+  }
+
+  /** A scan nobody awaits: its failure is already logged and recorded, and the next scan tries again. */
+  scanInBackground(reason: string): void {
+    this.scan(reason).catch(() => undefined);
   }
 
   stop(): void {
@@ -60,6 +67,8 @@ export class Reconciler {
   }
 
   private async scanAll(reason: string): Promise<ScanTally> {
+    const recovered = this.deps.ledger.recoverAbandoned(this.deps.isOwnerAlive);
+    if (recovered > 0) this.deps.log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     const runId = this.deps.ledger.beginReconcile(reason);
     const started = this.deps.now();
     const total: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };

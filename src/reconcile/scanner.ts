@@ -56,8 +56,10 @@ async function observeEntry(
   try {
     stat = toSourceStat(await fsp.lstat(path.join(target.path, relPath)));
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return; // deleted since readdir
-    throw error;
+    const code = errnoCode(error);
+    // One unreadable entry (a name too long, a race) must not stop the scan of everything else.
+    if (code !== 'ENOENT') options.log.error({ target: target.path, path: relPath, code }, 'cannot stat file: not archived');
+    return;
   }
   tally.filesSeen += 1;
   const ageMs = options.now() - stat.mtimeMs;

@@ -84,6 +84,9 @@ export class Watcher {
         'inotify queue overflowed: events were lost, rescanning every target. ' +
           'If this repeats, raise fs.inotify.max_queued_events (sysctl -w fs.inotify.max_queued_events=65536)',
       );
+      // A lost directory rename leaves a watch mapped to its old path: walk again (addWatch on a watched
+      // directory returns its existing descriptor, so the walk remaps it) before the rescan.
+      this.start();
       this.deps.onRescanNeeded('inotify-overflow');
       return;
     }

@@ -197,6 +197,20 @@ void describe('observe', () => {
     assert.equal(again.attempts, 2);
   });
 
+  void test('a requeued row waits until its not-before time, and a new close of the file ends the wait', (t) => {
+    const { clock, ledger } = setup(t);
+    ledger.observe(TARGET, 'growing.csv', stat(1));
+    const first = claim(ledger);
+    ledger.requeue(first.id, 'written to while being read', clock.now() + 4000);
+    assert.equal(ledger.claimNext('pid:1:1'), undefined, 'not claimable while its writer may still append');
+    assert.equal(ledger.hasClaimableWork(), false);
+    assert.equal(ledger.nextRetryAt(), clock.now() + 4000, 'idle workers sleep until then');
+    assert.equal(ledger.observe(TARGET, 'growing.csv', stat(2)), 'updated');
+    const again = claim(ledger);
+    assert.equal(again.id, first.id);
+    assert.equal(again.sizeBytes, stat(2).sizeBytes);
+  });
+
   void test('a path that was gone and reappears is a new generation, even with the same stat', (t) => {
     const { ledger } = setup(t);
     ledger.observe(TARGET, 'ghost.csv', stat(1));
@@ -300,7 +314,7 @@ void describe('history and transitions', () => {
     ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: down', clock.now() + 1000);
     clock.advance(1000);
     const second = claim(ledger);
-    ledger.requeue(second.id, 'changed during upload');
+    ledger.requeue(second.id, 'changed during upload', clock.now());
     const third = claim(ledger);
     ledger.markArchived(third.id, stat(1), 'ab'.repeat(32), uploadedProof('life.csv'));
 
@@ -335,7 +349,7 @@ void describe('history and transitions', () => {
     ledger.observe(TARGET, 'notmine.csv', stat(1));
     const [row] = ledger.story('notmine.csv').generations;
     assert.throws(
-      () => ledger.requeue(row!.id, 'changed'),
+      () => ledger.requeue(row!.id, 'changed', 0),
       (error: unknown) => errorCode(error) === 'E_LEDGER_CONFLICT',
     );
     assert.deepEqual(transitions(ledger, 'notmine.csv'), ['->pending']);

@@ -447,7 +447,10 @@ void describe('files that change while being archived', () => {
     const row = latestRow(env, 'live.log');
     assert.equal(row.state, 'pending');
     assert.match(row.lastError ?? '', /changed/);
+    assert.ok((row.nextAttemptAt ?? 0) > env.clock.now(), 'not re-read at once: its writer may still be appending');
+    assert.equal(env.ledger.claimNext('pid:test'), undefined);
 
+    observe(env, 'live.log'); // the writer's close arrives and ends the wait
     const second = await archiveNext(env, { store: appending });
     assert.equal(second.outcome, 'archived');
     assert.equal(second.claim.attempts, 2);

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 
 import { MIGRATIONS_DIR } from '../../src/app.js';
@@ -16,13 +15,13 @@ import { Observer } from '../../src/observe/observer.js';
 import { nodeSourceFs } from '../../src/pipeline/source-file.js';
 import { Inotify, InotifyMask, type InotifyEvent } from '../../src/watch/inotify.js';
 import { Watcher, type InotifyPort } from '../../src/watch/watcher.js';
+import { captureLines, type LogRecord } from '../support/fixtures.js';
 import { waitUntil } from '../support/service.js';
 
 const DEADLINE_MS = 8_000;
 /** Quiet period for a created file with no close (hard links): short, the tests wait for rows anyway. */
 const SETTLE_MS = 200;
 
-type LogRecord = { level: number; msg: string } & Record<string, unknown>;
 
 interface Harness {
   readonly root: string;
@@ -68,7 +67,13 @@ function harness(t: TestContext, options: HarnessOptions = {}): Harness {
   const ledger = Ledger.open(path.join(root, 'ledger.db'), { migrationsDir: MIGRATIONS_DIR });
   const logs: LogRecord[] = [];
   const log = createLogger('debug', captureLines(logs));
-  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => undefined });
+  const observer = new Observer({
+    ledger,
+    source: nodeSourceFs,
+    log,
+    onQueued: () => undefined,
+    onFatal: (error) => logs.push({ level: 60, msg: `fatal: ${String(error)}` }),
+  });
   const rescans: string[] = [];
   const watcher = new Watcher({
     targets: [target],
@@ -122,16 +127,6 @@ function harness(t: TestContext, options: HarnessOptions = {}): Harness {
         describe: () => `watchCount is ${watcher.watchCount}`,
       }).then(() => undefined),
   };
-}
-
-/** A pino destination that keeps every line as an object, so tests can assert on what operators see. */
-function captureLines(into: LogRecord[]): Writable {
-  return new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') into.push(JSON.parse(line) as LogRecord);
-      callback();
-    },
-  });
 }
 
 function started(h: Harness): Harness {

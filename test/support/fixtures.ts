@@ -1,6 +1,7 @@
 // Shared helpers for integration tests: real temp directories, a real ledger file, a silent logger, and a
 // wait-until-with-deadline so tests wait on conditions rather than on fixed sleeps.
 import fs from 'node:fs';
+import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -104,4 +105,17 @@ export async function withDeadline<T>(what: string, promise: Promise<T>, deadlin
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** One pino line as an object. */
+export type LogRecord = { level: number; msg: string } & Record<string, unknown>;
+
+/** A pino destination that keeps every line as an object, so tests can assert on what operators see. */
+export function captureLines(into: LogRecord[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') into.push(JSON.parse(line) as LogRecord);
+      callback();
+    },
+  });
 }

@@ -251,4 +251,15 @@ void describe('loadConfig with command-line overrides', () => {
     const file = writeConfig('s3 = "not a table"\n[[targets]]\npath = "a"\n');
     assertConfigError(() => loadConfig(file, { bucket: 'flag-bucket' }), file, /\bs3\b/);
   });
+
+  void test('two targets that are the same directory, or one inside the other, are refused naming both', () => {
+    for (const [outer, inner] of [['data', 'data'], ['data', 'data/inbox']]) {
+      assertConfigError(
+        () => validateConfig(minimal({ targets: [{ path: outer }, { path: inner }] }), FILE),
+        FILE,
+        /targets\[1\]\.path: .* overlaps targets\[0\]\.path/,
+      );
+    }
+    assert.doesNotThrow(() => validateConfig(minimal({ targets: [{ path: 'data' }, { path: 'data-2' }] }), FILE));
+  });
 });

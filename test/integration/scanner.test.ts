@@ -1,0 +1,155 @@
+// The rescan path: scanTree over a real directory tree into a real ledger, and the Reconciler's promise of
+// one scan at a time.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { createLogger } from '../../src/log.js';
+import { Observer } from '../../src/observe/observer.js';
+import { nodeSourceFs } from '../../src/pipeline/source-file.js';
+import { Reconciler } from '../../src/reconcile/reconciler.js';
+import { scanTree } from '../../src/reconcile/scanner.js';
+import {
+  captureLines,
+  openTestLedger,
+  targetConfig,
+  tempDir,
+  waitUntil,
+  writeFile,
+  type LogRecord,
+} from '../support/fixtures.js';
+
+const HOUR_AGO = new Date(Date.now() - 3_600_000);
+
+function setup(t: TestContext, ignore: string[] = ['.*', '*.filepart']) {
+  const dir = tempDir(t, 'sftppush-scan');
+  const root = path.join(dir, 'target');
+  fs.mkdirSync(root);
+  const ledger = openTestLedger(t, dir);
+  const logs: LogRecord[] = [];
+  const log = createLogger('debug', captureLines(logs));
+  const queued: number[] = [];
+  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => queued.push(1), onFatal: (error) => assert.fail(String(error)) });
+  t.after(() => observer.close());
+  const target = targetConfig({ path: root, ignore });
+  const oldFile = (relPath: string, content = relPath): string => {
+    const file = writeFile(root, relPath, content);
+    fs.utimesSync(file, HOUR_AGO, HOUR_AGO);
+    return file;
+  };
+  const states = (relPath: string) => ledger.story(relPath).generations.map((g) => g.state);
+  return { root, ledger, logs, log, observer, target, oldFile, states, queued };
+}
+
+void describe('scanTree', () => {
+  void it('queues every settled regular file at any depth, pruning ignored names and never following symlinks', async (t) => {
+    const s = setup(t);
+    s.oldFile('a.csv');
+    s.oldFile('deep/er/b.csv');
+    s.oldFile('upload.csv.filepart');
+    s.oldFile('.hidden/c.csv');
+    const outside = tempDir(t, 'sftppush-outside');
+    writeFile(outside, 'secret.txt', 'not ours');
+    fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(s.root, 'link.txt'));
+    fs.symlinkSync(outside, path.join(s.root, 'linkdir'));
+
+    const tally = await scanTree(s.target, '', s.observer, { settleMs: 30_000, now: Date.now, log: s.log });
+
+    assert.deepEqual(tally, { filesSeen: 2, filesQueued: 2, filesWaiting: 0 });
+    assert.deepEqual(s.states('a.csv'), ['pending']);
+    assert.deepEqual(s.states('deep/er/b.csv'), ['pending']);
+    for (const skipped of ['upload.csv.filepart', '.hidden/c.csv', 'link.txt', 'linkdir/secret.txt']) {
+      assert.deepEqual(s.states(skipped), [], `${skipped} is not recorded`);
+    }
+  });
+
+  void it('a second scan of an unchanged tree queues nothing', async (t) => {
+    const s = setup(t);
+    s.oldFile('a.csv');
+    const options = { settleMs: 1000, now: Date.now, log: s.log };
+    await scanTree(s.target, '', s.observer, options);
+    const again = await scanTree(s.target, '', s.observer, options);
+    assert.deepEqual(again, { filesSeen: 1, filesQueued: 0, filesWaiting: 0 });
+    assert.equal(s.ledger.story('a.csv').generations.length, 1);
+  });
+
+  void it('a file younger than the settle time waits, then is taken once it has stayed unchanged', async (t) => {
+    const s = setup(t);
+    writeFile(s.root, 'fresh.csv', 'just written');
+    const tally = await scanTree(s.target, '', s.observer, { settleMs: 300, now: Date.now, log: s.log });
+    assert.deepEqual(tally, { filesSeen: 1, filesQueued: 0, filesWaiting: 1 });
+    assert.deepEqual(s.states('fresh.csv'), []);
+    await waitUntil('the fresh file to be taken', () => s.states('fresh.csv').length === 1, 5000);
+    assert.deepEqual(s.states('fresh.csv'), ['pending']);
+  });
+
+  void it('an entry that cannot be stat-ed is logged and skipped; the rest of the tree is still scanned', async (t) => {
+    const s = setup(t);
+    // Nested long names, each legal, built by walking down relatively: the full path is over PATH_MAX, so the
+    // scanner's lstat of it fails ENAMETOOLONG (an SFTP user can do exactly this).
+    const cwd = process.cwd();
+    try {
+      process.chdir(s.root);
+      for (let i = 0; i < 18; i += 1) {
+        const name = `${String(i).padStart(3, '0')}${'d'.repeat(240)}`;
+        fs.mkdirSync(name);
+        process.chdir(name);
+      }
+      fs.writeFileSync('too-deep.csv', 'x');
+    } finally {
+      process.chdir(cwd);
+    }
+    s.oldFile('ok.csv');
+    try {
+      const tally = await scanTree(s.target, '', s.observer, { settleMs: 0, now: Date.now, log: s.log });
+      assert.equal(tally.filesQueued, 1, 'ok.csv is still queued');
+      assert.ok(s.logs.some((line) => line.level === 50 && line.code === 'ENAMETOOLONG'), 'the unreadable entry is logged');
+    } finally {
+      // fs.rmSync cannot remove a tree deeper than PATH_MAX; GNU rm walks it with openat.
+      execFileSync('rm', ['-rf', path.join(s.root, `000${'d'.repeat(240)}`)]);
+    }
+    assert.deepEqual(s.states('ok.csv'), ['pending']);
+  });
+});
+
+void describe('Reconciler', () => {
+  void it('never runs two scans at once: requests during a scan fold into one more scan after it', async (t) => {
+    const s = setup(t);
+    for (let i = 0; i < 50; i += 1) s.oldFile(`f${i}.csv`);
+    const reconciler = new Reconciler({
+      targets: [s.target],
+      observer: s.observer,
+      ledger: s.ledger,
+      log: s.log,
+      settleMs: 0,
+      now: Date.now,
+      isOwnerAlive: () => true,
+    });
+    await Promise.all([reconciler.scan('a'), reconciler.scan('b'), reconciler.scan('c')]);
+    await waitUntil('the folded rescan to finish', () => s.logs.filter((l) => l.msg === 'reconcile scan finished').length === 2, 5000);
+    const finished = s.logs.filter((line) => line.msg === 'reconcile scan finished');
+    assert.deepEqual(finished.map((line) => line.reason), ['a', 'b'], 'b and c fold into one scan after a');
+    assert.equal(finished[0]?.filesQueued, 50);
+    assert.equal(finished[1]?.filesQueued, 0);
+    assert.notEqual(s.ledger.status().lastReconcile, null);
+  });
+
+  void it('recovers rows a stopped process left working before it scans', async (t) => {
+    const s = setup(t);
+    s.oldFile('held.csv');
+    await scanTree(s.target, '', s.observer, { settleMs: 0, now: Date.now, log: s.log });
+    assert.ok(s.ledger.claimNext('pid:1:dead'));
+    const reconciler = new Reconciler({
+      targets: [s.target],
+      observer: s.observer,
+      ledger: s.ledger,
+      log: s.log,
+      settleMs: 0,
+      now: Date.now,
+      isOwnerAlive: (owner) => owner !== 'pid:1:dead',
+    });
+    await reconciler.scan('schedule');
+    assert.deepEqual(s.states('held.csv'), ['pending']);
+  });
+});
