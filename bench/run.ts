@@ -67,20 +67,20 @@ async function measureBurst(service: Service, run: RunningService): Promise<Row>
   };
 }
 
-async function measurePlainPutLoop(moto: MotoServer, bucket: string): Promise<Row> {
+async function measurePlainPutLoop(moto: MotoServer, bucket: string, when: string): Promise<Row> {
   const bodies = Array.from({ length: BURST_FILES }, () => randomBytes(FILE_BYTES));
   let next = 0;
   const started = Date.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       for (let i = next++; i < BURST_FILES; i = next++) {
-        await moto.client.send(new PutObjectCommand({ Bucket: bucket, Key: `plain/f${i}.dat`, Body: bodies[i] }));
+        await moto.client.send(new PutObjectCommand({ Bucket: bucket, Key: `plain-${when}/f${i}.dat`, Body: bodies[i] }));
       }
     }),
   );
   const seconds = (Date.now() - started) / 1000;
   return {
-    measure: 'plain @aws-sdk PutObject loop',
+    measure: `plain @aws-sdk PutObject loop, ${when} sftppush`,
     value: `${Math.round(BURST_FILES / seconds)} files/s`,
     detail: `${BURST_FILES} x 4 KB from memory, ${CONCURRENCY} in flight, same endpoint`,
   };
@@ -98,10 +98,12 @@ async function main(): Promise<void> {
     const fs = await import('node:fs');
     fs.mkdirSync(path.join(service.targetDir, 'latency'));
     fs.mkdirSync(path.join(service.targetDir, 'burst'));
+    // The baseline runs before and after: moto's speed drifts, and the two bracket sftppush's run.
+    const before = await measurePlainPutLoop(moto, service.bucket, 'before');
     const run = await service.start();
-    const rows = [...(await measureLatency(service, run)), await measureBurst(service, run)];
+    const rows = [...(await measureLatency(service, run)), before, await measureBurst(service, run)];
     await run.stop();
-    rows.push(await measurePlainPutLoop(moto, service.bucket));
+    rows.push(await measurePlainPutLoop(moto, service.bucket, 'after'));
     const table = renderTable(rows);
     const machine = `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, moto_server on 127.0.0.1`;
     writeFileSync(

@@ -113,9 +113,10 @@ export class Ledger {
     const db = new Database(file, { timeout: 10_000 });
     try {
       db.pragma('journal_mode = WAL');
-      // FULL: a claim (which counts the attempt that makes a later claim HEAD first) must survive power
-      // loss, or a PUT that landed could be repeated as a "first" attempt.
-      db.pragma('synchronous = FULL');
+      // NORMAL in WAL mode survives a process crash; only claims are made durable against power loss too
+      // (see claimNext), which is all exactly-once needs: a lost observe is found again by the next scan, a
+      // lost "archived" is re-checked by HEAD because the durable claim counted the attempt.
+      db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       applyMigrations(db, readMigrations(options.migrationsDir), file);
     } catch (error) {
@@ -175,6 +176,17 @@ export class Ledger {
    * The claim counts an attempt and records the owner, so a crash leaves evidence to recover from.
    */
   claimNext(owner: string): ClaimedFile | undefined {
+    // The claim must reach the disk before the PUT it allows: after power loss a PUT that landed must not
+    // look like a first attempt (which skips the HEAD). FULL syncs the WAL at this commit, and all before it.
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.claimNextTransaction(owner);
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  private claimNextTransaction(owner: string): ClaimedFile | undefined {
     return this.db.transaction((): ClaimedFile | undefined => {
       const now = this.now();
       const row =

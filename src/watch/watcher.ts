@@ -72,8 +72,11 @@ export class Watcher {
   }
 
   private handleBatch(events: readonly InotifyEvent[]): void {
+    const closedInBatch = namesClosedIn(events);
     for (const event of events) {
       if (this.closed) return;
+      // A create whose close is in the same batch needs no create-time check: the close settles it.
+      if (event.mask & M.CREATE && !(event.mask & M.ISDIR) && closedInBatch.has(`${event.wd}/${event.name}`)) continue;
       this.handleEvent(event);
     }
   }
@@ -222,4 +225,13 @@ export class Watcher {
     }
   }
 
+}
+
+/** `wd/name` of every file a batch reports closed after writing or renamed in. */
+function namesClosedIn(events: readonly InotifyEvent[]): Set<string> {
+  const names = new Set<string>();
+  for (const event of events) {
+    if (event.mask & (M.CLOSE_WRITE | M.MOVED_TO) && !(event.mask & M.ISDIR)) names.add(`${event.wd}/${event.name}`);
+  }
+  return names;
 }
