@@ -81,18 +81,27 @@ function describeRecovery(run: RunningService): string {
   return `restart recovered ${recovered} working row(s); ${foundByHead} found in S3 by HEAD instead of re-uploading`;
 }
 
-void describe('crash safety (child process, moto)', () => {
-  let moto: MotoServer;
-  const services: Service[] = [];
-
+/** One moto per suite, and every service the suite creates, cleaned up after it. */
+function motoForSuite(): { readonly moto: MotoServer; readonly services: Service[] } {
+  const env = { moto: undefined as MotoServer | undefined, services: [] as Service[] };
   before(async () => {
-    moto = await startMoto();
+    env.moto = await startMoto();
   });
-
   after(async () => {
-    for (const service of services) service.cleanup();
-    await moto?.stop();
+    for (const service of env.services) service.cleanup();
+    await env.moto?.stop();
   });
+  return {
+    get moto(): MotoServer {
+      assert.ok(env.moto, 'moto is started before the tests');
+      return env.moto;
+    },
+    services: env.services,
+  };
+}
+
+void describe('crash safety (child process, moto)', () => {
+  const env = motoForSuite();
 
   /**
    * Starts the service, writes the first part of a burst, stops it (how) once `stopAfterArchived` files are
@@ -102,8 +111,8 @@ void describe('crash safety (child process, moto)', () => {
     t: TestContext,
     options: { bucket: string; concurrency: number; stopAfterArchived: number; how: 'SIGKILL' | 'SIGTERM' },
   ): Promise<void> {
-    const service = await createService({ moto, bucket: options.bucket, concurrency: options.concurrency });
-    services.push(service);
+    const service = await createService({ moto: env.moto, bucket: options.bucket, concurrency: options.concurrency });
+    env.services.push(service);
     const files = burstFiles(options.bucket);
     const first = await service.start();
     writeFiles(service, files.slice(0, WRITTEN_BEFORE_STOP));
@@ -123,7 +132,7 @@ void describe('crash safety (child process, moto)', () => {
     t.diagnostic(describeRecovery(second));
     assert.equal(status.counts.quarantined, 0);
     assert.equal(status.counts.gone, 0);
-    await assertExactlyOnce(moto, options.bucket, files);
+    await assertExactlyOnce(env.moto, options.bucket, files);
     assert.equal(await second.stop(), 0);
   }
 
@@ -173,21 +182,11 @@ async function leaveCrashedAttempt(
 }
 
 void describe('recovery from what a crash leaves behind (child process, moto)', () => {
-  let moto: MotoServer;
-  const services: Service[] = [];
-
-  before(async () => {
-    moto = await startMoto();
-  });
-
-  after(async () => {
-    for (const service of services) service.cleanup();
-    await moto?.stop();
-  });
+  const env = motoForSuite();
 
   async function serviceWithArchived(bucket: string, relPath: string, bytes: Buffer): Promise<Service> {
-    const service = await createService({ moto, bucket });
-    services.push(service);
+    const service = await createService({ moto: env.moto, bucket });
+    env.services.push(service);
     fs.writeFileSync(path.join(service.targetDir, relPath), bytes);
     const run = await service.start();
     await run.waitForOutcomes(relPath);
@@ -202,13 +201,13 @@ void describe('recovery from what a crash leaves behind (child process, moto)', 
     const contentA = Buffer.from('version A\n');
     const contentB = Buffer.from('version B, crashed after its PUT\n');
     const service = await serviceWithArchived('crash-revert', 'report.csv', contentA);
-    await leaveCrashedAttempt(moto, service, 'report.csv', contentB, 'pid:2147483646');
+    await leaveCrashedAttempt(env.moto, service, 'report.csv', contentB, 'pid:2147483646');
     fs.writeFileSync(path.join(service.targetDir, 'report.csv'), contentA); // the user restores A
     const run = await service.start();
     await waitUntilAllArchived(service, 2);
-    const latest = await getObject(moto.client, service.bucket, 'report.csv');
+    const latest = await getObject(env.moto.client, service.bucket, 'report.csv');
     assert.equal(latest.body.toString(), contentA.toString(), 'the latest S3 version holds what the file holds');
-    assert.equal((await listVersions(moto.client, service.bucket)).length, 3, 'A, B (the crashed PUT), A again');
+    assert.equal((await listVersions(env.moto.client, service.bucket)).length, 3, 'A, B (the crashed PUT), A again');
     assert.equal(await run.stop(), 0);
   });
 
@@ -219,7 +218,7 @@ void describe('recovery from what a crash leaves behind (child process, moto)', 
     const contentB = Buffer.from('second, left working\n');
     const service = await serviceWithArchived('crash-pid-reuse', 'ledger-row.csv', contentA);
     // This test runner stands in for the unrelated process that now has the dead service's pid.
-    await leaveCrashedAttempt(moto, service, 'ledger-row.csv', contentB, `pid:${process.pid}:1`); // this pid, but not this process's start time
+    await leaveCrashedAttempt(env.moto, service, 'ledger-row.csv', contentB, `pid:${process.pid}:1`); // this pid, but not this process's start time
     const run = await service.start();
     t.after(() => run.kill());
     let last: StatusJson | undefined;

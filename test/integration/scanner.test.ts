@@ -113,19 +113,15 @@ void describe('scanTree', () => {
   });
 });
 
+function reconcilerFor(s: ReturnType<typeof setup>, isOwnerAlive: (owner: string) => boolean): Reconciler {
+  return new Reconciler({ ...s, targets: [s.target], settleMs: 0, now: Date.now, isOwnerAlive });
+}
+
 void describe('Reconciler', () => {
   void it('never runs two scans at once: requests during a scan fold into one more scan after it', async (t) => {
     const s = setup(t);
     for (let i = 0; i < 50; i += 1) s.oldFile(`f${i}.csv`);
-    const reconciler = new Reconciler({
-      targets: [s.target],
-      observer: s.observer,
-      ledger: s.ledger,
-      log: s.log,
-      settleMs: 0,
-      now: Date.now,
-      isOwnerAlive: () => true,
-    });
+    const reconciler = reconcilerFor(s, () => true);
     await Promise.all([reconciler.scan('a'), reconciler.scan('b'), reconciler.scan('c')]);
     await waitUntil('the folded rescan to finish', () => s.logs.filter((l) => l.msg === 'reconcile scan finished').length === 2, 5000);
     const finished = s.logs.filter((line) => line.msg === 'reconcile scan finished');
@@ -140,15 +136,7 @@ void describe('Reconciler', () => {
     s.oldFile('held.csv');
     await scanTree(s.target, '', s.observer, { settleMs: 0, now: Date.now, log: s.log });
     assert.ok(s.ledger.claimNext('pid:1:dead'));
-    const reconciler = new Reconciler({
-      targets: [s.target],
-      observer: s.observer,
-      ledger: s.ledger,
-      log: s.log,
-      settleMs: 0,
-      now: Date.now,
-      isOwnerAlive: (owner) => owner !== 'pid:1:dead',
-    });
+    const reconciler = reconcilerFor(s, (owner) => owner !== 'pid:1:dead');
     await reconciler.scan('schedule');
     assert.deepEqual(s.states('held.csv'), ['pending']);
   });
