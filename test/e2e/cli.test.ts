@@ -80,6 +80,15 @@ void describe('sftppush command line', () => {
     assert.match(result.stderr, /targets\[0\]\.path: .*missing is not an existing directory/);
   });
 
+  void it('--target replaces the configured targets (and is checked like them)', async (t) => {
+    const dir = tempDir(t);
+    fs.mkdirSync(path.join(dir, 'configured'));
+    const config = writeConfig(dir, ['[s3]', 'bucket = "cli-bucket"', '[[targets]]', 'path = "configured"']);
+    const result = await sftppush(['watch', '--config', config, '--target', path.join(dir, 'from-flag')]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /targets\[0\]\.path: .*from-flag is not an existing directory/);
+  });
+
   void it('status without a ledger exits 1 and says so', async (t) => {
     const result = await sftppush(['status', '--ledger', path.join(tempDir(t), 'none.db')]);
     assert.equal(result.code, 1);
