@@ -10,7 +10,8 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { MIGRATIONS_DIR } from '../../src/app.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
-import { createService, isFileOutcome, sha256, waitUntil, type RunningService, type Service, type StatusJson } from '../support/service.js';
+import { createService, isFileOutcome, sha256, type RunningService, type Service, type StatusJson } from '../support/service.js';
+import { waitFor } from '../support/fixtures.js';
 
 const FILES = 300;
 /** Files written before the stop; the rest land while the service is down. */
@@ -46,7 +47,7 @@ function isSettled(status: StatusJson, archived: number): boolean {
 /** Polls `status --json` (the operator's view) until every file is archived and nothing is left to do. */
 async function waitUntilAllArchived(service: Service, expected: number): Promise<StatusJson> {
   let last: StatusJson | undefined;
-  return waitUntil(
+  return waitFor(
     `status to show ${expected} archived and nothing pending, working or retrying`,
     async () => {
       last = await service.status();
@@ -222,7 +223,7 @@ void describe('recovery from what a crash leaves behind (child process, moto)', 
     const run = await service.start();
     t.after(() => run.kill());
     let last: StatusJson | undefined;
-    await waitUntil(
+    await waitFor(
       'the left-over working row to be recovered and archived',
       async () => {
         last = await service.status();

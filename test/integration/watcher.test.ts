@@ -15,8 +15,7 @@ import { Observer } from '../../src/observe/observer.js';
 import { nodeSourceFs } from '../../src/pipeline/source-file.js';
 import { Inotify, InotifyMask, type InotifyEvent } from '../../src/watch/inotify.js';
 import { Watcher, type InotifyPort } from '../../src/watch/watcher.js';
-import { captureLines, type LogRecord } from '../support/fixtures.js';
-import { waitUntil } from '../support/service.js';
+import { captureLines, waitFor, type LogRecord } from '../support/fixtures.js';
 
 const DEADLINE_MS = 8_000;
 /** Quiet period for a created file with no close (hard links): short, the tests wait for rows anyway. */
@@ -93,7 +92,7 @@ function harness(t: TestContext, options: HarnessOptions = {}): Harness {
 
   const rows = (relPath: string): FileRow[] => ledger.story(relPath, targetDir).generations;
   const waitForRow = (relPath: string): Promise<FileRow> =>
-    waitUntil(`a ledger row for ${relPath}`, () => rows(relPath)[0], {
+    waitFor(`a ledger row for ${relPath}`, () => rows(relPath)[0], {
       deadlineMs: DEADLINE_MS,
       intervalMs: 20,
       describe: () => `rows: ${JSON.stringify(ledger.status().counts)}; logs: ${JSON.stringify(logs.slice(-5))}`,
@@ -121,7 +120,7 @@ function harness(t: TestContext, options: HarnessOptions = {}): Harness {
       await waitForRow(name);
     },
     waitForWatchCount: (count) =>
-      waitUntil(`${count} watches`, () => (watcher.watchCount === count ? true : undefined), {
+      waitFor(`${count} watches`, () => (watcher.watchCount === count ? true : undefined), {
         deadlineMs: DEADLINE_MS,
         intervalMs: 10,
         describe: () => `watchCount is ${watcher.watchCount}`,

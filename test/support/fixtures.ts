@@ -78,20 +78,34 @@ export function patternBytes(size: number, seed = 1): Buffer {
 }
 
 /**
- * Polls `predicate` until it holds or `deadlineMs` passes; then fails naming `what`. For conditions that
- * become true asynchronously (a pool archiving a file): the test never depends on a guessed sleep.
+ * Polls `probe` until it returns a value other than undefined, or fails naming `what` (and what `describe`
+ * says of the last state) once `deadlineMs` passes. Tests wait on conditions, never on a guessed sleep.
  */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  options: { deadlineMs?: number; intervalMs?: number; describe?: () => string } = {},
+): Promise<T> {
+  const deadlineMs = options.deadlineMs ?? 20_000;
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${options.describe ? `: ${options.describe()}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 20));
+  }
+}
+
+/** waitFor() for a condition that simply holds or not. */
 export async function waitUntil(
   what: string,
   predicate: () => boolean | Promise<boolean>,
   deadlineMs = 10_000,
   pollMs = 20,
 ): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
+  await waitFor(what, async () => ((await predicate()) ? true : undefined), { deadlineMs, intervalMs: pollMs });
 }
 
 /** Rejects with a clear message if `promise` does not settle within `deadlineMs` (a hang fails fast). */

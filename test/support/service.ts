@@ -266,21 +266,6 @@ class ServiceRun implements RunningService {
   }
 }
 
-/** Polls `probe` until it returns a value other than undefined, or fails with `what` and the last value seen. */
-export async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  options: { deadlineMs?: number; intervalMs?: number; describe?: () => string } = {},
-): Promise<T> {
-  const deadline = Date.now() + (options.deadlineMs ?? DEFAULT_DEADLINE_MS);
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${options.describe ? `: ${options.describe()}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
-  }
-}
-
 /** A log line for one file's final outcome (`file archived` or `file duplicate`), by path. */
 export function isFileOutcome(relPath?: string): (line: LogLine) => boolean {
   return (line) => (line.msg === 'file archived' || line.msg === 'file duplicate') && (relPath === undefined || line.path === relPath);
