@@ -135,11 +135,11 @@ export class Ledger {
    * This is the only way work enters the ledger; watcher and scanner both call it.
    */
   observe(target: string, relPath: string, stat: FileStat): ObserveOutcome {
+    // Most observations (every file of every rescan) change nothing: decide on a plain read first, and take
+    // the write lock only to act, deciding again inside it.
+    if (decideObservation(this.latestGeneration(target, relPath), stat).kind === 'unchanged') return 'unchanged';
     return this.db.transaction((): ObserveOutcome => {
-      const latest = this.stmt(
-        `SELECT id, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode FROM files
-         WHERE target = ? AND rel_path = ? ORDER BY generation DESC LIMIT 1`,
-      ).get(target, relPath) as LatestGeneration | undefined;
+      const latest = this.latestGeneration(target, relPath);
       const decision = decideObservation(latest, stat);
       const now = this.now();
       switch (decision.kind) {
@@ -243,34 +243,31 @@ export class Ledger {
    * event clears the wait).
    */
   requeue(id: number, reason: string, notBefore: number): void {
-    this.db.transaction(() =>
-      this.move(id, 'working', 'pending', reason, 'owner = NULL, last_error = @reason, next_attempt_at = @notBefore', {
-        reason,
-        notBefore,
-      }),
-    ).immediate();
+    this.release(id, 'working', 'pending', reason, notBefore);
   }
 
   /** A transient failure: try again at `nextAttemptAt`, never give up silently. */
   scheduleRetry(id: number, error: string, nextAttemptAt: number): void {
-    this.db.transaction(() =>
-      this.move(id, 'working', 'retry', error, 'owner = NULL, last_error = @error, next_attempt_at = @nextAttemptAt', {
-        error,
-        nextAttemptAt,
-      }),
-    ).immediate();
+    this.release(id, 'working', 'retry', error, nextAttemptAt);
   }
 
   /** The file vanished before it could be archived. */
   markGone(id: number, from: FileState, reason: string): void {
-    this.db.transaction(() => this.move(id, from, 'gone', reason, 'owner = NULL, last_error = @reason', { reason }))
-      .immediate();
+    this.release(id, from, 'gone', reason);
   }
 
   /** Bad input that retrying cannot fix: the source stays where it is, the reason goes to `status`. */
   markQuarantined(id: number, reason: string): void {
+    this.release(id, 'working', 'quarantined', reason);
+  }
+
+  /** Lets go of a row without archiving it: the reason goes to `last_error`, and when to look again, if ever. */
+  private release(id: number, from: FileState, to: FileState, reason: string, nextAttemptAt: number | null = null): void {
     this.db.transaction(() =>
-      this.move(id, 'working', 'quarantined', reason, 'owner = NULL, last_error = @reason', { reason }),
+      this.move(id, from, to, reason, 'owner = NULL, last_error = @reason, next_attempt_at = @nextAttemptAt', {
+        reason,
+        nextAttemptAt,
+      }),
     ).immediate();
   }
 
@@ -387,6 +384,13 @@ export class Ledger {
         .all(...ids) as (Omit<ObjectRow, 'foundByHead'> & { foundByHead: number })[]
     ).map((o) => ({ ...o, foundByHead: o.foundByHead === 1 }));
     return { generations, history, objects };
+  }
+
+  private latestGeneration(target: string, relPath: string): LatestGeneration | undefined {
+    return this.stmt(
+      `SELECT id, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode FROM files
+       WHERE target = ? AND rel_path = ? ORDER BY generation DESC LIMIT 1`,
+    ).get(target, relPath) as LatestGeneration | undefined;
   }
 
   /**
