@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "addon.h"
+
 namespace {
 
 // The TypeScript side hard-codes these values (they are kernel ABI); fail the
@@ -329,11 +331,12 @@ void ShutdownNative(Native* n) {
   uv_close(reinterpret_cast<uv_handle_t*>(&n->poll), OnPollClosed);
 }
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("Inotify", InotifyWrap::DefineClass(env));
-  return exports;
-}
-
 }  // namespace
 
-NODE_API_MODULE(sftppush_inotify, Init)
+namespace sftppush {
+
+void RegisterInotify(Napi::Env env, Napi::Object exports) {
+  exports.Set("Inotify", InotifyWrap::DefineClass(env));
+}
+
+}  // namespace sftppush

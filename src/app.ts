@@ -3,14 +3,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { assertTargetsExist, type Config, type TargetConfig } from './config.js';
-import { describeCause } from './errors.js';
+import { describeCause, StoreError } from './errors.js';
+import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
+import { InstanceLock } from './ledger/instance-lock.js';
 import { Ledger } from './ledger/ledger.js';
+import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
 import { archiveClaimed } from './pipeline/archive-file.js';
 import { nodeSourceFs } from './pipeline/source-file.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { createS3Client, S3Store } from './s3/s3-store.js';
+import { WriteModes } from './s3/write-mode.js';
 import { Inotify } from './watch/inotify.js';
 import { Watcher } from './watch/watcher.js';
 
@@ -38,29 +42,29 @@ export function processStartTicks(pid: number): string | undefined {
   }
 }
 
-/** This process as a claim owner: `pid:<n>:<start ticks>`. */
-export function ownerId(pid = process.pid): string {
-  return `pid:${pid}:${processStartTicks(pid) ?? '?'}`;
+/** This process as a claim owner (see ledger/ownership.ts). */
+export function ownerId(role: OwnerRole, pid = process.pid): string {
+  return formatOwner(pid, processStartTicks(pid), role);
 }
 
 /**
- * A claim owner's rows are abandoned once that very process (pid and start time) is gone. When a start
- * time cannot be read (/proc mounted hidepid, another user), only a pid that no longer exists counts as
- * gone: taking a live process's row would upload twice.
+ * The facts ownership decisions need, read from /proc and kill(0).
+ * @param otherWatchHoldsLock whether a `watch` other than this process holds the ledger's instance lock.
  */
-export function isOwnerAlive(owner: string): boolean {
-  const match = /^pid:(\d+):(\S+)$/.exec(owner);
-  if (!match) return false;
-  const pid = Number(match[1]);
-  if (pid === process.pid) return false; // our pid now: a previous incarnation's
-  const startTicks = processStartTicks(pid);
-  if (startTicks !== undefined && match[2] !== '?') return startTicks === match[2];
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
+export function processProbe(self: string, otherWatchHoldsLock: () => boolean): ProcessProbe {
+  return {
+    self,
+    startTicks: processStartTicks,
+    pidExists(pid) {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+      }
+    },
+    otherWatchHoldsLock,
+  };
 }
 
 /** The parts every command that archives needs, wired together. The watcher is added by `watch` only. */
@@ -70,19 +74,41 @@ interface Core {
   pool: WorkerPool;
   reconciler: Reconciler;
   destroyClient: () => void;
-  checkCredentials: () => Promise<void>;
+  /**
+   * Start-up, before any worker claims: credentials, the write mode of each bucket, and the recovery of
+   * rows whose owners are verifiably gone. @throws ConfigError (conditional_writes = true, unsupported).
+   */
+  prepare: () => Promise<void>;
 }
 
-function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => void): Core {
-  assertTargetsExist(config);
+interface CoreOptions {
+  readonly role: OwnerRole;
+  /** Whether a `watch` other than this process holds the instance lock (false for `watch` itself). */
+  readonly otherWatchHoldsLock: () => boolean;
+  readonly onFatal: (error: unknown) => void;
+}
+
+function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
+  const { onFatal } = options;
   const ledger = openLedger(config);
+  const checkpoint = testKillPoints(log);
   const client = createS3Client({
     endpoint: config.s3.endpoint,
     region: config.s3.region,
     forcePathStyle: config.s3.forcePathStyle,
     maxSockets: config.upload.concurrency * 2,
+    logger: sdkLogger(log),
   });
+  addKillPoints(client, checkpoint);
   const store = new S3Store(client);
+  const owner = ownerId(options.role);
+  const prefixOf = new Map(config.targets.map((t) => [t.bucket, t.prefix]));
+  const writeModes = new WriteModes({
+    setting: config.s3.conditionalWrites,
+    probe: (bucket) => store.probeConditionalWrites(bucket, prefixOf.get(bucket) ?? ''),
+    log,
+    source: config.source,
+  });
   const targets = new Map<string, TargetConfig>(config.targets.map((t) => [t.path, t]));
   // Observer and pool refer to each other; the observer only calls wake() once the pool exists.
   const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => pool.wake(), onFatal });
@@ -90,9 +116,10 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
     ledger,
     log,
     now: Date.now,
-    owner: ownerId(),
+    owner,
     concurrency: config.upload.concurrency,
     onFatal,
+    checkpoint,
     archive: (claim) =>
       archiveClaimed(claim, {
         ledger,
@@ -104,6 +131,8 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
         settings: { ...config.upload, storageClass: config.s3.storageClass },
         targetFor: (targetPath) => targets.get(targetPath),
         reobserve: (target, relPath) => void observer.observePath(target, relPath),
+        writeMode: (bucket) => writeModes.modeFor(bucket),
+        checkpoint,
       }),
   });
   const reconciler = new Reconciler({
@@ -113,16 +142,16 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
     log,
     settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
-    isOwnerAlive,
   });
+  const probe = processProbe(owner, options.otherWatchHoldsLock);
   return {
     ledger,
     observer,
     pool,
     reconciler,
     destroyClient: () => client.destroy(),
-    // Resolve once at start so a missing credential is one clear line, not a warning per file. Values never logged.
-    checkCredentials: async () => {
+    async prepare() {
+      // Resolve once at start so a missing credential is one clear line, not a warning per file. Values never logged.
       try {
         await client.config.credentials();
       } catch (error) {
@@ -131,7 +160,36 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
           'no AWS credentials in the default chain (env, profile, instance role): uploads will retry until there are',
         );
       }
+      for (const bucket of prefixOf.keys()) {
+        try {
+          await writeModes.modeFor(bucket);
+        } catch (error) {
+          if (!(error instanceof StoreError)) throw error;
+          log.warn({ bucket, error: error.message }, 'cannot probe the endpoint for conditional writes now: will probe at the first write');
+        }
+      }
+      // Only now, and only rows whose owner is verifiably gone: never a live process's, never our own.
+      const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
+      if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     },
+  };
+}
+
+/** The crash tests' kill points (kill-points.ts): a no-op unless the test-only variable is set. */
+function testKillPoints(log: Logger): Checkpoint {
+  const spec = process.env[KILL_AT_VARIABLE];
+  if (spec) log.warn({ [KILL_AT_VARIABLE]: spec }, 'TEST-ONLY kill point armed: this process will SIGKILL itself');
+  return createCheckpoint(spec, () => process.kill(process.pid, 'SIGKILL'));
+}
+
+/** The SDK's own warnings (e.g. a stream it cannot retry) go to pino, never to the console. */
+function sdkLogger(log: Logger): { debug: () => void; info: () => void; warn: (...content: unknown[]) => void; error: (...content: unknown[]) => void } {
+  const sdk = log.child({ component: 'aws-sdk' });
+  return {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (...content) => sdk.warn({ detail: content.map((c) => describeCause(c)).join(' ') }, 'AWS SDK warning'),
+    error: (...content) => sdk.error({ detail: content.map((c) => describeCause(c)).join(' ') }, 'AWS SDK error'),
   };
 }
 
@@ -142,7 +200,24 @@ function buildCore(config: Config, log: Logger, onFatal: (error: unknown) => voi
 export async function runWatch(config: Config, log: Logger): Promise<number> {
   let fail: (error: unknown) => void = () => undefined;
   const fatal = new Promise<never>((_, reject) => (fail = reject));
-  const core = buildCore(config, log, (error) => fail(error));
+  assertTargetsExist(config);
+  // One watch per ledger, for the life of the process. @throws InstanceLockedError: exit 1, naming the holder.
+  const lock = InstanceLock.acquire(config.ledger.path, { pid: process.pid });
+  let core: Core;
+  try {
+    core = buildCore(config, log, { role: 'watch', otherWatchHoldsLock: () => false, onFatal: (error) => fail(error) });
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  try {
+    return await watchWith(core, config, log, fatal);
+  } finally {
+    lock.release();
+  }
+}
+
+async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise<never>): Promise<number> {
   const { ledger, observer, pool, reconciler } = core;
   const watcher = new Watcher({
     targets: config.targets,
@@ -153,6 +228,15 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
     settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
   });
+  const stopped = waitForSignal(log);
+  warnAboutRuntime(log);
+  try {
+    await core.prepare();
+  } catch (error) {
+    core.destroyClient();
+    ledger.close();
+    throw error;
+  }
   // Watches first, then the scan: a file landing in between is seen by one or the other, never by neither.
   watcher.start();
   pool.start();
@@ -160,9 +244,6 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
     { targets: config.targets.map((t) => t.path), watches: watcher.watchCount, bucket: config.s3.bucket, config: config.source },
     'sftppush watching',
   );
-  const stopped = waitForSignal(log);
-  warnAboutRuntime(log);
-  await core.checkCredentials();
   try {
     const started = await Promise.race([reconciler.scan('startup').then(() => true), stopped.then(() => false), fatal]);
     if (started) {
@@ -190,11 +271,17 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
  */
 export async function runReconcileOnce(config: Config, log: Logger): Promise<number> {
   let fatalError: unknown;
-  const core = buildCore(config, log, (error) => (fatalError = error));
+  assertTargetsExist(config);
+  const core = buildCore(config, log, {
+    role: 'reconcile',
+    // Runs beside a watch: the watch's rows are its own as long as it holds the lock.
+    otherWatchHoldsLock: () => InstanceLock.isHeld(config.ledger.path),
+    onFatal: (error) => (fatalError = error),
+  });
   const { ledger, observer, pool, reconciler } = core;
   try {
     warnAboutRuntime(log);
-    await core.checkCredentials();
+    await core.prepare();
     pool.start();
     const tally = await reconciler.scan('command');
     observer.close(); // a one-shot run does not wait for fresh files to settle

@@ -27,6 +27,8 @@ export interface Config {
     readonly forcePathStyle: boolean;
     readonly region: string | undefined;
     readonly storageClass: string | undefined;
+    /** `auto`: probe the endpoint once per bucket; true: conditional writes required; false: HEAD before every write. */
+    readonly conditionalWrites: 'auto' | boolean;
   };
   readonly ledger: { readonly path: string };
   readonly reconcile: { readonly schedule: string; readonly settleSeconds: number };
@@ -89,6 +91,7 @@ const fileSchema = z.strictObject({
     force_path_style: z.boolean().default(false),
     region: z.string().min(1).optional(),
     storage_class: z.enum(storageClasses).optional(),
+    conditional_writes: z.union([z.literal('auto'), z.boolean()]).default('auto'),
   }),
   ledger: z.strictObject({ path: z.string().min(1).default('var/ledger.db') }).default({ path: 'var/ledger.db' }),
   reconcile: z
@@ -238,6 +241,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
       forcePathStyle: s3.force_path_style,
       region: s3.region,
       storageClass: s3.storage_class,
+      conditionalWrites: s3.conditional_writes,
     },
     ledger: { path: path.resolve(base, parsed.ledger.path) },
     reconcile: { schedule: parsed.reconcile.schedule, settleSeconds: parsed.reconcile.settle_seconds },

@@ -8,14 +8,28 @@ import { FILE_STATES, isTransitionAllowed, type FileState } from './states.js';
 
 export type ObserveOutcome = 'queued' | 'updated' | 'dirty' | 'unchanged';
 
-/** A generation a worker has claimed: it owns the row until it reports an outcome. */
-export interface ClaimedFile extends FileStat {
+/**
+ * A claim as the worker holds it: every ledger write a worker makes names its claim, and succeeds only
+ * while the row is still `working` under that owner (LedgerConflictError otherwise).
+ */
+export interface ClaimRef {
   readonly id: number;
+  readonly owner: string;
+}
+
+/** A generation a worker has claimed: it owns the row until it reports an outcome. */
+export interface ClaimedFile extends ClaimRef {
   readonly target: string;
   readonly relPath: string;
   readonly generation: number;
   /** Claims including this one: above 1, an earlier attempt may already have written the object. */
   readonly attempts: number;
+}
+
+/** The object the ledger last recorded at a key (any generation, any path): what a conditional write expects. */
+export interface RecordedObject {
+  readonly etag: string | null;
+  readonly sha256: string;
 }
 
 /** What S3 answered when it accepted (or, found by HEAD, already held) an object. */
@@ -27,7 +41,10 @@ export interface ArchivedObject {
   readonly etag: string | undefined;
   readonly versionId: string | undefined;
   readonly checksumSha256: string | undefined;
+  /** S3 already held this content: an earlier attempt's write (or a lost ledger's), not written again. */
   readonly foundByHead: boolean;
+  /** How it was found: a HEAD before writing, or a conditional write's failed precondition (412) and its HEAD. */
+  readonly foundBy?: 'head' | 'precondition' | undefined;
 }
 
 export type ArchiveProof =
@@ -48,6 +65,8 @@ export interface FileRow {
   sizeBytes: number;
   mtimeMs: number;
   inode: number;
+  /** Nanoseconds since the epoch, as a decimal string (JSON has no 64-bit integers); null before it was kept. */
+  ctimeNs: string | null;
   sha256: string | null;
   state: FileState;
   attempts: number;
@@ -82,15 +101,28 @@ export interface ReconcileTally {
   filesQueued: number;
 }
 
-/** A row was not in the state the caller believed: another worker or process got there first. */
+/**
+ * A row was not in the state (or held by the owner) the caller believed. Since rows are recovered only
+ * from verifiably dead owners, this means a defect or an operator's hand in the ledger, never a normal race.
+ */
 export class LedgerConflictError extends SftppushError {
-  constructor(id: number, expected: FileState, to: FileState) {
-    super('E_LEDGER_CONFLICT', `file #${id}: expected state ${expected} before moving to ${to}`);
+  constructor(id: number, expected: FileState, to: FileState, owner?: string) {
+    super(
+      'E_LEDGER_CONFLICT',
+      `file #${id}: expected state ${expected}${owner === undefined ? '' : ` held by ${owner}`} before moving to ${to}`,
+    );
   }
 }
 
+/** The history line of an archive: whether S3 accepted a write, or already held the content and how we knew. */
+function describeProof(objects: readonly ArchivedObject[]): string {
+  const found = objects.filter((o) => o.foundByHead);
+  if (found.length === 0) return 'uploaded';
+  return `found in S3 ${found.some((o) => o.foundBy === 'precondition') ? 'after a 412' : 'by HEAD'}, not written again`;
+}
+
 const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_bytes AS sizeBytes, mtime_ms AS mtimeMs,
-  inode, sha256, state, attempts, last_error AS lastError, next_attempt_at AS nextAttemptAt,
+  inode, CAST(ctime_ns AS TEXT) AS ctimeNs, sha256, state, attempts, last_error AS lastError, next_attempt_at AS nextAttemptAt,
   duplicate_of AS duplicateOf, created_at AS createdAt, updated_at AS updatedAt`;
 
 /**
@@ -147,9 +179,9 @@ export class Ledger {
           return 'unchanged';
         case 'insert': {
           const { lastInsertRowid } = this.stmt(
-            `INSERT INTO files (target, rel_path, generation, size_bytes, mtime_ms, inode, state, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
-          ).run(target, relPath, decision.generation, stat.sizeBytes, stat.mtimeMs, stat.inode, now, now);
+            `INSERT INTO files (target, rel_path, generation, size_bytes, mtime_ms, inode, ctime_ns, state, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
+          ).run(target, relPath, decision.generation, stat.sizeBytes, stat.mtimeMs, stat.inode, stat.ctimeNs, now, now);
           this.addHistory(Number(lastInsertRowid), null, 'pending', `observed ${stat.sizeBytes} bytes`);
           return 'queued';
         }
@@ -167,6 +199,9 @@ export class Ledger {
         case 'mark-dirty':
           this.stmt(`UPDATE files SET dirty = 1 WHERE id = ?`).run(latest!.id);
           return 'dirty';
+        case 'adopt-ctime':
+          this.stmt(`UPDATE files SET ctime_ns = ? WHERE id = ?`).run(stat.ctimeNs, latest!.id);
+          return 'unchanged';
       }
     }).immediate();
   }
@@ -200,12 +235,11 @@ export class Ledger {
           | { id: number; state: FileState }
           | undefined);
       if (!row) return undefined;
-      this.move(row.id, row.state, 'working', `claimed by ${owner}`, 'attempts = attempts + 1, owner = @owner, dirty = 0', {
-        owner,
+      this.move(row.id, row.state, 'working', `claimed by ${owner}`, 'attempts = attempts + 1, owner = @claimant, dirty = 0', {
+        claimant: owner,
       });
       return this.stmt(
-        `SELECT id, target, rel_path AS relPath, generation, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode, attempts
-         FROM files WHERE id = ?`,
+        `SELECT id, owner, target, rel_path AS relPath, generation, attempts FROM files WHERE id = ?`,
       ).get(row.id) as ClaimedFile;
     }).immediate();
   }
@@ -214,25 +248,26 @@ export class Ledger {
    * Marks a claimed row archived with the proof that S3 holds its content.
    * @returns whether the path changed while the worker held it (the caller re-observes it).
    */
-  markArchived(id: number, stat: FileStat, sha256: string, proof: ArchiveProof): { dirty: boolean } {
+  markArchived(claim: ClaimRef, stat: FileStat, sha256: string, proof: ArchiveProof): { dirty: boolean } {
+    const { id } = claim;
     return this.db.transaction(() => {
       const now = this.now();
       const { dirty } = this.stmt(`SELECT dirty FROM files WHERE id = ?`).get(id) as { dirty: number };
-      this.setStat(id, stat);
       if (proof.kind === 'duplicate') {
         this.move(id, 'working', 'archived', `same content as #${proof.duplicateOf}: not uploaded again`,
           'sha256 = @sha256, duplicate_of = @duplicateOf, owner = NULL, last_error = NULL', {
             sha256,
             duplicateOf: proof.duplicateOf,
-          });
-        return { dirty: dirty === 1 };
+          }, claim.owner);
+      } else {
+        const how = describeProof(proof.objects);
+        const keys = proof.objects.map((o) => `${o.bucket}/${o.key}`).join(', ');
+        this.move(id, 'working', 'archived', `${how}: ${keys}`, 'sha256 = @sha256, owner = NULL, last_error = NULL', {
+          sha256,
+        }, claim.owner);
+        for (const object of proof.objects) this.insertObject(id, object, now);
       }
-      for (const object of proof.objects) this.insertObject(id, object, now);
-      const how = proof.objects.some((o) => o.foundByHead) ? 'found in S3 by HEAD' : 'uploaded';
-      const keys = proof.objects.map((o) => `${o.bucket}/${o.key}`).join(', ');
-      this.move(id, 'working', 'archived', `${how}: ${keys}`, 'sha256 = @sha256, owner = NULL, last_error = NULL', {
-        sha256,
-      });
+      this.setStat(id, stat);
       return { dirty: dirty === 1 };
     }).immediate();
   }
@@ -242,38 +277,43 @@ export class Ledger {
    * `notBefore` (a writer still appending would otherwise have the file re-read in a tight loop; its close
    * event clears the wait).
    */
-  requeue(id: number, reason: string, notBefore: number): void {
-    this.release(id, 'working', 'pending', reason, notBefore);
+  requeue(claim: ClaimRef, reason: string, notBefore: number): void {
+    this.release(claim, 'pending', reason, notBefore);
   }
 
   /** A transient failure: try again at `nextAttemptAt`, never give up silently. */
-  scheduleRetry(id: number, error: string, nextAttemptAt: number): void {
-    this.release(id, 'working', 'retry', error, nextAttemptAt);
+  scheduleRetry(claim: ClaimRef, error: string, nextAttemptAt: number): void {
+    this.release(claim, 'retry', error, nextAttemptAt);
   }
 
   /** The file vanished before it could be archived. */
-  markGone(id: number, from: FileState, reason: string): void {
-    this.release(id, from, 'gone', reason);
+  markGone(claim: ClaimRef, reason: string): void {
+    this.release(claim, 'gone', reason);
   }
 
   /** Bad input that retrying cannot fix: the source stays where it is, the reason goes to `status`. */
-  markQuarantined(id: number, reason: string): void {
-    this.release(id, 'working', 'quarantined', reason);
+  markQuarantined(claim: ClaimRef, reason: string): void {
+    this.release(claim, 'quarantined', reason);
   }
 
-  /** Lets go of a row without archiving it: the reason goes to `last_error`, and when to look again, if ever. */
-  private release(id: number, from: FileState, to: FileState, reason: string, nextAttemptAt: number | null = null): void {
+  /**
+   * Lets go of a claimed row without archiving it: the reason goes to `last_error`, and when to look again,
+   * if ever. @throws LedgerConflictError when the row is no longer this claim's.
+   */
+  private release(claim: ClaimRef, to: FileState, reason: string, nextAttemptAt: number | null = null): void {
     this.db.transaction(() =>
-      this.move(id, from, to, reason, 'owner = NULL, last_error = @reason, next_attempt_at = @nextAttemptAt', {
+      this.move(claim.id, 'working', to, reason, 'owner = NULL, last_error = @reason, next_attempt_at = @nextAttemptAt', {
         reason,
         nextAttemptAt,
-      }),
+      }, claim.owner),
     ).immediate();
   }
 
   /**
    * Returns rows left `working` by processes that no longer run (a crash, kill -9) to `pending`.
-   * A row held by a live process (a concurrent `reconcile`) is left alone.
+   * Called once when a process starts, before its workers claim anything; never by a scan. A row held by a
+   * live process (a concurrent `reconcile`, or this very process) is left alone: `isOwnerAlive` must answer
+   * true whenever it cannot prove the owner gone.
    */
   recoverAbandoned(isOwnerAlive: (owner: string) => boolean): number {
     return this.db.transaction(() => {
@@ -287,6 +327,17 @@ export class Ledger {
       }
       return abandoned.length;
     }).immediate();
+  }
+
+  /**
+   * The object last recorded at a key, whichever generation or path wrote it: a conditional write expects
+   * S3's latest version to be this one (If-Match its ETag), or, when there is none, no object at all.
+   */
+  lastObjectAt(bucket: string, key: string): RecordedObject | undefined {
+    return this.stmt(`SELECT etag, sha256 FROM objects WHERE bucket = ? AND key = ? ORDER BY id DESC LIMIT 1`).get(
+      bucket,
+      key,
+    ) as RecordedObject | undefined;
   }
 
   /** The most recent archived generation of a path before `generation`, for duplicate detection. */
@@ -387,15 +438,18 @@ export class Ledger {
   }
 
   private latestGeneration(target: string, relPath: string): LatestGeneration | undefined {
-    return this.stmt(
-      `SELECT id, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode FROM files
-       WHERE target = ? AND rel_path = ? ORDER BY generation DESC LIMIT 1`,
-    ).get(target, relPath) as LatestGeneration | undefined;
+    const row = this.stmt(
+      `SELECT id, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode,
+       CAST(ctime_ns AS TEXT) AS ctimeNs FROM files WHERE target = ? AND rel_path = ? ORDER BY generation DESC LIMIT 1`,
+    ).get(target, relPath) as (Omit<LatestGeneration, 'ctimeNs'> & { ctimeNs: string | null }) | undefined;
+    // Read as text: a nanosecond timestamp does not fit a JS number, and BigInt reads would turn every column.
+    return row && { ...row, ctimeNs: row.ctimeNs === null ? null : BigInt(row.ctimeNs) };
   }
 
   /**
    * The one place a row changes state: checks the transition is legal, updates only if the row is still
-   * in `from` (so two claimants cannot both win), and appends the history row.
+   * in `from` (so two claimants cannot both win) and, for a worker's write, still held by its `owner`,
+   * and appends the history row.
    */
   private move(
     id: number,
@@ -404,15 +458,17 @@ export class Ledger {
     detail: string,
     assignments = '',
     params: Record<string, unknown> = {},
+    owner?: string,
   ): void {
     if (!isTransitionAllowed(from, to)) {
       throw new SftppushError('E_ILLEGAL_TRANSITION', `file #${id}: ${from} -> ${to} is not a legal transition`);
     }
     const extra = assignments ? `, ${assignments}` : '';
+    const ownerGuard = owner === undefined ? '' : ' AND owner = @owner';
     const result = this.stmt(
-      `UPDATE files SET state = @to, updated_at = @now${extra} WHERE id = @id AND state = @from`,
-    ).run({ ...params, id, from, to, now: this.now() });
-    if (result.changes !== 1) throw new LedgerConflictError(id, from, to);
+      `UPDATE files SET state = @to, updated_at = @now${extra} WHERE id = @id AND state = @from${ownerGuard}`,
+    ).run({ ...params, id, from, to, now: this.now(), ...(owner === undefined ? {} : { owner }) });
+    if (result.changes !== 1) throw new LedgerConflictError(id, from, to, owner);
     this.addHistory(id, from, to, detail);
   }
 
@@ -427,10 +483,11 @@ export class Ledger {
   }
 
   private setStat(id: number, stat: FileStat): void {
-    this.stmt(`UPDATE files SET size_bytes = ?, mtime_ms = ?, inode = ?, updated_at = ? WHERE id = ?`).run(
+    this.stmt(`UPDATE files SET size_bytes = ?, mtime_ms = ?, inode = ?, ctime_ns = ?, updated_at = ? WHERE id = ?`).run(
       stat.sizeBytes,
       stat.mtimeMs,
       stat.inode,
+      stat.ctimeNs,
       this.now(),
       id,
     );

@@ -1,17 +1,26 @@
 import type { FileState } from './states.js';
 
-/** What the filesystem says about a path now: the identity triple that decides "is this new content?". */
+/**
+ * What the filesystem says about a path now: the identity that decides "is this new content?".
+ * ctime is in it because a client can restore an mtime after rewriting a file in place (sftp `put -p`,
+ * `cp -p`, `rsync --inplace -t`), but no client can set the inode change time.
+ */
 export interface FileStat {
   readonly sizeBytes: number;
+  /** fs.Stats.mtimeMs: sub-millisecond, compared exactly. */
   readonly mtimeMs: number;
   readonly inode: number;
+  /** Inode change time, nanoseconds since the epoch (fs.BigIntStats.ctimeNs). */
+  readonly ctimeNs: bigint;
 }
 
 /** The latest generation the ledger holds for a path. */
-export interface LatestGeneration extends FileStat {
+export interface LatestGeneration extends Omit<FileStat, 'ctimeNs'> {
   readonly id: number;
   readonly generation: number;
   readonly state: FileState;
+  /** Null on rows recorded before the ledger kept ctimes: the next observation adopts the one it sees. */
+  readonly ctimeNs: bigint | null;
 }
 
 export type ObservationDecision =
@@ -19,10 +28,17 @@ export type ObservationDecision =
   | { readonly kind: 'update-stat' } // not yet taken by a worker: the newer stat simply replaces the older
   | { readonly kind: 'requeue' } // a retrying row whose file changed: start over as pending
   | { readonly kind: 'mark-dirty' } // a worker holds it: it re-observes when done
+  | { readonly kind: 'adopt-ctime' } // an upgraded row meets its first ctime: record it, nothing changed
   | { readonly kind: 'unchanged' };
 
-export function sameStat(a: FileStat, b: FileStat): boolean {
-  return a.sizeBytes === b.sizeBytes && a.mtimeMs === b.mtimeMs && a.inode === b.inode;
+/** Same identity. A ctime the ledger does not know yet (null) matches any, so an upgrade requeues nothing. */
+export function sameStat(a: Pick<LatestGeneration, keyof FileStat>, b: Pick<LatestGeneration, keyof FileStat>): boolean {
+  return (
+    a.sizeBytes === b.sizeBytes &&
+    a.mtimeMs === b.mtimeMs &&
+    a.inode === b.inode &&
+    (a.ctimeNs === null || b.ctimeNs === null || a.ctimeNs === b.ctimeNs)
+  );
 }
 
 /**
@@ -32,19 +48,20 @@ export function sameStat(a: FileStat, b: FileStat): boolean {
  */
 export function decideObservation(latest: LatestGeneration | undefined, stat: FileStat): ObservationDecision {
   if (!latest) return { kind: 'insert', generation: 1 };
-  const changed = !sameStat(latest, stat);
+  if (latest.state === 'gone') {
+    // It came back: whatever it holds now is a new generation, even with the same stat.
+    return { kind: 'insert', generation: latest.generation + 1 };
+  }
+  if (sameStat(latest, stat)) return latest.ctimeNs === null ? { kind: 'adopt-ctime' } : { kind: 'unchanged' };
   switch (latest.state) {
     case 'pending':
-      return changed ? { kind: 'update-stat' } : { kind: 'unchanged' };
+      return { kind: 'update-stat' };
     case 'retry':
-      return changed ? { kind: 'requeue' } : { kind: 'unchanged' };
+      return { kind: 'requeue' };
     case 'working':
-      return changed ? { kind: 'mark-dirty' } : { kind: 'unchanged' };
-    case 'gone':
-      // It came back: whatever it holds now is a new generation, even with the same stat.
-      return { kind: 'insert', generation: latest.generation + 1 };
+      return { kind: 'mark-dirty' };
     case 'archived':
     case 'quarantined':
-      return changed ? { kind: 'insert', generation: latest.generation + 1 } : { kind: 'unchanged' };
+      return { kind: 'insert', generation: latest.generation + 1 };
   }
 }

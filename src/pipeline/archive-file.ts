@@ -10,10 +10,11 @@ import type { ObjectStore } from '../s3/object-store.js';
 import { retryDelayMs } from './backoff.js';
 import { KeyLayoutError, objectKeyFor, objectMetadata } from './key-layout.js';
 import type { SourceFile, SourceFs, SourceStat } from './source-file.js';
+import { writeThroughGate, type WriteMode } from './write-gate.js';
 
 export type ArchiveLedger = Pick<
   Ledger,
-  'markArchived' | 'requeue' | 'scheduleRetry' | 'markGone' | 'markQuarantined' | 'previousArchived'
+  'markArchived' | 'requeue' | 'scheduleRetry' | 'markGone' | 'markQuarantined' | 'previousArchived' | 'lastObjectAt'
 >;
 
 export interface ArchiveSettings {
@@ -36,6 +37,10 @@ export interface ArchiveDeps {
   readonly targetFor: (targetPath: string) => TargetConfig | undefined;
   /** The path changed while we held it: look at it again. */
   readonly reobserve: (target: TargetConfig, relPath: string) => void;
+  /** How writes to a bucket are gated (probed once per bucket; see write-gate.ts). @throws StoreError */
+  readonly writeMode: (bucket: string) => Promise<WriteMode>;
+  /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
+  readonly checkpoint?: (point: 'after-commit') => void;
 }
 
 export type ArchiveOutcome = 'archived' | 'duplicate' | 'requeued' | 'retry' | 'gone' | 'quarantined';
@@ -95,7 +100,7 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
     finish(claim, deps, before, content.sha256, { kind: 'uploaded', objects: [object] }, target);
     return {
       state: 'archived',
-      fields: { key, bytes: before.sizeBytes, versionId: object.versionId, foundByHead: object.foundByHead },
+      fields: { key, bytes: before.sizeBytes, versionId: object.versionId, foundByHead: object.foundByHead, foundBy: object.foundBy },
     };
   } finally {
     await file.close();
@@ -153,10 +158,10 @@ function verifyingHash(expected: string, relPath: string): Transform {
 }
 
 /**
- * Writes the object unless S3's latest version already holds this content. A first claim of new content
- * never HEADs (nothing can be there from us). A later claim may follow a crash between PUT and ledger
- * commit; content equal to the last archived generation may be a duplicate — but only S3 can say whether
- * its latest version is still that content (an unrecorded upload of other bytes may have landed since).
+ * Writes the object through the gate (write-gate.ts): conditionally on what the ledger last recorded at
+ * the key, so a repeat claim, a lost answer or a lost ledger finds S3's copy instead of writing another.
+ * Content equal to the last archived generation may be a duplicate, but only S3 can say whether its latest
+ * version is still that content (an unrecorded upload of other bytes may have landed since): HEAD first.
  */
 async function putOnce(
   claim: ClaimedFile,
@@ -168,26 +173,24 @@ async function putOnce(
   deps: ArchiveDeps,
   log: Logger,
 ): Promise<ArchivedObject> {
-  const proof = { bucket: target.bucket, key, sha256: content.sha256, sizeBytes: stat.sizeBytes };
-  if (claim.attempts > 1 || sameAsPrevious) {
-    const head = await deps.store.head(target.bucket, key);
-    if (head?.metadata.sha256 === content.sha256 && head.sizeBytes === stat.sizeBytes) {
-      log.debug({ key, versionId: head.versionId }, 'S3 already holds this content: not writing again');
-      return { ...proof, etag: head.etag, versionId: head.versionId, checksumSha256: head.checksumSha256, foundByHead: true };
-    }
-  }
-  const stored = await deps.store.put({
-    bucket: target.bucket,
-    key,
-    body: Buffer.isBuffer(content.body) ? content.body : content.body(),
-    sizeBytes: stat.sizeBytes,
-    sha256: content.sha256,
-    metadata: objectMetadata({ relPath: claim.relPath, sha256: content.sha256, sourceSha256: content.sha256, mtimeMs: stat.mtimeMs }),
-    storageClass: deps.settings.storageClass,
-    partSizeBytes: deps.settings.partSizeBytes,
-  });
-  verifyChecksum(stored.checksumSha256, content, `s3://${target.bucket}/${key}`);
-  return { ...proof, ...stored, foundByHead: false };
+  const inMemory = Buffer.isBuffer(content.body);
+  const result = await writeThroughGate(
+    {
+      bucket: target.bucket,
+      key,
+      body: () => (Buffer.isBuffer(content.body) ? content.body : content.body()),
+      sizeBytes: stat.sizeBytes,
+      sha256: content.sha256,
+      metadata: objectMetadata({ relPath: claim.relPath, sha256: content.sha256, sourceSha256: content.sha256, mtimeMs: stat.mtimeMs }),
+      storageClass: deps.settings.storageClass,
+      partSizeBytes: deps.settings.partSizeBytes,
+      expected: deps.ledger.lastObjectAt(target.bucket, key),
+      headFirst: sameAsPrevious || !inMemory,
+    },
+    { store: deps.store, mode: await deps.writeMode(target.bucket), log },
+  );
+  if (!result.foundByHead) verifyChecksum(result.checksumSha256, content, `s3://${target.bucket}/${key}`);
+  return { bucket: target.bucket, key, sha256: content.sha256, sizeBytes: stat.sizeBytes, ...result };
 }
 
 /**
@@ -220,26 +223,27 @@ function finish(
   proof: ArchiveProof,
   target: TargetConfig,
 ): void {
-  const { dirty } = deps.ledger.markArchived(claim.id, stat, sha256, proof);
+  const { dirty } = deps.ledger.markArchived(claim, stat, sha256, proof);
+  deps.checkpoint?.('after-commit');
   if (dirty) deps.reobserve(target, claim.relPath);
 }
 
 function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error: unknown): ArchiveOutcome {
   if (error instanceof SourceGoneError) {
     log.warn({ state: 'gone', reason: error.message }, 'file gone before it was archived');
-    deps.ledger.markGone(claim.id, 'working', error.message);
+    deps.ledger.markGone(claim, error.message);
     return 'gone';
   }
   if (error instanceof SourceChangedError) {
     // Still being written (a resumed upload appending): wait before reading it again; its close clears the wait.
     const delayMs = retryDelayMs(claim.attempts, Math.min(deps.settings.maxBackoffSeconds, MAX_REQUEUE_DELAY_SECONDS), deps.random);
     log.info({ state: 'pending', reason: error.message, retryInMs: delayMs }, 'file changed: queued again');
-    deps.ledger.requeue(claim.id, error.message, deps.now() + delayMs);
+    deps.ledger.requeue(claim, error.message, deps.now() + delayMs);
     return 'requeued';
   }
   if (error instanceof KeyLayoutError) {
     log.error({ state: 'quarantined', reason: error.message }, 'file cannot be stored under its key');
-    deps.ledger.markQuarantined(claim.id, `${error.code}: ${error.message}`);
+    deps.ledger.markQuarantined(claim, `${error.code}: ${error.message}`);
     return 'quarantined';
   }
   return retry(claim, deps, log, describeFailure(error), error instanceof StoreError && !error.retryable);
@@ -256,6 +260,6 @@ function retry(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, reason: strin
   const fields = { state: 'retry', attempts: claim.attempts, retryInMs: delayMs, error: reason };
   if (needsOperator) log.error(fields, 'archive failed: needs attention, will retry');
   else log.warn(fields, 'archive failed: will retry');
-  deps.ledger.scheduleRetry(claim.id, reason, deps.now() + delayMs);
+  deps.ledger.scheduleRetry(claim, reason, deps.now() + delayMs);
   return 'retry';
 }

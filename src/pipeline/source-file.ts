@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { constants, promises as fsp, type Stats } from 'node:fs';
+import { constants, promises as fsp, type BigIntStats } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../errors.js';
@@ -30,8 +30,16 @@ export interface SourceFs {
   stat(path: string): Promise<SourceStat | undefined>;
 }
 
-export function toSourceStat(stats: Stats): SourceStat {
-  return { sizeBytes: stats.size, mtimeMs: stats.mtimeMs, inode: stats.ino, isFile: stats.isFile() };
+const NS_PER_S = 1_000_000_000n;
+
+/**
+ * The identity of a stat taken with `{ bigint: true }` (the only way to read ctime to the nanosecond).
+ * mtimeMs is computed exactly as node:fs computes Stats.mtimeMs (seconds * 1e3 + nanoseconds / 1e6), so it
+ * equals what ledgers recorded before ctimes were kept.
+ */
+export function toSourceStat(stats: BigIntStats): SourceStat {
+  const mtimeMs = Number(stats.mtimeNs / NS_PER_S) * 1e3 + Number(stats.mtimeNs % NS_PER_S) / 1e6;
+  return { sizeBytes: Number(stats.size), mtimeMs, inode: Number(stats.ino), ctimeNs: stats.ctimeNs, isFile: stats.isFile() };
 }
 
 /** SourceFs on node:fs. */
@@ -40,7 +48,7 @@ export const nodeSourceFs: SourceFs = {
     // O_NOFOLLOW: a symlink dropped by an SFTP user must never make us upload what it points at.
     const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     return {
-      stat: async () => toSourceStat(await handle.stat()),
+      stat: async () => toSourceStat(await handle.stat({ bigint: true })),
       async readAll(sizeBytes) {
         const buffer = Buffer.allocUnsafe(sizeBytes);
         let filled = 0;
@@ -62,7 +70,7 @@ export const nodeSourceFs: SourceFs = {
   },
   async stat(path) {
     try {
-      return toSourceStat(await fsp.lstat(path));
+      return toSourceStat(await fsp.lstat(path, { bigint: true }));
     } catch (error) {
       if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
       throw error;

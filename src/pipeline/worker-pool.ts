@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { LedgerConflictError, type ClaimedFile, type Ledger } from '../ledger/ledger.js';
+import type { Checkpoint } from '../kill-points.js';
 import type { ArchiveOutcome } from './archive-file.js';
 
 export interface WorkerPoolDeps {
@@ -12,6 +13,8 @@ export interface WorkerPoolDeps {
   readonly concurrency: number;
   /** The ledger itself failed (disk full, corrupt): the service must stop rather than spin. */
   readonly onFatal: (error: unknown) => void;
+  /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
+  readonly checkpoint?: Checkpoint;
 }
 
 /** Longest idle sleep: rows another process (a `reconcile` command) queued are noticed within this. */
@@ -71,11 +74,13 @@ export class WorkerPool {
           continue;
         }
         this.inFlight += 1;
+        this.deps.checkpoint?.('after-claim');
         await this.deps.archive(claim);
       } catch (error) {
         if (error instanceof LedgerConflictError) {
-          // Another process took this row (it believed us gone): it owns the outcome now.
-          this.deps.log.error({ worker: index, error: error.message }, 'row taken over by another process');
+          // Rows are recovered only from owners proven gone, so this is a hand in the ledger or a defect:
+          // whoever holds the row now owns its outcome, and our write was refused, never applied.
+          this.deps.log.error({ worker: index, error: error.message }, 'row no longer held by this worker: outcome not recorded');
           continue;
         }
         this.deps.log.fatal({ worker: index, error }, 'ledger failure: stopping');

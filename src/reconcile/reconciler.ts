@@ -9,9 +9,7 @@ import { scanTree, type ScanTally } from './scanner.js';
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
   readonly observer: Observer;
-  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile' | 'recoverAbandoned'>;
-  /** Whether a claim owner still runs: rows of a killed `reconcile` command are recovered at every scan. */
-  readonly isOwnerAlive: (owner: string) => boolean;
+  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile'>;
   readonly log: Logger;
   readonly settleMs: number;
   readonly now: () => number;
@@ -19,6 +17,7 @@ export interface ReconcilerDeps {
 
 /**
  * Full rescans of every target: at start, on the cron schedule, after an inotify overflow, on demand.
+ * A scan only observes: it never takes back a claimed row (recovery runs once, at process start).
  * Never two at once: a request during a scan is folded into one more scan right after it, because the
  * running scan may already have passed the directory that prompted the request.
  */
@@ -67,8 +66,6 @@ export class Reconciler {
   }
 
   private async scanAll(reason: string): Promise<ScanTally> {
-    const recovered = this.deps.ledger.recoverAbandoned(this.deps.isOwnerAlive);
-    if (recovered > 0) this.deps.log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     const runId = this.deps.ledger.beginReconcile(reason);
     const started = this.deps.now();
     const total: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };

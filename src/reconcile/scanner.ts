@@ -54,7 +54,7 @@ async function observeEntry(
 ): Promise<void> {
   let stat;
   try {
-    stat = toSourceStat(await fsp.lstat(path.join(target.path, relPath)));
+    stat = toSourceStat(await fsp.lstat(path.join(target.path, relPath), { bigint: true }));
   } catch (error) {
     const code = errnoCode(error);
     // One unreadable entry (a name too long, a race) must not stop the scan of everything else.

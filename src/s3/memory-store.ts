@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { SftppushError, StoreError } from '../errors.js';
-import type { ObjectHead, ObjectStore, PutObjectRequest, StoredObject } from './object-store.js';
+import { PreconditionFailedError, type ObjectHead, type ObjectStore, type PutObjectRequest, type StoredObject } from './object-store.js';
 
 export type StoreOperation = 'put' | 'head';
 
@@ -32,6 +32,8 @@ export interface Fault {
 export interface MemoryStoreOptions {
   /** When given, only these buckets exist and a put elsewhere fails like S3's NoSuchBucket; by default every bucket exists. */
   readonly buckets?: readonly string[];
+  /** False: the store ignores If-None-Match / If-Match, as an endpoint without conditional writes does. */
+  readonly conditionalWrites?: boolean;
 }
 
 /** S3's limit on user metadata: the UTF-8 bytes of every key and value together. */
@@ -52,9 +54,11 @@ export class MemoryStore implements ObjectStore {
   private readonly objects = new Map<string, StoredVersion[]>();
   private readonly faults: Record<StoreOperation, Fault[]> = { put: [], head: [] };
   private readonly buckets: ReadonlySet<string> | undefined;
+  private readonly conditionalWrites: boolean;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.buckets = options.buckets ? new Set(options.buckets) : undefined;
+    this.conditionalWrites = options.conditionalWrites ?? true;
   }
 
   /** Makes the next call of `operation` reject with `error` (queued: several calls fail in turn). */
@@ -83,6 +87,8 @@ export class MemoryStore implements ObjectStore {
       this.checkRequest(request, where);
       const body = Buffer.isBuffer(request.body) ? request.body : await readStream(request.body);
       if (Buffer.isBuffer(request.body)) checkDeclaredContent(request, body, where);
+      // As S3: the precondition is checked when the write completes (for multipart, at the completion).
+      this.checkCondition(request, where);
       // A copy: what S3 holds must not change if the caller reuses its buffer.
       const version = this.store(request, Buffer.from(body));
       if (fault) throw fault.error;
@@ -103,6 +109,15 @@ export class MemoryStore implements ObjectStore {
     if (!latest) return Promise.resolve(undefined);
     const { etag, versionId, checksumSha256, sizeBytes, metadata } = latest;
     return Promise.resolve({ etag, versionId, checksumSha256, sizeBytes, metadata: { ...metadata } });
+  }
+
+  /** If-None-Match: * needs no object at the key; If-Match needs the latest version's ETag (S3's 412, or 404). */
+  private checkCondition(request: PutObjectRequest, where: string): void {
+    const condition = request.condition;
+    if (!condition || !this.conditionalWrites) return;
+    const latest = this.objects.get(objectId(request.bucket, request.key))?.at(-1);
+    const holds = 'ifNoneMatch' in condition ? latest === undefined : latest?.etag === condition.ifMatch;
+    if (!holds) throw new PreconditionFailedError(where, { cause: new Error(latest ? 'PreconditionFailed (412)' : 'NoSuchKey (404)') });
   }
 
   /** The request-level checks S3 makes before it looks at the body. */

@@ -1,6 +1,13 @@
 import type { Readable } from 'node:stream';
+import { StoreError } from '../errors.js';
 
-/** One object to write. The store sends exactly these bytes or fails; it never retries with other bytes. */
+/**
+ * The precondition of a write (S3 conditional writes). `ifNoneMatch: '*'`: only if the key holds no object;
+ * `ifMatch`: only if the key's latest version still has this ETag.
+ */
+export type WriteCondition = { readonly ifNoneMatch: '*' } | { readonly ifMatch: string };
+
+/** One object to write. The store sends exactly these bytes or fails; it never retries a write with other bytes. */
 export interface PutObjectRequest {
   readonly bucket: string;
   readonly key: string;
@@ -12,6 +19,8 @@ export interface PutObjectRequest {
   readonly metadata: Readonly<Record<string, string>>;
   readonly storageClass?: string | undefined;
   readonly partSizeBytes: number;
+  /** Sent as If-None-Match / If-Match on the PUT or the multipart completion; absent: an unconditional write. */
+  readonly condition?: WriteCondition | undefined;
 }
 
 /** S3's own receipt for an object: what the ledger records as proof. */
@@ -27,14 +36,31 @@ export interface ObjectHead extends StoredObject {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
+/** How the endpoint treats conditional writes, as probed once (`s3.conditional_writes = "auto"`). */
+export type ConditionalWriteSupport = 'honoured' | 'refused' | 'ignored';
+
+/**
+ * A conditional write's precondition did not hold (HTTP 412, or 404 for If-Match on a key with no object):
+ * S3 holds something other than the writer believed. Not a failure: the write gate HEADs and decides.
+ */
+export class PreconditionFailedError extends StoreError {
+  override readonly code = 'E_S3_PRECONDITION';
+  constructor(key: string, options: { cause: unknown }) {
+    super('put', key, false, options);
+  }
+}
+
 /**
  * The slice of S3 the pipeline uses. Implementations throw `StoreError` for S3's failures; an error a
  * stream body raises with our own verdict (a `SftppushError`, e.g. the source changed) passes through as is.
+ * A write (single PUT or multipart completion) is sent once: a lost answer is a retryable StoreError, and
+ * the caller's gate, not the transport, decides whether to write again.
  */
 export interface ObjectStore {
   /**
    * Writes one object version. Resolves only when S3 has accepted the bytes with a checksum it checked.
-   * @throws StoreError, with `retryable` set for throttling, 5xx and network faults.
+   * @throws PreconditionFailedError when `request.condition` did not hold (nothing was written).
+   * @throws StoreError, with `retryable` set for throttling, 5xx and network faults (the write may have landed).
    */
   put(request: PutObjectRequest): Promise<StoredObject>;
   /** The latest version's metadata, or undefined when the key does not exist. @throws StoreError */

@@ -1,10 +1,29 @@
-import { HeadObjectCommand, S3Client, S3ServiceException, type StorageClass } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type ServiceInputTypes,
+  type ServiceOutputTypes,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { StandardRetryStrategy } from '@smithy/core/retry';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { FinalizeRequestMiddleware, Logger as SdkLogger, RetryErrorInfo, StandardRetryToken } from '@smithy/types';
+import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { SftppushError, StoreError } from '../errors.js';
-import type { ObjectHead, ObjectStore, PutObjectRequest, StoredObject } from './object-store.js';
+import {
+  PreconditionFailedError,
+  type ConditionalWriteSupport,
+  type ObjectHead,
+  type ObjectStore,
+  type PutObjectRequest,
+  type StoredObject,
+} from './object-store.js';
 
 export interface S3StoreOptions {
   readonly endpoint: string | undefined;
@@ -12,16 +31,58 @@ export interface S3StoreOptions {
   readonly forcePathStyle: boolean;
   /** Upper bound of requests in flight: sockets are kept alive and shared, one pool per process. */
   readonly maxSockets: number;
+  /** Where the SDK's own warnings go (it writes to the console otherwise). */
+  readonly logger?: SdkLogger | undefined;
 }
+
+/** Requests the SDK's default of 3 attempts applies to; writes get exactly one (see WritesOnceRetryStrategy). */
+const MAX_ATTEMPTS = 3;
+
+/**
+ * S3 operations that create an object version. A lost answer to one of them may hide a write that landed,
+ * so only the write gate (a conditional write, or a HEAD) may send it again, never the transport.
+ */
+const VERSION_WRITES = new Set(['PutObjectCommand', 'CompleteMultipartUploadCommand']);
+
+/** Marks an error as the answer to a write, which the retry strategy below must not retry. */
+const WRITE_FAILED = Symbol('sftppush.writeFailed');
+
+/**
+ * The SDK's standard retries (backoff, throttling, retry quota) for reads, part uploads and multipart
+ * bookkeeping (a part overwrites itself, a HEAD changes nothing), and none for a write that creates a version.
+ */
+class WritesOnceRetryStrategy extends StandardRetryStrategy {
+  override async refreshRetryTokenForRetry(token: StandardRetryToken, errorInfo: RetryErrorInfo): Promise<StandardRetryToken> {
+    const error = errorInfo.error as (Error & { [WRITE_FAILED]?: boolean }) | undefined;
+    // Thrown as is: the retry middleware then hands the write's own error to the caller, unretried.
+    if (error?.[WRITE_FAILED]) throw error;
+    return super.refreshRetryTokenForRetry(token, errorInfo);
+  }
+}
+
+/**
+ * Runs inside the retry loop, once per attempt: tags the failure of a version-creating write so the retry
+ * strategy hands it straight back to our gate instead of sending the same write again.
+ */
+const tagWriteFailures: FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next, context) => async (args) => {
+  try {
+    return await next(args);
+  } catch (error) {
+    if (VERSION_WRITES.has(context.commandName ?? '') && typeof error === 'object' && error !== null) {
+      Object.defineProperty(error, WRITE_FAILED, { value: true });
+    }
+    throw error;
+  }
+};
 
 /**
  * Builds the process's one S3 client. Credentials come from the AWS default chain (env, profile, SSO,
  * instance role); they are never read, logged or stored by sftppush. Without an endpoint the SDK also
- * honours AWS_ENDPOINT_URL_S3.
+ * honours AWS_ENDPOINT_URL_S3. Writes that create an object version are never retried by the SDK.
  */
 export function createS3Client(options: S3StoreOptions): S3Client {
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
-  return new S3Client({
+  const client = new S3Client({
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
     forcePathStyle: options.forcePathStyle,
@@ -31,11 +92,22 @@ export function createS3Client(options: S3StoreOptions): S3Client {
       connectionTimeout: 10_000,
       requestTimeout: 120_000,
     }),
+    retryStrategy: new WritesOnceRetryStrategy(MAX_ATTEMPTS),
+    ...(options.logger ? { logger: options.logger } : {}),
     // Our own checksum (SHA-256, computed while hashing) is sent instead of the SDK's default CRC32.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+  client.middlewareStack.addRelativeTo(tagWriteFailures, {
+    name: 'sftppushTagWriteFailures',
+    relation: 'after',
+    toMiddleware: 'retryMiddleware',
+  });
+  return client;
 }
+
+/** The key segment of the conditional-write probe's object (never a file's: its name starts with a dot). */
+export const PROBE_KEY_SEGMENT = '.sftppush-probe/';
 
 /** ObjectStore on @aws-sdk/client-s3 and lib-storage's Upload (single PUT or multipart by size). */
 export class S3Store implements ObjectStore {
@@ -43,6 +115,7 @@ export class S3Store implements ObjectStore {
 
   async put(request: PutObjectRequest): Promise<StoredObject> {
     const inMemory = Buffer.isBuffer(request.body);
+    const condition = request.condition;
     const upload = new Upload({
       client: this.client,
       // A buffer is always one PUT: its whole-object SHA-256 goes with it and S3 rejects any other bytes.
@@ -58,6 +131,9 @@ export class S3Store implements ObjectStore {
         StorageClass: request.storageClass as StorageClass | undefined,
         ChecksumAlgorithm: 'SHA256',
         ...(inMemory ? { ChecksumSHA256: Buffer.from(request.sha256, 'hex').toString('base64') } : {}),
+        // lib-storage passes these on to the single PUT or to the multipart completion.
+        ...(condition && 'ifNoneMatch' in condition ? { IfNoneMatch: condition.ifNoneMatch } : {}),
+        ...(condition && 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : {}),
       },
     });
     const where = `s3://${request.bucket}/${request.key}`;
@@ -68,6 +144,7 @@ export class S3Store implements ObjectStore {
     } catch (error) {
       // Our own verdict on the source (it changed while streaming) is not an S3 failure: pass it on as is.
       if (error instanceof SftppushError && !(error instanceof StoreError)) throw error;
+      if (condition && isPreconditionFailure(error, condition)) throw new PreconditionFailedError(where, { cause: error });
       throw new StoreError('put', where, isRetryable(error), { cause: error });
     }
     if (stored.checksumSha256 !== undefined || inMemory) return stored;
@@ -77,6 +154,30 @@ export class S3Store implements ObjectStore {
 
   head(bucket: string, key: string): Promise<ObjectHead | undefined> {
     return this.headVersion(bucket, key, undefined);
+  }
+
+  /**
+   * Finds out once how the endpoint treats conditional writes: an empty PUT with `If-Match` on a random key
+   * that cannot exist. S3, MinIO and moto answer 404 NoSuchKey (or 412) and write nothing; an endpoint that
+   * refuses the header answers 501 or 400; one that ignores it writes the object, which is deleted again.
+   * @param keyPrefix where the probe key goes (the configured prefix, so the IAM policy covers it).
+   * @throws StoreError when S3 cannot be asked (unreachable, denied): the answer is unknown.
+   */
+  async probeConditionalWrites(bucket: string, keyPrefix: string): Promise<ConditionalWriteSupport> {
+    const key = `${keyPrefix}${PROBE_KEY_SEGMENT}${randomUUID()}`;
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: '', ContentLength: 0, IfMatch: '"sftppush-probe"' }),
+      );
+    } catch (error) {
+      const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+      if (status === 404 || status === 412) return 'honoured';
+      if (status === 501 || status === 400) return 'refused';
+      throw new StoreError('probe', `s3://${bucket}/${key}`, isRetryable(error), { cause: error });
+    }
+    // The header was ignored and an empty object written: remove it (best effort; it is under our prefix).
+    await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
+    return 'ignored';
   }
 
   private async headVersion(bucket: string, key: string, versionId: string | undefined): Promise<ObjectHead | undefined> {
@@ -98,11 +199,22 @@ export class S3Store implements ObjectStore {
   }
 }
 
-/** Throttling, 5xx and network faults may pass; a 4xx (denied, no such bucket) needs an operator. */
+/** 412, or S3's answer to If-Match on a key that holds no object (404 NoSuchKey). */
+function isPreconditionFailure(error: unknown, condition: NonNullable<PutObjectRequest['condition']>): boolean {
+  if (!(error instanceof S3ServiceException)) return false;
+  const status = error.$metadata.httpStatusCode;
+  return status === 412 || (status === 404 && 'ifMatch' in condition && error.name !== 'NoSuchBucket');
+}
+
+/**
+ * Throttling, 5xx and network faults may pass; so may a 409 ConditionalRequestConflict (a conditional write
+ * raced another operation on the key: S3 says retry). Other 4xx (denied, no such bucket) need an operator.
+ */
 function isRetryable(error: unknown): boolean {
   if (error instanceof S3ServiceException) {
     const status = error.$metadata.httpStatusCode ?? 500;
-    return status >= 500 || status === 408 || status === 429 || error.$retryable !== undefined;
+    return status >= 500 || status === 408 || status === 409 || status === 429 || error.$retryable !== undefined;
   }
   return true;
 }
+

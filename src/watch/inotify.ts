@@ -2,9 +2,10 @@
 // The binding delivers events in batches, one array per readable wakeup, and
 // passes IN_Q_OVERFLOW (wd -1) through as an ordinary event.
 import { isUtf8 } from 'node:buffer';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+
+import { loadNativeAddon, nativeBindingPath } from '../native/addon.js';
+
+export { nativeBindingPath } from '../native/addon.js';
 
 /** Linux inotify mask bits. Kernel ABI, so hard-coding is safe; the native build static_asserts them. */
 export const InotifyMask = {
@@ -105,32 +106,17 @@ interface NativeBinding {
   Inotify: new (onEvents: RawCallback) => NativeInotify;
 }
 
-const BINARY_NAME = 'sftppush_inotify.node';
-
-/** Directory holding the .node file: SFTPPUSH_NATIVE_DIR (e.g. a Node 24 build), else <root>/build/Release. */
-export function nativeBindingPath(): string {
-  const override = process.env.SFTPPUSH_NATIVE_DIR;
-  if (override !== undefined && override !== '') return path.resolve(override, BINARY_NAME);
-  // Compiled location is dist/src/watch/inotify.js, so the package root is three levels up.
-  const root = fileURLToPath(new URL('../../../', import.meta.url));
-  return path.join(root, 'build', 'Release', BINARY_NAME);
-}
-
 let binding: NativeBinding | undefined;
 
 // Loaded on first use, not at import, so modules that merely import this file
 // (e.g. for InotifyMask) work where the addon is not built.
 function loadBinding(): NativeBinding {
   if (binding !== undefined) return binding;
-  const file = nativeBindingPath();
   try {
-    binding = createRequire(import.meta.url)(file) as NativeBinding;
+    binding = loadNativeAddon<NativeBinding>();
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new InotifyError(
-      `cannot load inotify binding ${file}: ${reason} (run \`npm ci\` or \`npx node-gyp rebuild\`; inotify is Linux-only)`,
-      'ERR_INOTIFY_NATIVE_LOAD', 0, file, '',
-    );
+    throw new InotifyError(`inotify: ${reason}`, 'ERR_INOTIFY_NATIVE_LOAD', 0, nativeBindingPath(), '');
   }
   return binding;
 }

@@ -5,13 +5,13 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 
 import { MIGRATIONS_DIR } from '../../src/app.js';
 import { Ledger } from '../../src/ledger/ledger.js';
-import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
-import { createService, isFileOutcome, sha256, type RunningService, type Service, type StatusJson } from '../support/service.js';
-import { waitFor } from '../support/fixtures.js';
+import { getObject, listVersions, type MotoServer } from '../support/moto.js';
+import { createService, isFileOutcome, motoForSuite, sha256, type RunningService, type Service, type StatusJson } from '../support/service.js';
+import { statOf, waitFor } from '../support/fixtures.js';
 
 const FILES = 300;
 /** Files written before the stop; the rest land while the service is down. */
@@ -78,27 +78,8 @@ async function assertExactlyOnce(moto: MotoServer, bucket: string, files: readon
 /** What the restart had to clean up, for the test's diagnostics: how close to the PUT the kill came. */
 function describeRecovery(run: RunningService): string {
   const recovered = Number(run.logs.find((line) => line.msg.startsWith('rows left working'))?.recovered ?? 0);
-  const foundByHead = run.logs.filter((line) => line.msg.startsWith('S3 already holds this content')).length;
-  return `restart recovered ${recovered} working row(s); ${foundByHead} found in S3 by HEAD instead of re-uploading`;
-}
-
-/** One moto per suite, and every service the suite creates, cleaned up after it. */
-function motoForSuite(): { readonly moto: MotoServer; readonly services: Service[] } {
-  const env = { moto: undefined as MotoServer | undefined, services: [] as Service[] };
-  before(async () => {
-    env.moto = await startMoto();
-  });
-  after(async () => {
-    for (const service of env.services) service.cleanup();
-    await env.moto?.stop();
-  });
-  return {
-    get moto(): MotoServer {
-      assert.ok(env.moto, 'moto is started before the tests');
-      return env.moto;
-    },
-    services: env.services,
-  };
+  const found = run.logs.filter((line) => isFileOutcome()(line) && line.foundByHead === true).length;
+  return `restart recovered ${recovered} working row(s); ${found} found in S3 instead of re-uploading`;
 }
 
 void describe('crash safety (child process, moto)', () => {
@@ -164,10 +145,9 @@ async function leaveCrashedAttempt(
 ): Promise<void> {
   const file = path.join(service.targetDir, relPath);
   fs.writeFileSync(file, bytes);
-  const stats = fs.lstatSync(file);
   const ledger = Ledger.open(service.ledgerPath, { migrationsDir: MIGRATIONS_DIR });
   try {
-    assert.equal(ledger.observe(service.targetDir, relPath, { sizeBytes: stats.size, mtimeMs: stats.mtimeMs, inode: stats.ino }), 'queued');
+    assert.equal(ledger.observe(service.targetDir, relPath, statOf(file)), 'queued');
     assert.equal(ledger.claimNext(owner)?.relPath, relPath);
   } finally {
     ledger.close();

@@ -6,9 +6,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { isOwnerAlive, ownerId } from '../../src/app.js';
+import { ownerId, processProbe } from '../../src/app.js';
 import type { TargetConfig } from '../../src/config.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
+import { isOwnerAlive } from '../../src/ledger/ownership.js';
 import { Observer } from '../../src/observe/observer.js';
 import { archiveClaimed, type ArchiveDeps } from '../../src/pipeline/archive-file.js';
 import { nodeSourceFs } from '../../src/pipeline/source-file.js';
@@ -58,6 +59,7 @@ function deps(w: World): ArchiveDeps {
     store,
     source: nodeSourceFs,
     log: silentLog,
+    writeMode: () => Promise.resolve('conditional'),
     now: Date.now,
     random: () => 0.5,
     settings: { multipartThresholdBytes: 5 * MIB, partSizeBytes: 5 * MIB, maxBackoffSeconds: 60, storageClass: undefined },
@@ -67,7 +69,7 @@ function deps(w: World): ArchiveDeps {
 }
 
 /** Observes every file under the target as a scan would, and archives everything claimable. */
-async function archiveAll(w: World, owner = ownerId()): Promise<string[]> {
+async function archiveAll(w: World, owner = ownerId('watch')): Promise<string[]> {
   const outcomes: string[] = [];
   for (const name of fs.readdirSync(w.root)) w.ledger.observe(w.target.path, name, statOf(path.join(w.root, name)));
   for (let claim = w.ledger.claimNext(owner); claim; claim = w.ledger.claimNext(owner)) {
@@ -81,9 +83,9 @@ void describe('exactly once in ordinary operation', () => {
     const w = await world(t);
     writeFile(w.root, 'in-flight.csv', 'uploading\n');
     w.ledger.observe(w.target.path, 'in-flight.csv', statOf(path.join(w.root, 'in-flight.csv')));
-    const claim = w.ledger.claimNext(ownerId());
+    const claim = w.ledger.claimNext(ownerId('watch'));
     assert.ok(claim, 'claimed');
-    assert.equal(isOwnerAlive(ownerId()), true, 'this process, named by pid and start time, is alive');
+    assert.equal(isOwnerAlive(ownerId('watch'), processProbe(ownerId('watch'), () => false)), true, 'this process is alive');
     const observer = new Observer({ ledger: w.ledger, source: nodeSourceFs, log: silentLog, onQueued: () => undefined, onFatal: (error) => assert.fail(String(error)) });
     t.after(() => observer.close());
     const reconciler = new Reconciler({
@@ -93,11 +95,10 @@ void describe('exactly once in ordinary operation', () => {
       log: silentLog,
       settleMs: 0,
       now: Date.now,
-      isOwnerAlive,
     });
     await reconciler.scan('schedule');
     assert.equal(w.ledger.story('in-flight.csv').generations[0]?.state, 'working', 'the row is still ours after a scan');
-    assert.equal(w.ledger.claimNext(ownerId()), undefined, 'nothing for a second worker to claim');
+    assert.equal(w.ledger.claimNext(ownerId('watch')), undefined, 'nothing for a second worker to claim');
   });
 
   void it('a lost ledger re-uploads nothing that S3 already holds (finding 3)', async (t) => {
@@ -128,7 +129,7 @@ void describe('exactly once in ordinary operation', () => {
     const now = statOf(file);
     assert.deepEqual([now.sizeBytes, now.mtimeMs, now.inode], [before.sizeBytes, before.mtimeMs, before.inode], 'size, mtime, inode kept');
     assert.equal(w.ledger.observe(w.target.path, 'rates.csv', statOf(file)), 'queued', 'the rewrite is seen');
-    for (let claim = w.ledger.claimNext(ownerId()); claim; claim = w.ledger.claimNext(ownerId())) await archiveClaimed(claim, deps(w));
+    for (let claim = w.ledger.claimNext(ownerId('watch')); claim; claim = w.ledger.claimNext(ownerId('watch'))) await archiveClaimed(claim, deps(w));
     const versions = await listVersions(moto.client, w.target.bucket);
     assert.equal(versions.length, 2, 'both contents are in S3');
   });

@@ -16,7 +16,7 @@ const OWNER = 'pid:4242';
 
 /** A stat that differs from `stat(n)` for every other n. */
 function stat(n: number, inode = 1000 + n): FileStat {
-  return { sizeBytes: 100 + n, mtimeMs: 1_700_000_000_000 + n * 1000.5, inode };
+  return { sizeBytes: 100 + n, mtimeMs: 1_700_000_000_000 + n * 1000.5, inode, ctimeNs: 1_700_000_000_000_000_000n + BigInt(n) };
 }
 
 interface Env {
@@ -60,7 +60,7 @@ function archiveOne(ledger: Ledger, relPath: string, s: FileStat, sha256 = 'ab'.
   assert.equal(ledger.observe(TARGET, relPath, s), 'queued');
   const claimed = claim(ledger);
   assert.equal(claimed.relPath, relPath);
-  ledger.markArchived(claimed.id, s, sha256, uploadedProof(relPath, sha256));
+  ledger.markArchived(claimed, s, sha256, uploadedProof(relPath, sha256));
   return claimed;
 }
 
@@ -170,7 +170,7 @@ void describe('observe', () => {
     assert.equal(ledger.observe(TARGET, 'busy.csv', stat(2)), 'dirty');
     // No second active generation: a second upload must never race the first to the same key.
     assert.equal(ledger.story('busy.csv').generations.length, 1);
-    assert.deepEqual(ledger.markArchived(claimed.id, stat(1), 'cd'.repeat(32), uploadedProof('busy.csv')), { dirty: true });
+    assert.deepEqual(ledger.markArchived(claimed, stat(1), 'cd'.repeat(32), uploadedProof('busy.csv')), { dirty: true });
   });
 
   void test('an unchanged path while a worker holds it is not dirty', (t) => {
@@ -178,14 +178,14 @@ void describe('observe', () => {
     ledger.observe(TARGET, 'calm.csv', stat(1));
     const claimed = claim(ledger);
     assert.equal(ledger.observe(TARGET, 'calm.csv', stat(1)), 'unchanged');
-    assert.deepEqual(ledger.markArchived(claimed.id, stat(1), 'cd'.repeat(32), uploadedProof('calm.csv')), { dirty: false });
+    assert.deepEqual(ledger.markArchived(claimed, stat(1), 'cd'.repeat(32), uploadedProof('calm.csv')), { dirty: false });
   });
 
   void test('a retrying row whose file changed is pending again at once, keeping its attempts so the next claim HEADs', (t) => {
     const { clock, ledger } = setup(t);
     ledger.observe(TARGET, 'flaky.csv', stat(1));
     const first = claim(ledger);
-    ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: boom', clock.now() + 60_000);
+    ledger.scheduleRetry(first, 'E_S3_RETRYABLE: boom', clock.now() + 60_000);
     assert.equal(ledger.observe(TARGET, 'flaky.csv', stat(2)), 'queued');
     const [row] = ledger.story('flaky.csv').generations;
     assert.equal(row?.state, 'pending');
@@ -201,24 +201,23 @@ void describe('observe', () => {
     const { clock, ledger } = setup(t);
     ledger.observe(TARGET, 'growing.csv', stat(1));
     const first = claim(ledger);
-    ledger.requeue(first.id, 'written to while being read', clock.now() + 4000);
+    ledger.requeue(first, 'written to while being read', clock.now() + 4000);
     assert.equal(ledger.claimNext('pid:1:1'), undefined, 'not claimable while its writer may still append');
     assert.equal(ledger.hasClaimableWork(), false);
     assert.equal(ledger.nextRetryAt(), clock.now() + 4000, 'idle workers sleep until then');
     assert.equal(ledger.observe(TARGET, 'growing.csv', stat(2)), 'updated');
     const again = claim(ledger);
     assert.equal(again.id, first.id);
-    assert.equal(again.sizeBytes, stat(2).sizeBytes);
+    assert.equal(ledger.story('growing.csv').generations[0]?.sizeBytes, stat(2).sizeBytes);
   });
 
   void test('a path that was gone and reappears is a new generation, even with the same stat', (t) => {
     const { ledger } = setup(t);
     ledger.observe(TARGET, 'ghost.csv', stat(1));
-    const [row] = ledger.story('ghost.csv').generations;
-    ledger.markGone(row!.id, 'pending', 'vanished before it could be archived');
+    ledger.markGone(claim(ledger), 'vanished before it could be archived');
     assert.equal(ledger.observe(TARGET, 'ghost.csv', stat(1)), 'queued');
     assert.deepEqual(generations(ledger, 'ghost.csv'), [
-      { generation: 1, state: 'gone', attempts: 0 },
+      { generation: 1, state: 'gone', attempts: 1 },
       { generation: 2, state: 'pending', attempts: 0 },
     ]);
   });
@@ -240,20 +239,36 @@ void describe('claimNext', () => {
     assert.deepEqual(owners.sort(), ['pid:1', 'pid:2', 'pid:3']);
   });
 
-  void test('a claim carries the stat the ledger holds and the target it belongs to', (t) => {
+  void test('a claim carries its owner and the target it belongs to', (t) => {
     const { ledger } = setup(t);
     ledger.observe(TARGET, 'sub/dir/x.csv', stat(3));
     const claimed = claim(ledger);
     assert.equal(claimed.target, TARGET);
     assert.equal(claimed.generation, 1);
-    assert.deepEqual({ sizeBytes: claimed.sizeBytes, mtimeMs: claimed.mtimeMs, inode: claimed.inode }, stat(3));
+    assert.equal(claimed.owner, OWNER);
+  });
+
+  void test('the inode change time is kept to the nanosecond, and an upgraded row adopts its first one quietly', (t) => {
+    const { dir, ledger } = setup(t);
+    archiveOne(ledger, 'exact.csv', stat(4));
+    archiveOne(ledger, 'upgraded.csv', stat(5));
+    assert.equal(ledger.story('exact.csv').generations[0]?.ctimeNs, String(stat(4).ctimeNs));
+    // Only the ctime differs: a rewrite in place whose client restored size and mtime.
+    assert.equal(ledger.observe(TARGET, 'exact.csv', { ...stat(4), ctimeNs: stat(4).ctimeNs + 1n }), 'queued');
+    // A row from before migration 0003 has no ctime: the next observation records it and queues nothing.
+    const db = new Database(path.join(dir, 'ledger.db'));
+    db.prepare(`UPDATE files SET ctime_ns = NULL WHERE rel_path = 'upgraded.csv'`).run();
+    db.close();
+    assert.equal(ledger.observe(TARGET, 'upgraded.csv', { ...stat(5), ctimeNs: 42n }), 'unchanged');
+    assert.equal(ledger.story('upgraded.csv').generations[0]?.ctimeNs, '42');
+    assert.equal(ledger.observe(TARGET, 'upgraded.csv', { ...stat(5), ctimeNs: 43n }), 'queued', 'from then on, the ctime counts');
   });
 
   void test('a retry is claimed only once its backoff has passed, and then before older pending rows', (t) => {
     const { clock, ledger } = setup(t);
     ledger.observe(TARGET, 'retrying.csv', stat(1));
     const first = claim(ledger);
-    ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: down', clock.now() + 5000);
+    ledger.scheduleRetry(first, 'E_S3_RETRYABLE: down', clock.now() + 5000);
     assert.equal(ledger.claimNext(OWNER), undefined);
     assert.equal(ledger.hasClaimableWork(), false);
     assert.equal(ledger.nextRetryAt(), clock.now() + 5000);
@@ -311,12 +326,12 @@ void describe('history and transitions', () => {
     const { clock, ledger } = setup(t);
     ledger.observe(TARGET, 'life.csv', stat(1));
     const first = claim(ledger);
-    ledger.scheduleRetry(first.id, 'E_S3_RETRYABLE: down', clock.now() + 1000);
+    ledger.scheduleRetry(first, 'E_S3_RETRYABLE: down', clock.now() + 1000);
     clock.advance(1000);
     const second = claim(ledger);
-    ledger.requeue(second.id, 'changed during upload', clock.now());
+    ledger.requeue(second, 'changed during upload', clock.now());
     const third = claim(ledger);
-    ledger.markArchived(third.id, stat(1), 'ab'.repeat(32), uploadedProof('life.csv'));
+    ledger.markArchived(third, stat(1), 'ab'.repeat(32), uploadedProof('life.csv'));
 
     assert.deepEqual(transitions(ledger, 'life.csv'), [
       '->pending',
@@ -332,27 +347,29 @@ void describe('history and transitions', () => {
     assert.match(history[2]?.detail ?? '', /E_S3_RETRYABLE/);
   });
 
-  void test('an illegal transition throws E_ILLEGAL_TRANSITION and changes nothing', (t) => {
+  void test('an outcome for a row that is already final is a conflict and changes nothing', (t) => {
     const { ledger } = setup(t);
     const archived = archiveOne(ledger, 'done.csv', stat(1));
     const before = transitions(ledger, 'done.csv');
-    assert.throws(
-      () => ledger.markGone(archived.id, 'archived', 'no'),
-      (error: unknown) => errorCode(error) === 'E_ILLEGAL_TRANSITION',
-    );
+    assert.throws(() => ledger.markGone(archived, 'no'), (error: unknown) => errorCode(error) === 'E_LEDGER_CONFLICT');
     assert.deepEqual(transitions(ledger, 'done.csv'), before);
     assert.equal(ledger.story('done.csv').generations[0]?.state, 'archived');
   });
 
-  void test('reporting an outcome for a row not in the expected state is a conflict, not a silent overwrite', (t) => {
-    const { ledger } = setup(t);
+  void test('a worker whose row is no longer its claim is refused every outcome: no silent overwrite', (t) => {
+    const { clock, ledger } = setup(t);
     ledger.observe(TARGET, 'notmine.csv', stat(1));
-    const [row] = ledger.story('notmine.csv').generations;
-    assert.throws(
-      () => ledger.requeue(row!.id, 'changed', 0),
-      (error: unknown) => errorCode(error) === 'E_LEDGER_CONFLICT',
-    );
-    assert.deepEqual(transitions(ledger, 'notmine.csv'), ['->pending']);
+    const stale = claim(ledger, 'pid:1:1:watch');
+    assert.equal(ledger.recoverAbandoned(() => false), 1);
+    const current = claim(ledger, 'pid:2:2:watch');
+    const conflict = (error: unknown): boolean => errorCode(error) === 'E_LEDGER_CONFLICT';
+    assert.throws(() => ledger.markArchived(stale, stat(1), 'ab'.repeat(32), uploadedProof('notmine.csv')), conflict);
+    assert.throws(() => ledger.requeue(stale, 'changed', 0), conflict);
+    assert.throws(() => ledger.scheduleRetry(stale, 'E_S3_RETRYABLE: down', clock.now()), conflict);
+    assert.throws(() => ledger.markGone(stale, 'vanished'), conflict);
+    assert.throws(() => ledger.markQuarantined(stale, 'bad'), conflict);
+    ledger.markArchived(current, stat(1), 'ab'.repeat(32), uploadedProof('notmine.csv'));
+    assert.deepEqual(transitions(ledger, 'notmine.csv'), ['->pending', 'pending>working', 'working>pending', 'pending>working', 'working>archived']);
   });
 });
 
@@ -371,9 +388,9 @@ void describe('status, failures and story', () => {
       ledger.observe(TARGET, name, stat(n + 1));
     }
     const working = claim(ledger);
-    ledger.scheduleRetry(claim(ledger).id, 'E_S3: denied', clock.now() + 60_000);
-    ledger.markQuarantined(claim(ledger).id, 'E_KEY_LAYOUT: too long');
-    ledger.markGone(claim(ledger).id, 'working', 'vanished');
+    ledger.scheduleRetry(claim(ledger), 'E_S3: denied', clock.now() + 60_000);
+    ledger.markQuarantined(claim(ledger), 'E_KEY_LAYOUT: too long');
+    ledger.markGone(claim(ledger), 'vanished');
     assert.equal(working.relPath, 'working.csv');
 
     clock.advance(90_000);
@@ -396,11 +413,11 @@ void describe('status, failures and story', () => {
     const { clock, ledger } = setup(t);
     archiveOne(ledger, 'fine.csv', stat(0));
     for (const [n, name] of ['r.csv', 'q.csv', 'g.csv', 'p.csv'].entries()) ledger.observe(TARGET, name, stat(n + 1));
-    ledger.scheduleRetry(claim(ledger).id, 'E_S3_RETRYABLE: slow down', clock.now() + 1000);
+    ledger.scheduleRetry(claim(ledger), 'E_S3_RETRYABLE: slow down', clock.now() + 1000);
     clock.advance(10);
-    ledger.markQuarantined(claim(ledger).id, 'E_KEY_LAYOUT: too long');
+    ledger.markQuarantined(claim(ledger), 'E_KEY_LAYOUT: too long');
     clock.advance(10);
-    ledger.markGone(claim(ledger).id, 'working', 'vanished before it could be archived');
+    ledger.markGone(claim(ledger), 'vanished before it could be archived');
 
     const failures = ledger.failures(10);
     assert.deepEqual(
@@ -454,7 +471,7 @@ void describe('status, failures and story', () => {
     assert.equal(ledger.observe(TARGET, 'again.csv', stat(2)), 'queued');
     assert.deepEqual(ledger.previousArchived(TARGET, 'again.csv', 2), { id: first.id, sha256: sha });
     const second = claim(ledger);
-    ledger.markArchived(second.id, stat(2), sha, { kind: 'duplicate', duplicateOf: first.id });
+    ledger.markArchived(second, stat(2), sha, { kind: 'duplicate', duplicateOf: first.id });
 
     const story = ledger.story('again.csv');
     assert.deepEqual(

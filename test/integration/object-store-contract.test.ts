@@ -5,10 +5,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 
+import { ListMultipartUploadsCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+
 import { SourceChangedError, StoreError } from '../../src/errors.js';
 import { MemoryStore } from '../../src/s3/memory-store.js';
-import type { ObjectStore, PutObjectRequest } from '../../src/s3/object-store.js';
-import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
+import { PreconditionFailedError, type ObjectStore, type PutObjectRequest, type WriteCondition } from '../../src/s3/object-store.js';
+import { createS3Client, PROBE_KEY_SEGMENT, S3Store } from '../../src/s3/s3-store.js';
 import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
 const MIB = 1024 * 1024;
@@ -22,24 +24,30 @@ interface Subject {
   versionIds(key: string): Promise<string[]>;
   /** The latest version's bytes. */
   latestBytes(key: string): Promise<Buffer>;
+  /** Multipart uploads begun and neither completed nor aborted (parts S3 would keep billing for). */
+  openUploads(): Promise<number>;
 }
 
 interface SubjectFactory {
   readonly name: string;
   /** True when the store itself checks x-amz-checksum-sha256 against the bytes. */
   readonly verifiesChecksum: boolean;
+  /** True when the store checks If-Match on a multipart completion, as real S3 does. */
+  readonly checksIfMatchOnCompletion: boolean;
   open(): Promise<Subject & { close(): Promise<void> }>;
 }
 
 const memory: SubjectFactory = {
   name: 'MemoryStore',
   verifiesChecksum: true,
+  checksIfMatchOnCompletion: true,
   open() {
     const store = new MemoryStore({ buckets: [BUCKET] });
     return Promise.resolve({
       store,
       versionIds: (key) => Promise.resolve(store.versions(BUCKET, key).map((v) => v.versionId)),
       latestBytes: (key) => Promise.resolve(store.versions(BUCKET, key).at(-1)?.body ?? Buffer.alloc(0)),
+      openUploads: () => Promise.resolve(0),
       close: () => Promise.resolve(),
     });
   },
@@ -50,6 +58,9 @@ const memory: SubjectFactory = {
 const moto: SubjectFactory = {
   name: 'S3Store on moto',
   verifiesChecksum: false,
+  // moto 5.2.1 checks If-None-Match on CompleteMultipartUpload but not If-Match: it completes the upload
+  // whatever ETag is given. Real S3 checks both, and MemoryStore follows S3, so that case runs there only.
+  checksIfMatchOnCompletion: false,
   async open() {
     const server: MotoServer = await startMoto();
     await server.createBucket(BUCKET);
@@ -58,6 +69,7 @@ const moto: SubjectFactory = {
       store: new S3Store(client),
       versionIds: async (key) => (await listVersions(server.client, BUCKET, key)).filter((v) => v.key === key).map((v) => v.versionId),
       latestBytes: async (key) => (await getObject(server.client, BUCKET, key)).body,
+      openUploads: async () => (await server.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads?.length ?? 0,
       async close() {
         client.destroy();
         await server.stop();
@@ -101,6 +113,21 @@ function failingStream(content: Buffer, goodBytes: number, error: Error): Readab
       throw error;
     })(),
   );
+}
+
+/** The same put, sent only if `condition` holds. */
+function onlyIf(condition: WriteCondition, request: PutObjectRequest): PutObjectRequest {
+  return { ...request, condition };
+}
+
+/** Asserts the write was refused as a failed precondition: the gate's cue to HEAD, not a retryable failure. */
+async function assertPreconditionFailed(promise: Promise<unknown>): Promise<void> {
+  await assert.rejects(promise, (error) => {
+    assert.ok(error instanceof PreconditionFailedError, `expected a PreconditionFailedError, got ${String(error)}`);
+    assert.equal(error.code, 'E_S3_PRECONDITION');
+    assert.equal(error.retryable, false);
+    return true;
+  });
 }
 
 async function assertRejectsWithStoreError(promise: Promise<unknown>, expected: { retryable?: boolean } = {}): Promise<StoreError> {
@@ -236,6 +263,83 @@ for (const factory of [memory, moto]) {
       await assertRejectsWithStoreError(subject.store.put(request), { retryable: false });
     });
 
+    void test('If-None-Match * on a key with no object writes it', async () => {
+      const key = 'cond/new.csv';
+      const put = await subject.store.put(onlyIf({ ifNoneMatch: '*' }, bufferPut(key, Buffer.from('first\n'))));
+      assert.ok(put.versionId);
+      assert.deepEqual(await subject.versionIds(key), [put.versionId]);
+    });
+
+    void test('If-None-Match * on a key that holds an object is refused and writes no version', async () => {
+      const key = 'cond/existing.csv';
+      const earlier = await subject.store.put(bufferPut(key, Buffer.from('earlier\n')));
+      // The same content as a retry would send, and other content: neither may land.
+      await assertPreconditionFailed(subject.store.put(onlyIf({ ifNoneMatch: '*' }, bufferPut(key, Buffer.from('earlier\n')))));
+      await assertPreconditionFailed(subject.store.put(onlyIf({ ifNoneMatch: '*' }, bufferPut(key, Buffer.from('other\n')))));
+      assert.deepEqual(await subject.versionIds(key), [earlier.versionId]);
+      assert.equal((await subject.store.head(BUCKET, key))?.versionId, earlier.versionId);
+    });
+
+    void test('If-Match with the latest version\'s ETag writes a new version', async () => {
+      const key = 'cond/match.csv';
+      const first = await subject.store.put(bufferPut(key, Buffer.from('generation 1\n')));
+      assert.ok(first.etag);
+      const second = await subject.store.put(onlyIf({ ifMatch: first.etag }, bufferPut(key, Buffer.from('generation 2\n'))));
+      assert.deepEqual((await subject.versionIds(key)).sort(), [first.versionId, second.versionId].sort());
+      const head = await subject.store.head(BUCKET, key);
+      assert.equal(head?.versionId, second.versionId);
+      // The ETag a HEAD shows is the one a later If-Match must carry.
+      assert.equal(head?.etag, second.etag);
+    });
+
+    void test('If-Match with a stale ETag is refused and writes nothing', async () => {
+      const key = 'cond/stale.csv';
+      const first = await subject.store.put(bufferPut(key, Buffer.from('generation 1\n')));
+      const second = await subject.store.put(bufferPut(key, Buffer.from('generation 2, by someone else\n')));
+      assert.ok(first.etag);
+      assert.notEqual(first.etag, second.etag);
+      await assertPreconditionFailed(subject.store.put(onlyIf({ ifMatch: first.etag }, bufferPut(key, Buffer.from('generation 3\n')))));
+      assert.deepEqual((await subject.versionIds(key)).sort(), [first.versionId, second.versionId].sort());
+      assert.equal((await subject.store.head(BUCKET, key))?.versionId, second.versionId);
+    });
+
+    void test('If-Match on a key with no object is refused (S3: 404 NoSuchKey) and writes nothing', async () => {
+      const key = 'cond/missing.csv';
+      const recorded = `"${createHash('md5').update('what the ledger recorded\n').digest('hex')}"`;
+      await assertPreconditionFailed(subject.store.put(onlyIf({ ifMatch: recorded }, bufferPut(key, Buffer.from('again\n')))));
+      assert.deepEqual(await subject.versionIds(key), []);
+      assert.equal(await subject.store.head(BUCKET, key), undefined);
+    });
+
+    void test('If-None-Match * on a multipart completion: writes a new key, is refused on an existing one', async () => {
+      const fresh = 'cond/multipart-new.bin';
+      const put = await subject.store.put(onlyIf({ ifNoneMatch: '*' }, streamPut(fresh, Readable.from(chunksOf(large)), large)));
+      assert.deepEqual(await subject.versionIds(fresh), [put.versionId]);
+      assert.equal((await subject.store.head(BUCKET, fresh))?.sizeBytes, large.length);
+
+      const taken = 'cond/multipart-taken.bin';
+      const earlier = await subject.store.put(bufferPut(taken, Buffer.from('a small earlier version\n')));
+      const request = onlyIf({ ifNoneMatch: '*' }, streamPut(taken, Readable.from(chunksOf(large)), large));
+      await assertPreconditionFailed(subject.store.put(request));
+      assert.deepEqual(await subject.versionIds(taken), [earlier.versionId]);
+      // The refused completion's parts are aborted, not left for S3 to bill.
+      assert.equal(await subject.openUploads(), 0);
+    });
+
+    void test('If-Match on a multipart completion: the current ETag writes, a stale one is refused', { skip: !factory.checksIfMatchOnCompletion && 'moto 5.2.1 ignores If-Match on CompleteMultipartUpload (real S3 checks it)' }, async () => {
+      const key = 'cond/multipart-match.bin';
+      const first = await subject.store.put(bufferPut(key, Buffer.from('generation 1\n')));
+      assert.ok(first.etag);
+      const second = await subject.store.put(onlyIf({ ifMatch: first.etag }, streamPut(key, Readable.from(chunksOf(large)), large)));
+      assert.deepEqual((await subject.versionIds(key)).sort(), [first.versionId, second.versionId].sort());
+
+      const other = Buffer.concat([large.subarray(1), large.subarray(0, 1)]);
+      await assertPreconditionFailed(subject.store.put(onlyIf({ ifMatch: first.etag }, streamPut(key, Readable.from(chunksOf(other)), other))));
+      assert.deepEqual((await subject.versionIds(key)).sort(), [first.versionId, second.versionId].sort());
+      assert.equal((await subject.store.head(BUCKET, key))?.versionId, second.versionId);
+      assert.equal(await subject.openUploads(), 0);
+    });
+
     void test('a buffer whose bytes differ from its declared sha256 is rejected and stores nothing', { skip: !factory.verifiesChecksum && 'moto does not verify x-amz-checksum-sha256' }, async () => {
       const request = { ...bufferPut('bad/checksum.csv', Buffer.from('the real bytes\n')), sha256: sha256Hex(Buffer.from('other bytes\n')) };
       await assertRejectsWithStoreError(subject.store.put(request), { retryable: false });
@@ -298,5 +402,53 @@ void describe('MemoryStore test hooks', () => {
     await store.put(bufferPut('hooked.csv', Buffer.from('h')));
     assert.equal(seen, 0);
     assert.equal(store.versions(BUCKET, 'hooked.csv').length, 1);
+  });
+});
+
+void describe('S3Store on moto: probing conditional writes', () => {
+  let server: MotoServer;
+  let client: ReturnType<typeof createS3Client>;
+  before(async () => {
+    server = await startMoto();
+    await server.createBucket(BUCKET);
+    // The SDK's own warnings go here, not to the test's output.
+    const quiet = (): void => undefined;
+    const logger = { debug: quiet, info: quiet, warn: quiet, error: quiet };
+    client = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4, logger });
+  });
+  after(async () => {
+    client?.destroy();
+    await server?.stop();
+  });
+
+  void test('probeConditionalWrites answers honoured and leaves no object, version or delete marker', async () => {
+    assert.equal(await new S3Store(client).probeConditionalWrites(BUCKET, 'archive/'), 'honoured');
+    const listed = await server.client.send(new ListObjectVersionsCommand({ Bucket: BUCKET }));
+    assert.deepEqual(listed.Versions ?? [], []);
+    assert.deepEqual(listed.DeleteMarkers ?? [], []);
+    assert.deepEqual(await listVersions(server.client, BUCKET, `archive/${PROBE_KEY_SEGMENT}`), []);
+  });
+});
+
+void describe('MemoryStore without conditional writes', () => {
+  // Documented behaviour of an endpoint that ignores If-None-Match / If-Match: it writes regardless. This is
+  // what the gate's head-first mode exists for, and what its unit tests stand on.
+  void test('conditionalWrites: false ignores If-None-Match and If-Match: every put writes a version', async () => {
+    const store = new MemoryStore({ conditionalWrites: false });
+    const key = 'ignored/conditions.csv';
+    const first = await store.put(onlyIf({ ifNoneMatch: '*' }, bufferPut(key, Buffer.from('one\n'))));
+    await store.put(onlyIf({ ifNoneMatch: '*' }, bufferPut(key, Buffer.from('two\n'))));
+    await store.put(onlyIf({ ifMatch: '"0123456789abcdef0123456789abcdef"' }, bufferPut(key, Buffer.from('three\n'))));
+    await store.put(onlyIf({ ifMatch: '"stale"' }, bufferPut('ignored/missing.csv', Buffer.from('four\n'))));
+    assert.equal(first.etag, store.versions(BUCKET, key)[0]?.etag);
+    assert.deepEqual(store.versions(BUCKET, key).map((v) => v.body.toString()), ['one\n', 'two\n', 'three\n']);
+    assert.equal(store.versions(BUCKET, 'ignored/missing.csv').length, 1);
+  });
+
+  void test('by default MemoryStore checks conditions, as S3 does', async () => {
+    const store = new MemoryStore();
+    await store.put(bufferPut('checked.csv', Buffer.from('one\n')));
+    await assertPreconditionFailed(store.put(onlyIf({ ifNoneMatch: '*' }, bufferPut('checked.csv', Buffer.from('two\n')))));
+    assert.equal(store.versions(BUCKET, 'checked.csv').length, 1);
   });
 });

@@ -92,6 +92,7 @@ async function setup(t: TestContext, target: Partial<TargetConfig> = {}): Promis
       store,
       source: nodeSourceFs,
       log: silentLog,
+      writeMode: () => Promise.resolve('conditional'),
       now: clock.now,
       random: () => 0.5,
       settings: SETTINGS,
@@ -501,7 +502,7 @@ void describe('files that change while being archived', () => {
 });
 
 void describe('exactly once across failures', () => {
-  void test('a crash between PUT and ledger commit: the next attempt finds the object by HEAD and writes nothing', async (t) => {
+  void test('a crash between PUT and ledger commit: the next attempt\'s conditional PUT is refused (412), HEAD finds the object, nothing written', async (t) => {
     const env = await setup(t);
     const content = 'written just before the crash\n';
     const file = arrive(env, 'crash.csv', content);
@@ -529,9 +530,10 @@ void describe('exactly once across failures', () => {
 
     assert.equal(second.claim.attempts, 2);
     assert.equal(second.outcome, 'archived');
-    assert.equal(counting.puts, 0);
+    assert.equal(counting.puts, 1, 'one PUT with If-None-Match: *, refused because the object exists');
     const [object] = env.ledger.story('crash.csv').objects;
     assert.equal(object?.foundByHead, true);
+    assert.match(env.ledger.story('crash.csv').history.at(-1)?.detail ?? '', /found in S3 after a 412/);
     const versions = await versionsOf(env, 'crash.csv');
     assert.equal(versions.length, 1);
     assert.equal(object?.versionId, versions[0]!.versionId);

@@ -72,6 +72,7 @@ function archiver(env: Env, objectStore: ObjectStore = store): (claim: ClaimedFi
       store: objectStore,
       source: nodeSourceFs,
       log: silentLog,
+      writeMode: () => Promise.resolve('conditional'),
       now: Date.now,
       random: () => 0,
       settings: SETTINGS,

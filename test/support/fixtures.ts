@@ -10,6 +10,7 @@ import { pino, type Logger } from 'pino';
 import type { TargetConfig } from '../../src/config.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import type { FileStat } from '../../src/ledger/observation.js';
+import { toSourceStat } from '../../src/pipeline/source-file.js';
 
 /** The repository's migrations/: dist/test/support/ is three levels below the repository root. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url));
@@ -50,10 +51,10 @@ export function targetConfig(overrides: Partial<TargetConfig> & Pick<TargetConfi
   return { ignore: [], bucket: 'sftppush-test', prefix: '', quietMs: 0, ...overrides };
 }
 
-/** The ledger's identity triple for a path, as the watcher and scanner would observe it. */
+/** The ledger's identity of a path (size, mtime, inode, ctime), as the watcher and scanner would observe it. */
 export function statOf(file: string): FileStat {
-  const stats = fs.lstatSync(file);
-  return { sizeBytes: stats.size, mtimeMs: stats.mtimeMs, inode: stats.ino };
+  const { sizeBytes, mtimeMs, inode, ctimeNs } = toSourceStat(fs.lstatSync(file, { bigint: true }));
+  return { sizeBytes, mtimeMs, inode, ctimeNs };
 }
 
 /** Writes `content` at `relPath` under `root` (creating parent directories) and returns the absolute path. */

@@ -17,7 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { listVersions, MOTO_ENV, type MotoServer } from './moto.js';
+import { after, before } from 'node:test';
+import { listVersions, MOTO_ENV, startMoto, type MotoServer } from './moto.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -54,6 +55,21 @@ export interface ServiceOptions {
   readonly settleSeconds?: number;
   /** Extra TOML lines for the [[targets]] table (e.g. a custom ignore list). */
   readonly targetToml?: string;
+  /** Extra TOML lines for the [s3], [reconcile] and [upload] tables. */
+  readonly s3Toml?: string;
+  readonly reconcileToml?: string;
+  readonly uploadToml?: string;
+  /** Leave the bucket uncreated (a test creates it later, or checks what a missing bucket does). */
+  readonly noBucket?: boolean;
+  /** Another endpoint than moto's (a fault proxy in front of it). */
+  readonly endpoint?: string;
+}
+
+export interface StartOptions {
+  /** Extra environment for the child (e.g. the test-only SFTPPUSH_TEST_KILL_AT). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Resolve as soon as the process runs, without waiting for `sftppush watching` (for runs expected to fail). */
+  readonly noWait?: boolean;
 }
 
 export interface ExitInfo {
@@ -68,7 +84,7 @@ export interface Service {
   readonly targetDir: string;
   readonly ledgerPath: string;
   readonly bucket: string;
-  start(): Promise<RunningService>;
+  start(options?: StartOptions): Promise<RunningService>;
   status(): Promise<StatusJson>;
   story(relPath: string): Promise<StoryJson>;
   /** Removes the temp dir (stop or kill every run first). */
@@ -91,11 +107,13 @@ export interface RunningService {
   stop(): Promise<number | null>;
   /** SIGKILL and wait. */
   kill(): Promise<void>;
+  /** What the process wrote to stderr (the CLI's own error messages). */
+  readonly stderr: string;
 }
 
 /** Creates the bucket (versioned), the temp dir, the target and the config. Paths in it are relative on purpose. */
 export async function createService(options: ServiceOptions): Promise<Service> {
-  await options.moto.createBucket(options.bucket);
+  if (!options.noBucket) await options.moto.createBucket(options.bucket);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sftppush-e2e-'));
   const configFile = path.join(dir, 'config.toml');
   const targetDir = path.join(dir, 'target');
@@ -109,8 +127,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     targetDir,
     ledgerPath,
     bucket: options.bucket,
-    async start() {
-      const run = await startService(configFile);
+    async start(startOptions = {}) {
+      const run = await startService(configFile, startOptions);
       runs.push(run);
       return run;
     },
@@ -134,14 +152,17 @@ function configToml(options: ServiceOptions): string {
   return [
     '[s3]',
     `bucket = "${options.bucket}"`,
-    `endpoint = "${options.moto.endpoint}"`,
+    `endpoint = "${options.endpoint ?? options.moto.endpoint}"`,
     'force_path_style = true',
+    options.s3Toml ?? '',
     '[ledger]',
     'path = "var/ledger.db"',
     '[reconcile]',
     `settle_seconds = ${options.settleSeconds ?? 1}`,
+    options.reconcileToml ?? '',
     '[upload]',
     `concurrency = ${options.concurrency ?? 4}`,
+    options.uploadToml ?? '',
     '[[targets]]',
     'path = "target"',
     options.targetToml ?? '',
@@ -160,20 +181,20 @@ async function runCli(args: readonly string[]): Promise<unknown> {
 }
 
 /** Spawns `watch` and resolves once it logged that its watches are in place (files written after are seen). */
-async function startService(configFile: string): Promise<RunningService> {
+async function startService(configFile: string, options: StartOptions): Promise<RunningService> {
   const child = spawn(SFTPPUSH_BIN, ['watch', '--config', configFile, '--log-level', 'debug'], {
-    env: childEnv(),
+    env: { ...childEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const run = new ServiceRun(child);
-  await run.waitForLog('the service to start watching', (line) => line.msg === 'sftppush watching');
+  if (!options.noWait) await run.waitForLog('the service to start watching', (line) => line.msg === 'sftppush watching');
   return run;
 }
 
 class ServiceRun implements RunningService {
   readonly logs: LogLine[] = [];
   readonly exited: Promise<ExitInfo>;
-  private stderr = '';
+  stderr = '';
   private partial = '';
   private exit: ExitInfo | undefined;
   private readonly listeners = new Set<() => void>();
@@ -264,6 +285,25 @@ class ServiceRun implements RunningService {
     const tail = this.logs.slice(-15).map((line) => JSON.stringify(line)).join('\n  ');
     return `\nlast log lines:\n  ${tail}\nstderr:\n${this.stderr}`;
   }
+}
+
+/** One moto for the suite, and every service the suite creates, cleaned up after it. */
+export function motoForSuite(): { readonly moto: MotoServer; readonly services: Service[] } {
+  const env = { moto: undefined as MotoServer | undefined, services: [] as Service[] };
+  before(async () => {
+    env.moto = await startMoto();
+  });
+  after(async () => {
+    for (const service of env.services) service.cleanup();
+    await env.moto?.stop();
+  });
+  return {
+    get moto(): MotoServer {
+      assert.ok(env.moto, 'moto is started before the tests');
+      return env.moto;
+    },
+    services: env.services,
+  };
 }
 
 /** A log line for one file's final outcome (`file archived` or `file duplicate`), by path. */

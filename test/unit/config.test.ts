@@ -79,6 +79,7 @@ void describe('defaults', () => {
       forcePathStyle: false,
       region: undefined,
       storageClass: undefined,
+      conditionalWrites: 'auto',
     });
     assert.equal(config.ledger.path, '/etc/sftppush/var/ledger.db');
     assert.deepEqual(config.reconcile, { schedule: '*/5 * * * *', settleSeconds: 30 });
@@ -161,6 +162,17 @@ void describe('mistakes are refused, naming the key and the file', () => {
     assertConfigError(() => validateConfig({ targets: [{ path: 'a' }] }, FILE), FILE, /\bs3\b.*missing/);
     assertConfigError(() => validateConfig({ s3: { bucket: 'abc' } }, FILE), FILE, /targets/);
     assertConfigError(() => validateConfig({ s3: { bucket: 'abc' }, targets: [] }, FILE), FILE, /at least one \[\[targets\]\]/);
+  });
+
+  void test('s3.conditional_writes is "auto", true or false; anything else is named', () => {
+    for (const value of ['auto', true, false] as const) {
+      assert.equal(validateConfig({ s3: { bucket: 'abc', conditional_writes: value }, targets: [{ path: 'a' }] }, FILE).s3.conditionalWrites, value);
+    }
+    assertConfigError(
+      () => validateConfig({ s3: { bucket: 'abc', conditional_writes: 'yes' }, targets: [{ path: 'a' }] }, FILE),
+      FILE,
+      /s3\.conditional_writes/,
+    );
   });
 
   void test('upload.after other than "keep" is refused as not supported yet', () => {

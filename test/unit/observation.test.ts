@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { decideObservation, sameStat, type FileStat, type LatestGeneration, type ObservationDecision } from '../../src/ledger/observation.js';
 import { FILE_STATES, type FileState } from '../../src/ledger/states.js';
 
-const STAT: FileStat = { sizeBytes: 1024, mtimeMs: 1_709_296_496_789.5, inode: 4242 };
+const STAT: FileStat = { sizeBytes: 1024, mtimeMs: 1_709_296_496_789.5, inode: 4242, ctimeNs: 1_709_296_496_789_512_345n };
 
 function latest(state: FileState, generation = 3): LatestGeneration {
   return { ...STAT, id: 17, generation, state };
@@ -16,11 +16,18 @@ const CHANGES: Record<string, FileStat> = {
   size: { ...STAT, sizeBytes: STAT.sizeBytes + 1 },
   mtime: { ...STAT, mtimeMs: STAT.mtimeMs + 0.001 },
   inode: { ...STAT, inode: STAT.inode + 1 },
+  // A rewrite in place whose client restored size and mtime: only the inode change time tells.
+  ctime: { ...STAT, ctimeNs: STAT.ctimeNs + 1n },
 };
 
 void describe('sameStat', () => {
-  void test('equal size, mtime and inode are the same stat', () => {
+  void test('equal size, mtime, inode and ctime are the same stat', () => {
     assert.equal(sameStat(STAT, { ...STAT }), true);
+  });
+
+  void test('a ctime the ledger never recorded (a row from before ctimes) matches any ctime', () => {
+    assert.equal(sameStat({ ...STAT, ctimeNs: null }, CHANGES.ctime!), true);
+    assert.equal(sameStat({ ...STAT, ctimeNs: null }, CHANGES.size!), false);
   });
 
   for (const [field, changed] of Object.entries(CHANGES)) {
@@ -56,12 +63,19 @@ void describe('decideObservation', () => {
       assert.deepEqual(decideObservation(latest(state), { ...STAT }), EXPECTED[state].unchanged);
     });
 
-    void test(`${state}, changed (size, mtime or inode): ${EXPECTED[state].changed.kind}`, () => {
+    void test(`${state}, changed (size, mtime, inode or ctime): ${EXPECTED[state].changed.kind}`, () => {
       for (const changed of Object.values(CHANGES)) {
         assert.deepEqual(decideObservation(latest(state), changed), EXPECTED[state].changed);
       }
     });
   }
+
+  void test('an upgraded row without a ctime adopts the first one seen instead of becoming new work', () => {
+    for (const state of ['pending', 'working', 'retry', 'archived', 'quarantined'] as const) {
+      assert.deepEqual(decideObservation({ ...latest(state), ctimeNs: null }, CHANGES.ctime!), { kind: 'adopt-ctime' }, state);
+      assert.deepEqual(decideObservation({ ...latest(state), ctimeNs: null }, CHANGES.size!), EXPECTED[state].changed, state);
+    }
+  });
 
   void test('a new generation is numbered one after the latest, whatever it was', () => {
     assert.deepEqual(decideObservation(latest('archived', 41), CHANGES.size ?? STAT), { kind: 'insert', generation: 42 });

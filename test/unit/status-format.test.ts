@@ -16,6 +16,7 @@ function row(overrides: Partial<FileRow> = {}): FileRow {
     sizeBytes: 1234,
     mtimeMs: T0,
     inode: 99,
+    ctimeNs: null,
     sha256: null,
     state: 'pending',
     attempts: 0,
