@@ -6,7 +6,7 @@
       "target_name": "sftppush_inotify",
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/addon.cc", "native/inotify.cc", "native/flock.cc"],
+          "sources": ["native/addon.cc", "native/inotify.cc", "native/flock.cc", "native/lease.cc"],
           "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
           # NAPI_VERSION 8 is the floor shared by Node 20 and 24 and brings
           # napi_add_async_cleanup_hook, which lets us close the uv handle on

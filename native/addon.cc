@@ -8,6 +8,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sftppush::RegisterInotify(env, exports);
   sftppush::RegisterFlock(env, exports);
+  sftppush::RegisterLease(env, exports);
   return exports;
 }
 

@@ -12,4 +12,7 @@ void RegisterInotify(Napi::Env env, Napi::Object exports);
 // native/flock.cc: `flock(fd, operation)`.
 void RegisterFlock(Napi::Env env, Napi::Object exports);
 
+// native/lease.cc: `probeWriteLease(fd)`.
+void RegisterLease(Napi::Env env, Napi::Object exports);
+
 }  // namespace sftppush

@@ -73,6 +73,8 @@ interface Core {
   observer: Observer;
   pool: WorkerPool;
   reconciler: Reconciler;
+  /** What every reconcile pass does around its scan: set by `watch` once its watcher exists. */
+  passHooks: { beforePass?: () => void; afterPass?: () => void };
   destroyClient: () => void;
   /**
    * Start-up, before any worker claims: credentials, the write mode of each bucket, and the recovery of
@@ -111,7 +113,15 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
   });
   const targets = new Map<string, TargetConfig>(config.targets.map((t) => [t.path, t]));
   // Observer and pool refer to each other; the observer only calls wake() once the pool exists.
-  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => pool.wake(), onFatal });
+  const observer = new Observer({
+    ledger,
+    source: nodeSourceFs,
+    log,
+    settleMs: config.reconcile.settleSeconds * 1000,
+    now: Date.now,
+    onQueued: () => pool.wake(),
+    onFatal,
+  });
   const pool: WorkerPool = new WorkerPool({
     ledger,
     log,
@@ -133,15 +143,18 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         reobserve: (target, relPath) => void observer.observePath(target, relPath),
         writeMode: (bucket) => writeModes.modeFor(bucket),
         checkpoint,
+        isBeingWritten: (target, relPath) => observer.isBeingWritten(target, relPath),
       }),
   });
+  const passHooks: Core['passHooks'] = {};
   const reconciler = new Reconciler({
     targets: config.targets,
     observer,
     ledger,
     log,
-    settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
+    beforePass: () => passHooks.beforePass?.(),
+    afterPass: () => passHooks.afterPass?.(),
   });
   const probe = processProbe(owner, options.otherWatchHoldsLock);
   return {
@@ -149,6 +162,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     observer,
     pool,
     reconciler,
+    passHooks,
     destroyClient: () => client.destroy(),
     async prepare() {
       // Resolve once at start so a missing credential is one clear line, not a warning per file. Values never logged.
@@ -225,9 +239,12 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
     log,
     createInotify: (onEvents) => new Inotify(onEvents),
     onRescanNeeded: (reason) => reconciler.scanInBackground(reason),
-    settleMs: config.reconcile.settleSeconds * 1000,
     now: Date.now,
   });
+  // Every pass heals the watches first (ENOSPC refusals, a re-created target root, what an overflow lost),
+  // and leaves the watcher's health where `status` reads it.
+  core.passHooks.beforePass = () => void watcher.heal();
+  core.passHooks.afterPass = () => ledger.recordServiceState('watch', watcher.health());
   const stopped = waitForSignal(log);
   warnAboutRuntime(log);
   try {

@@ -1,5 +1,6 @@
 import type { FileRow, FileStory, StatusSummary } from './ledger/ledger.js';
 import { FILE_STATES } from './ledger/states.js';
+import type { WatchHealth } from './watch/watcher.js';
 
 /** Human-readable renderings of what `status` reads from the ledger. Pure: strings in, strings out. */
 export function formatSummary(summary: StatusSummary): string {
@@ -7,7 +8,23 @@ export function formatSummary(summary: StatusSummary): string {
   const lines = FILE_STATES.map((state) => `${state.padEnd(width)}  ${summary.counts[state]}`);
   lines.push(`oldest pending: ${summary.oldestPendingSeconds} s`);
   lines.push(`last reconcile: ${summary.lastReconcile ?? 'never'}`);
+  lines.push(...formatWatchHealth(summary.watch));
   return lines.join('\n');
+}
+
+/** The watcher's health as `watch` recorded it (the shape of Watcher.health()); nothing before the first pass. */
+function formatWatchHealth(watch: unknown): string[] {
+  const health = watch as Partial<WatchHealth> | null;
+  if (!health?.targets) return [];
+  const lines = [
+    `watched directories: ${health.directoriesWatched ?? 0}, not watched: ${health.unwatchedCount ?? 0}` +
+      `, last overflow: ${health.lastOverflowAtMs ? new Date(health.lastOverflowAtMs).toISOString() : 'never'}`,
+  ];
+  for (const target of health.targets) {
+    if (target.rootLoss) lines.push(`  ${target.target}: NOT WATCHED (${target.rootLoss.reason} since ${new Date(target.rootLoss.sinceMs).toISOString()})`);
+    for (const dir of target.unwatched.slice(0, 10)) lines.push(`  ${target.target}/${dir.relDir}: not watched (${dir.code})`);
+  }
+  return lines;
 }
 
 export function formatFailures(rows: readonly FileRow[]): string {

@@ -55,6 +55,8 @@ export interface StatusSummary {
   counts: Record<FileState, number>;
   oldestPendingSeconds: number;
   lastReconcile: string | null;
+  /** The watcher's health as the running (or last) `watch` recorded it at its last pass; null before any. */
+  watch: unknown;
 }
 
 export interface FileRow {
@@ -384,6 +386,14 @@ export class Ledger {
     ).run(this.now(), tally.filesSeen, tally.filesQueued, error ?? null, runId);
   }
 
+  /** Records one piece of the service's own state (JSON) for `status`, replacing the previous value. */
+  recordServiceState(name: string, value: unknown): void {
+    this.stmt(
+      `INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+    ).run(name, JSON.stringify(value), this.now());
+  }
+
   status(): StatusSummary {
     const counts = Object.fromEntries(FILE_STATES.map((state) => [state, 0])) as Record<FileState, number>;
     for (const row of this.stmt(`SELECT state, COUNT(*) AS n FROM files GROUP BY state`).all() as {
@@ -398,10 +408,12 @@ export class Ledger {
     const last = this.stmt(
       `SELECT MAX(finished_at) AS at FROM reconcile_runs WHERE finished_at IS NOT NULL AND error IS NULL`,
     ).get() as { at: number | null };
+    const watch = this.stmt(`SELECT value FROM service_state WHERE name = 'watch'`).get() as { value: string } | undefined;
     return {
       counts,
       oldestPendingSeconds: oldest.at === null ? 0 : Math.max(0, Math.round((this.now() - oldest.at) / 1000)),
       lastReconcile: last.at === null ? null : new Date(last.at).toISOString(),
+      watch: watch ? (JSON.parse(watch.value) as unknown) : null,
     };
   }
 

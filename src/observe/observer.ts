@@ -3,29 +3,46 @@ import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { errnoCode } from '../errors.js';
 import type { Ledger, ObserveOutcome } from '../ledger/ledger.js';
-import { sameStat } from '../ledger/observation.js';
 import type { SourceFs, SourceStat } from '../pipeline/source-file.js';
+import { scanTree } from '../reconcile/scanner.js';
+import { decideCompletion, lastChangeMs, type CompletionDecision, type Sighting, type Waiting } from './completion.js';
 import { createIgnoreMatcher } from './ignore.js';
 
 export type ObservationResult = ObserveOutcome | 'ignored' | 'missing' | 'not-a-file' | 'waiting';
+
+/** How a writer finished a file, as the watcher saw it. */
+export type FinishedBy = 'closed' | 'moved-in' | 'linked';
 
 export interface ObserverDeps {
   readonly ledger: Pick<Ledger, 'observe'>;
   readonly source: Pick<SourceFs, 'stat'>;
   readonly log: Logger;
+  /** `settle_seconds` in ms: how old a file found without an event must be (completion.ts). */
+  readonly settleMs: number;
+  readonly now: () => number;
   /** Called when a generation became claimable, so idle workers wake at once instead of polling. */
   readonly onQueued: () => void;
   /** The ledger failed while recording an observation made in the background: the service must stop. */
   readonly onFatal: (error: unknown) => void;
 }
 
+interface Pending {
+  readonly target: TargetConfig;
+  readonly relPath: string;
+  waiting: Waiting;
+  timer: NodeJS.Timeout | undefined;
+  dueAt: number | undefined;
+}
+
 /**
- * The single door into the ledger for "look at this path". The watcher (events) and the scanner (rescans)
- * both come through here; neither decides what a change means — the ledger's observe() does.
+ * The single door into the ledger for "look at this path". The watcher (events), the new-directory scan and
+ * every rescan come through here, and one completion rule (completion.ts) decides when a file is taken;
+ * the ledger's observe() then decides what the stat means.
  */
 export class Observer {
   private readonly ignoreByTarget = new Map<string, (relPath: string) => boolean>();
-  private readonly quietTimers = new Map<string, NodeJS.Timeout>();
+  private readonly pending = new Map<string, Pending>();
+  private warnedFuture = new Set<string>();
   private closed = false;
 
   constructor(private readonly deps: ObserverDeps) {}
@@ -39,86 +56,138 @@ export class Observer {
     return matcher(relPath);
   }
 
-  /** Stats the path and records it. Never throws: a path that vanished is simply not recorded. */
+  /** A writer finished the file (IN_CLOSE_WRITE, IN_MOVED_TO, or a name linked in): quiet_ms, then taken. */
+  noteFinished(target: TargetConfig, relPath: string, how: FinishedBy): void {
+    if (this.closed || this.isIgnored(target, relPath)) return;
+    this.inBackground(
+      this.statQuietly(target, relPath).then((stat) => {
+        if (!stat?.isFile) return;
+        this.deps.log.trace({ target: target.path, path: relPath, how }, 'finished by its writer');
+        this.apply(target, relPath, stat, { kind: 'finished', at: this.deps.now(), stat });
+      }),
+    );
+  }
+
+  /** A writer is at work on the file (IN_MODIFY): any close seen before is stale; wait for the next. */
+  noteWriting(target: TargetConfig, relPath: string): void {
+    if (this.closed || this.isIgnored(target, relPath)) return;
+    this.apply(target, relPath, undefined, { kind: 'writing', at: this.deps.now() });
+  }
+
+  /**
+   * Whether a writer has been seen at work on the path since it last finished it: a worker holding a claim
+   * on it gives it back rather than archive what may be half-written.
+   */
+  isBeingWritten(target: TargetConfig, relPath: string): boolean {
+    return this.pending.get(pathId(target, relPath))?.waiting.evidence === 'writing';
+  }
+
+  /** A scan found the file with no event (`stat` already in hand): the settle rule. */
+  noteScanned(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {
+    if (!stat.isFile) return 'not-a-file';
+    if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
+    return this.apply(target, relPath, stat, { kind: 'seen', at: this.deps.now(), stat });
+  }
+
+  /** Scans a directory subtree (a new directory's files, written before its watch existed) by the same rule. */
+  async scanDirectory(target: TargetConfig, relDir: string): Promise<void> {
+    await scanTree(target, relDir, this, this.deps.log);
+  }
+
+  /**
+   * Records what is on disk now, without waiting: for a path a worker found changed while it held the row
+   * (its writer's close was already seen, and consumed, while the row was taken). Never throws.
+   */
   async observePath(target: TargetConfig, relPath: string): Promise<ObservationResult> {
     if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
     const stat = await this.statQuietly(target, relPath);
     if (!stat) return 'missing';
-    return this.observeStat(target, relPath, stat);
+    if (!stat.isFile) return 'not-a-file';
+    return this.take(target, relPath, stat);
   }
 
-  /** Records a stat already in hand (the scanner's). */
-  observeStat(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {
-    if (!stat.isFile) return 'not-a-file';
-    if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
+  /** Paths waiting for their quiet or settle period (for tests and status). */
+  get waiting(): number {
+    return [...this.pending.values()].filter((p) => p.timer !== undefined).length;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const entry of this.pending.values()) clearTimeout(entry.timer);
+    this.pending.clear();
+  }
+
+  private apply(target: TargetConfig, relPath: string, stat: SourceStat | undefined, sighting: Sighting): ObservationResult {
+    const id = pathId(target, relPath);
+    const entry = this.pending.get(id);
+    const decision = decideCompletion(entry?.waiting, sighting, { quietMs: target.quietMs, settleMs: this.deps.settleMs });
+    if (decision.action === 'take') {
+      this.forget(id);
+      return stat ? this.take(target, relPath, stat) : 'waiting';
+    }
+    this.remember(id, target, relPath, decision);
+    if (stat && sighting.kind === 'seen') this.warnIfFuture(target, relPath, stat, sighting.at);
+    return 'waiting';
+  }
+
+  private remember(id: string, target: TargetConfig, relPath: string, decision: Exclude<CompletionDecision, { action: 'take' }>): void {
+    const entry = this.pending.get(id) ?? { target, relPath, waiting: decision.waiting, timer: undefined, dueAt: undefined };
+    entry.waiting = decision.waiting;
+    this.pending.set(id, entry);
+    const dueAt = decision.action === 'wait' ? decision.dueAt : undefined;
+    if (entry.dueAt === dueAt) return;
+    clearTimeout(entry.timer);
+    entry.dueAt = dueAt;
+    entry.timer =
+      dueAt === undefined
+        ? undefined
+        : setTimeout(() => {
+            entry.timer = undefined;
+            entry.dueAt = undefined;
+            this.inBackground(this.recheck(id));
+          }, Math.max(0, dueAt - this.deps.now()));
+  }
+
+  private async recheck(id: string): Promise<void> {
+    const entry = this.pending.get(id);
+    if (!entry || this.closed) return;
+    const stat = await this.statQuietly(entry.target, entry.relPath);
+    if (!stat?.isFile) {
+      this.forget(id);
+      return;
+    }
+    this.apply(entry.target, entry.relPath, stat, { kind: 'seen', at: this.deps.now(), stat });
+  }
+
+  private take(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {
     const outcome = this.deps.ledger.observe(target.path, relPath, stat);
+    this.warnedFuture.delete(pathId(target, relPath));
     if (outcome === 'queued' || outcome === 'updated') {
       this.deps.log.debug({ target: target.path, path: relPath, bytes: stat.sizeBytes, outcome }, 'observed');
     }
-    if (outcome === 'queued') this.deps.onQueued();
+    if (outcome === 'queued' || outcome === 'updated') this.deps.onQueued();
     return outcome;
   }
 
-  /**
-   * Takes the file once it has stayed unchanged for `quietMs`. For files no close event will announce
-   * (written before their directory was watched, or finished by a hard link) and for targets that ask to
-   * wait after a close. A later call for the same path restarts the wait.
-   */
-  observeWhenQuiet(target: TargetConfig, relPath: string, quietMs: number, seen?: SourceStat): void {
-    if (quietMs <= 0) {
-      // A close or rename-in settles it: a quiet check armed earlier (by the file's create) is moot.
-      this.cancelQuietTimer(target, relPath);
-      this.inBackground(this.observePath(target, relPath));
-    } else if (seen) {
-      this.startQuietTimer(target, relPath, quietMs, seen);
-    } else {
-      this.inBackground(
-        this.statQuietly(target, relPath).then((stat) => stat && this.startQuietTimer(target, relPath, quietMs, stat)),
-      );
-    }
+  private forget(id: string): void {
+    clearTimeout(this.pending.get(id)?.timer);
+    this.pending.delete(id);
+  }
+
+  /** Once per file: its times are ahead of this clock, so its wait counts from when it was first seen. */
+  private warnIfFuture(target: TargetConfig, relPath: string, stat: SourceStat, at: number): void {
+    const id = pathId(target, relPath);
+    if (lastChangeMs(stat) <= at || this.warnedFuture.has(id)) return;
+    this.warnedFuture.add(id);
+    this.deps.log.warn(
+      { target: target.path, path: relPath, mtime: new Date(stat.mtimeMs).toISOString() },
+      'file times are in the future (a client clock, cp -p from such a machine): settle time counted from now',
+    );
   }
 
   /** Runs an observation nobody awaits; a ledger failure in it must stop the service, not vanish. */
   private inBackground(work: Promise<unknown>): void {
     work.catch((error: unknown) => this.deps.onFatal(error));
-  }
-
-  private startQuietTimer(target: TargetConfig, relPath: string, quietMs: number, seen: SourceStat): void {
-    if (this.closed) return;
-    this.cancelQuietTimer(target, relPath);
-    const id = quietTimerId(target, relPath);
-    const timer = setTimeout(() => {
-      this.quietTimers.delete(id);
-      this.inBackground(this.observeIfStill(target, relPath, quietMs, seen));
-    }, quietMs);
-    this.quietTimers.set(id, timer);
-  }
-
-  private cancelQuietTimer(target: TargetConfig, relPath: string): void {
-    const id = quietTimerId(target, relPath);
-    clearTimeout(this.quietTimers.get(id));
-    this.quietTimers.delete(id);
-  }
-
-  /** Pending quiet-period checks (for tests and status). */
-  get waiting(): number {
-    return this.quietTimers.size;
-  }
-
-  close(): void {
-    this.closed = true;
-    for (const timer of this.quietTimers.values()) clearTimeout(timer);
-    this.quietTimers.clear();
-  }
-
-  private async observeIfStill(target: TargetConfig, relPath: string, quietMs: number, seen: SourceStat): Promise<void> {
-    const now = await this.statQuietly(target, relPath);
-    if (!now) return;
-    if (!sameStat(seen, now)) {
-      this.startQuietTimer(target, relPath, quietMs, now); // still changing: wait another quiet period
-      return;
-    }
-    this.observeStat(target, relPath, now);
   }
 
   private async statQuietly(target: TargetConfig, relPath: string): Promise<SourceStat | undefined> {
@@ -131,6 +200,6 @@ export class Observer {
   }
 }
 
-function quietTimerId(target: TargetConfig, relPath: string): string {
+function pathId(target: TargetConfig, relPath: string): string {
   return `${target.path}\0${relPath}`;
 }

@@ -41,6 +41,8 @@ export interface ArchiveDeps {
   readonly writeMode: (bucket: string) => Promise<WriteMode>;
   /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
   readonly checkpoint?: (point: 'after-commit') => void;
+  /** Whether the watcher has seen a writer at work on the path since its last close (Observer.isBeingWritten). */
+  readonly isBeingWritten?: (target: TargetConfig, relPath: string) => boolean;
 }
 
 export type ArchiveOutcome = 'archived' | 'duplicate' | 'requeued' | 'retry' | 'gone' | 'quarantined';
@@ -87,7 +89,10 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
   try {
     const before = await file.stat();
     if (!before.isFile) throw new SourceGoneError('no longer a regular file');
+    assertNoWriter(claim, target, file, deps);
     const content = await readContent(file, before, claim.relPath, deps.settings);
+    // A writer may have reopened it while we read: what we hold could be half of its next content.
+    assertNoWriter(claim, target, file, deps);
 
     const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
     const sameAsPrevious = previous?.sha256 === content.sha256;
@@ -205,6 +210,18 @@ function verifyChecksum(answered: string | undefined, content: Content, where: s
     throw new StoreError('verify', where, true, {
       cause: new Error(`S3 answered checksum ${answered ?? 'none'}, expected ${Buffer.isBuffer(content.body) ? expected : 'one'}`),
     });
+  }
+}
+
+/**
+ * A close is not proof (DESIGN.md, "When is a file complete?"): a client may reopen the file for writing
+ * at once. The kernel's answer (a read lease refused while any process has it open for writing) where we
+ * may ask it, and the watcher's IN_MODIFY since the last close everywhere. Giving the row back costs a wait
+ * for the writer's next close, which re-observes it.
+ */
+function assertNoWriter(claim: ClaimedFile, target: TargetConfig, file: SourceFile, deps: ArchiveDeps): void {
+  if (deps.isBeingWritten?.(target, claim.relPath) || file.writerProbe() === 'writer') {
+    throw new SourceChangedError(claim.relPath, 'a writer has it open again');
   }
 }
 

@@ -3,6 +3,7 @@ import { constants, promises as fsp, type BigIntStats } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../errors.js';
+import { writerProbe, type WriterProbe } from '../native/lease.js';
 import type { FileStat } from '../ledger/observation.js';
 
 export interface SourceStat extends FileStat {
@@ -19,6 +20,11 @@ export interface SourceFile {
   sha256(): Promise<string>;
   /** A fresh stream of the whole content; the descriptor stays open. */
   stream(): Readable;
+  /**
+   * Whether some process has the file open for writing right now: the kernel's answer (a read lease it
+   * refuses), or 'unknown' where it will not say (another user's file without CAP_LEASE, NFS).
+   */
+  writerProbe(): WriterProbe;
   close(): Promise<void>;
 }
 
@@ -65,6 +71,7 @@ export const nodeSourceFs: SourceFs = {
         return hash.digest('hex');
       },
       stream: () => handle.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 }),
+      writerProbe: () => writerProbe(handle.fd),
       close: () => handle.close(),
     };
   },

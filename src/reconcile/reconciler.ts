@@ -11,8 +11,14 @@ export interface ReconcilerDeps {
   readonly observer: Observer;
   readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile'>;
   readonly log: Logger;
-  readonly settleMs: number;
   readonly now: () => number;
+  /**
+   * Runs before every pass: the watcher heals (re-adds missing watches) first, so the scan then finds
+   * whatever landed while a directory had none. Absent for a one-shot `reconcile`.
+   */
+  readonly beforePass?: () => void;
+  /** Runs after every pass, failed or not (the watcher's health is recorded for `status`). */
+  readonly afterPass?: () => void;
 }
 
 /**
@@ -66,12 +72,13 @@ export class Reconciler {
   }
 
   private async scanAll(reason: string): Promise<ScanTally> {
+    this.deps.beforePass?.();
     const runId = this.deps.ledger.beginReconcile(reason);
     const started = this.deps.now();
     const total: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };
     try {
       for (const target of this.deps.targets) {
-        const tally = await scanTree(target, '', this.deps.observer, this.deps);
+        const tally = await scanTree(target, '', this.deps.observer, this.deps.log);
         total.filesSeen += tally.filesSeen;
         total.filesQueued += tally.filesQueued;
         total.filesWaiting += tally.filesWaiting;
@@ -83,6 +90,8 @@ export class Reconciler {
       this.deps.ledger.finishReconcile(runId, total, describeCause(error));
       this.deps.log.error({ reason, error: describeCause(error) }, 'reconcile scan failed');
       throw error;
+    } finally {
+      this.deps.afterPass?.();
     }
   }
 }

@@ -3,43 +3,36 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
-import { errnoCode } from '../errors.js';
+import { describeCause, errnoCode, SftppushError } from '../errors.js';
 import type { Observer } from '../observe/observer.js';
 import { toSourceStat } from '../pipeline/source-file.js';
 
 export interface ScanTally {
   filesSeen: number;
   filesQueued: number;
-  /** Files too fresh to take now; each is taken once it has been quiet for the rest of the settle time. */
+  /** Files not complete yet by the completion rule (observe/completion.ts); each is looked at again when due. */
   filesWaiting: number;
 }
 
-export interface ScanOptions {
-  /** A file must be this old (by mtime) to be taken at once. */
-  readonly settleMs: number;
-  readonly now: () => number;
-  readonly log: Logger;
-}
-
 /**
- * Walks a target (or one directory under it) and observes every regular file. Symlinks are never
- * followed; ignored names prune whole subtrees; a directory that vanishes mid-walk is skipped.
- * Idempotent: a second scan over an unchanged tree queues nothing.
+ * Walks a target (or one directory under it) and hands every regular file to the observer's completion
+ * rule. Symlinks are never followed; ignored names prune whole subtrees; a directory that vanishes mid-walk
+ * is skipped. Idempotent: a second scan over an unchanged tree queues nothing.
  */
 export async function scanTree(
   target: TargetConfig,
   relDir: string,
-  observer: Observer,
-  options: ScanOptions,
+  observer: Pick<Observer, 'isIgnored' | 'noteScanned'>,
+  log: Logger,
 ): Promise<ScanTally> {
   const tally: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };
   const pending = [relDir];
   for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
-    for (const entry of await readDirectory(target, dir, options.log)) {
+    for (const entry of await readDirectory(target, dir, log)) {
       const relPath = dir === '' ? entry.name : `${dir}/${entry.name}`;
       if (observer.isIgnored(target, relPath)) continue;
       if (entry.kind === 'directory') pending.push(relPath);
-      else if (entry.kind === 'file') await observeEntry(target, relPath, observer, options, tally);
+      else if (entry.kind === 'file') await observeEntry(target, relPath, observer, log, tally);
     }
   }
   return tally;
@@ -48,8 +41,8 @@ export async function scanTree(
 async function observeEntry(
   target: TargetConfig,
   relPath: string,
-  observer: Observer,
-  options: ScanOptions,
+  observer: Pick<Observer, 'noteScanned'>,
+  log: Logger,
   tally: ScanTally,
 ): Promise<void> {
   let stat;
@@ -58,18 +51,13 @@ async function observeEntry(
   } catch (error) {
     const code = errnoCode(error);
     // One unreadable entry (a name too long, a race) must not stop the scan of everything else.
-    if (code !== 'ENOENT') options.log.error({ target: target.path, path: relPath, code }, 'cannot stat file: not archived');
+    if (code !== 'ENOENT') log.error({ target: target.path, path: relPath, code }, 'cannot stat file: not archived');
     return;
   }
   tally.filesSeen += 1;
-  const ageMs = options.now() - stat.mtimeMs;
-  if (ageMs < options.settleMs) {
-    // A future mtime (a client's clock, touch -d) must not postpone the file by more than one settle period.
-    observer.observeWhenQuiet(target, relPath, Math.ceil(Math.min(options.settleMs - ageMs, options.settleMs)), stat);
-    tally.filesWaiting += 1;
-    return;
-  }
-  if (observer.observeStat(target, relPath, stat) === 'queued') tally.filesQueued += 1;
+  const result = observer.noteScanned(target, relPath, stat);
+  if (result === 'queued') tally.filesQueued += 1;
+  else if (result === 'waiting') tally.filesWaiting += 1;
 }
 
 interface Entry {
@@ -83,6 +71,9 @@ async function readDirectory(target: TargetConfig, relDir: string, log: Logger):
     entries = await fsp.readdir(path.join(target.path, relDir), { withFileTypes: true, encoding: 'buffer' });
   } catch (error) {
     const code = errnoCode(error);
+    // A target root that is gone is an error of the whole pass (recorded, shown by status), never an empty
+    // listing: "nothing to archive" and "cannot see the files" must not look the same.
+    if (relDir === '') throw new SftppushError('E_TARGET_MISSING', `target ${target.path} cannot be read (${code ?? describeCause(error)})`);
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     log.error({ target: target.path, dir: relDir, code }, 'cannot read directory: its files are not archived');
     return [];

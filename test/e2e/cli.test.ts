@@ -98,15 +98,13 @@ void describe('sftppush command line', () => {
   void it('reconcile archives what it finds via AWS_ENDPOINT_URL_S3, exits 0, and status reads the ledger', async (t) => {
     const dir = tempDir(t);
     fs.mkdirSync(path.join(dir, 'in', 'sub'), { recursive: true });
-    const old = new Date(Date.now() - 3_600_000);
-    for (const name of ['a.csv', 'sub/b.csv']) {
-      fs.writeFileSync(path.join(dir, 'in', name), `content of ${name}\n`);
-      fs.utimesSync(path.join(dir, 'in', name), old, old);
-    }
+    for (const name of ['a.csv', 'sub/b.csv']) fs.writeFileSync(path.join(dir, 'in', name), `content of ${name}\n`);
+    // The settle rule looks at mtime and ctime, and no test can age a ctime: let these two settle for real.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
     fs.writeFileSync(path.join(dir, 'in', 'fresh.csv'), 'too fresh to take\n'); // younger than settle_seconds
     const config = writeConfig(dir, [
       '[s3]', 'bucket = "cli-bucket"', 'prefix = "rec/"', 'force_path_style = true',
-      '[ledger]', 'path = "ledger.db"', '[reconcile]', 'settle_seconds = 600', '[[targets]]', 'path = "in"',
+      '[ledger]', 'path = "ledger.db"', '[reconcile]', 'settle_seconds = 1', '[[targets]]', 'path = "in"',
     ]);
     const env = { AWS_ENDPOINT_URL_S3: moto.endpoint };
     const result = await sftppush(['reconcile', '--config', config], env);
@@ -117,13 +115,16 @@ void describe('sftppush command line', () => {
     assert.deepEqual(keys, ['rec/a.csv', 'rec/sub/b.csv']);
 
     const status = JSON.parse((await sftppush(['status', '--json', '--config', config])).stdout) as StatusJson;
-    assert.equal(status.counts.archived, 2);
+    assert.equal(status.counts.archived, 2, 'fresh.csv is not settled yet');
     assert.equal(status.counts.pending + status.counts.working + status.counts.retry, 0);
     assert.notEqual(status.lastReconcile, null);
 
-    // A second run finds nothing new: no new versions.
+    // A second run, once fresh.csv has settled too, takes it and nothing else; a third finds nothing new.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
     assert.equal((await sftppush(['reconcile', '--config', config], env)).code, 0);
-    assert.equal((await listVersions(moto.client, 'cli-bucket', 'rec/')).length, 2);
+    assert.equal((await listVersions(moto.client, 'cli-bucket', 'rec/')).length, 3);
+    assert.equal((await sftppush(['reconcile', '--config', config], env)).code, 0);
+    assert.equal((await listVersions(moto.client, 'cli-bucket', 'rec/')).length, 3);
 
     const failed = await sftppush(['status', '--failed', '--config', config]);
     assert.match(failed.stdout, /no files retrying, quarantined or gone/);
@@ -133,10 +134,9 @@ void describe('sftppush command line', () => {
     const dir = tempDir(t);
     fs.mkdirSync(path.join(dir, 'in'));
     fs.writeFileSync(path.join(dir, 'in', 'x.csv'), 'x\n');
-    fs.utimesSync(path.join(dir, 'in', 'x.csv'), new Date(0), new Date(0));
     const config = writeConfig(dir, [
       '[s3]', 'bucket = "cli-bucket"', 'endpoint = "http://127.0.0.1:9"', 'force_path_style = true',
-      '[ledger]', 'path = "ledger.db"', '[[targets]]', 'path = "in"',
+      '[ledger]', 'path = "ledger.db"', '[reconcile]', 'settle_seconds = 0', '[[targets]]', 'path = "in"',
     ]);
     const result = await sftppush(['reconcile', '--config', config]);
     assert.equal(result.code, 1);

@@ -130,7 +130,9 @@ void describe('sftppush watch (child process, moto)', () => {
 
   void it('status --json counts every generation archived and nothing left to do', async () => {
     const status = await service.status();
-    assert.deepEqual(Object.keys(status).sort(), ['counts', 'lastReconcile', 'oldestPendingSeconds']);
+    assert.deepEqual(Object.keys(status).sort(), ['counts', 'lastReconcile', 'oldestPendingSeconds', 'watch']);
+    const watch = status.watch as { directoriesWatched: number; unwatchedCount: number } | null;
+    assert.ok(watch && watch.directoriesWatched >= 1 && watch.unwatchedCount === 0, 'the watcher\'s health, recorded at the start-up pass');
     assert.deepEqual(status.counts, { pending: 0, working: 0, archived: expected.generations, retry: 0, quarantined: 0, gone: 0 });
     assert.equal(status.oldestPendingSeconds, 0);
     assert.ok(status.lastReconcile !== null && !Number.isNaN(Date.parse(status.lastReconcile)), 'the start-up scan is recorded');

@@ -86,14 +86,21 @@ void describe('exactly once in ordinary operation', () => {
     const claim = w.ledger.claimNext(ownerId('watch'));
     assert.ok(claim, 'claimed');
     assert.equal(isOwnerAlive(ownerId('watch'), processProbe(ownerId('watch'), () => false)), true, 'this process is alive');
-    const observer = new Observer({ ledger: w.ledger, source: nodeSourceFs, log: silentLog, onQueued: () => undefined, onFatal: (error) => assert.fail(String(error)) });
+    const observer = new Observer({
+      ledger: w.ledger,
+      source: nodeSourceFs,
+      log: silentLog,
+      settleMs: 0,
+      now: Date.now,
+      onQueued: () => undefined,
+      onFatal: (error) => assert.fail(String(error)),
+    });
     t.after(() => observer.close());
     const reconciler = new Reconciler({
       targets: [w.target],
       observer,
       ledger: w.ledger,
       log: silentLog,
-      settleMs: 0,
       now: Date.now,
     });
     await reconciler.scan('schedule');

@@ -380,7 +380,10 @@ void describe('status, failures and story', () => {
       counts: { pending: 0, working: 0, retry: 0, archived: 0, quarantined: 0, gone: 0 },
       oldestPendingSeconds: 0,
       lastReconcile: null,
+      watch: null,
     });
+    ledger.recordServiceState('watch', { directoriesWatched: 3 });
+    assert.deepEqual(ledger.status().watch, { directoriesWatched: 3 }, 'the watcher\'s health as the service recorded it');
 
     archiveOne(ledger, 'archived.csv', stat(0));
     clock.advance(10_000);

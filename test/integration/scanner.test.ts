@@ -22,7 +22,8 @@ import {
 
 const HOUR_AGO = new Date(Date.now() - 3_600_000);
 
-function setup(t: TestContext, ignore: string[] = ['.*', '*.filepart']) {
+/** settle_seconds 0 by default: utimes can age an mtime, never a ctime, and the settle rule looks at both. */
+function setup(t: TestContext, settleMs = 0, ignore: string[] = ['.*', '*.filepart']) {
   const dir = tempDir(t, 'sftppush-scan');
   const root = path.join(dir, 'target');
   fs.mkdirSync(root);
@@ -30,7 +31,15 @@ function setup(t: TestContext, ignore: string[] = ['.*', '*.filepart']) {
   const logs: LogRecord[] = [];
   const log = createLogger('debug', captureLines(logs));
   const queued: number[] = [];
-  const observer = new Observer({ ledger, source: nodeSourceFs, log, onQueued: () => queued.push(1), onFatal: (error) => assert.fail(String(error)) });
+  const observer = new Observer({
+    ledger,
+    source: nodeSourceFs,
+    log,
+    settleMs,
+    now: Date.now,
+    onQueued: () => queued.push(1),
+    onFatal: (error) => assert.fail(String(error)),
+  });
   t.after(() => observer.close());
   const target = targetConfig({ path: root, ignore });
   const oldFile = (relPath: string, content = relPath): string => {
@@ -43,7 +52,7 @@ function setup(t: TestContext, ignore: string[] = ['.*', '*.filepart']) {
 }
 
 void describe('scanTree', () => {
-  void it('queues every settled regular file at any depth, pruning ignored names and never following symlinks', async (t) => {
+  void it('queues every regular file at any depth, pruning ignored names and never following symlinks', async (t) => {
     const s = setup(t);
     s.oldFile('a.csv');
     s.oldFile('deep/er/b.csv');
@@ -54,7 +63,7 @@ void describe('scanTree', () => {
     fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(s.root, 'link.txt'));
     fs.symlinkSync(outside, path.join(s.root, 'linkdir'));
 
-    const tally = await scanTree(s.target, '', s.observer, { settleMs: 30_000, now: Date.now, log: s.log });
+    const tally = await scanTree(s.target, '', s.observer, s.log);
 
     assert.deepEqual(tally, { filesSeen: 2, filesQueued: 2, filesWaiting: 0 });
     assert.deepEqual(s.states('a.csv'), ['pending']);
@@ -67,17 +76,16 @@ void describe('scanTree', () => {
   void it('a second scan of an unchanged tree queues nothing', async (t) => {
     const s = setup(t);
     s.oldFile('a.csv');
-    const options = { settleMs: 1000, now: Date.now, log: s.log };
-    await scanTree(s.target, '', s.observer, options);
-    const again = await scanTree(s.target, '', s.observer, options);
+    await scanTree(s.target, '', s.observer, s.log);
+    const again = await scanTree(s.target, '', s.observer, s.log);
     assert.deepEqual(again, { filesSeen: 1, filesQueued: 0, filesWaiting: 0 });
     assert.equal(s.ledger.story('a.csv').generations.length, 1);
   });
 
   void it('a file younger than the settle time waits, then is taken once it has stayed unchanged', async (t) => {
-    const s = setup(t);
+    const s = setup(t, 300);
     writeFile(s.root, 'fresh.csv', 'just written');
-    const tally = await scanTree(s.target, '', s.observer, { settleMs: 300, now: Date.now, log: s.log });
+    const tally = await scanTree(s.target, '', s.observer, s.log);
     assert.deepEqual(tally, { filesSeen: 1, filesQueued: 0, filesWaiting: 1 });
     assert.deepEqual(s.states('fresh.csv'), []);
     await waitUntil('the fresh file to be taken', () => s.states('fresh.csv').length === 1, 5000);
@@ -85,7 +93,7 @@ void describe('scanTree', () => {
   });
 
   void it('an entry that cannot be stat-ed is logged and skipped; the rest of the tree is still scanned', async (t) => {
-    const s = setup(t);
+    const s = setup(t, 0);
     // Nested long names, each legal, built by walking down relatively: the full path is over PATH_MAX, so the
     // scanner's lstat of it fails ENAMETOOLONG (an SFTP user can do exactly this).
     const cwd = process.cwd();
@@ -102,7 +110,7 @@ void describe('scanTree', () => {
     }
     s.oldFile('ok.csv');
     try {
-      const tally = await scanTree(s.target, '', s.observer, { settleMs: 0, now: Date.now, log: s.log });
+      const tally = await scanTree(s.target, '', s.observer, s.log);
       assert.equal(tally.filesQueued, 1, 'ok.csv is still queued');
       assert.ok(s.logs.some((line) => line.level === 50 && line.code === 'ENAMETOOLONG'), 'the unreadable entry is logged');
     } finally {
@@ -114,7 +122,7 @@ void describe('scanTree', () => {
 });
 
 function reconcilerFor(s: ReturnType<typeof setup>): Reconciler {
-  return new Reconciler({ ...s, targets: [s.target], settleMs: 0, now: Date.now });
+  return new Reconciler({ ...s, targets: [s.target], now: Date.now });
 }
 
 void describe('Reconciler', () => {
@@ -135,7 +143,7 @@ void describe('Reconciler', () => {
   void it('only observes: a working row stays with its owner, whoever that is', async (t) => {
     const s = setup(t);
     s.oldFile('held.csv');
-    await scanTree(s.target, '', s.observer, { settleMs: 0, now: Date.now, log: s.log });
+    await scanTree(s.target, '', s.observer, s.log);
     assert.ok(s.ledger.claimNext('pid:1:1:reconcile'));
     await reconcilerFor(s).scan('schedule');
     assert.deepEqual(s.states('held.csv'), ['working']);

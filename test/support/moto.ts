@@ -108,8 +108,9 @@ export async function getObject(
   client: S3Client,
   bucket: string,
   key: string,
+  versionId?: string,
 ): Promise<{ body: Buffer; metadata: Record<string, string> }> {
-  const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
   const bytes = await response.Body?.transformToByteArray();
   return { body: Buffer.from(bytes ?? []), metadata: response.Metadata ?? {} };
 }

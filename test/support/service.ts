@@ -38,6 +38,8 @@ export interface StatusJson {
   counts: Record<'pending' | 'working' | 'archived' | 'retry' | 'quarantined' | 'gone', number>;
   oldestPendingSeconds: number;
   lastReconcile: string | null;
+  /** The watcher's health (Watcher.health()) as recorded at the last pass. */
+  watch: unknown;
 }
 
 /** `status --json PATH`: the ledger's story of one path (see Ledger.story). */

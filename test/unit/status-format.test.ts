@@ -54,6 +54,7 @@ void describe('formatSummary', () => {
     counts: { pending: 3, working: 1, retry: 2, archived: 1500, quarantined: 0, gone: 7 },
     oldestPendingSeconds: 42,
     lastReconcile: '2024-03-01T12:05:00.000Z',
+    watch: null,
   };
 
   void test('lists every state with its count in aligned columns, then the oldest pending and last reconcile', () => {
@@ -70,6 +71,24 @@ void describe('formatSummary', () => {
         'last reconcile: 2024-03-01T12:05:00.000Z',
       ].join('\n'),
     );
+  });
+
+  void test('the watcher\'s health: counts, the last overflow, an unwatched root and unwatched directories', () => {
+    const watch = {
+      directoriesWatched: 40,
+      unwatchedCount: 2,
+      lastOverflowAtMs: T0,
+      targets: [
+        { target: '/srv/in', rootLoss: { reason: 'deleted', sinceMs: T0 }, unwatched: [] },
+        { target: '/srv/b', rootLoss: null, unwatched: [{ relDir: 'x/y', code: 'ENOSPC', sinceMs: T0 }] },
+      ],
+    };
+    const lines = formatSummary({ ...summary, watch }).split('\n').slice(8);
+    assert.deepEqual(lines, [
+      'watched directories: 40, not watched: 2, last overflow: 2024-03-01T12:00:00.000Z',
+      '  /srv/in: NOT WATCHED (deleted since 2024-03-01T12:00:00.000Z)',
+      '  /srv/b/x/y: not watched (ENOSPC)',
+    ]);
   });
 
   void test('a ledger that was never reconciled says so', () => {
