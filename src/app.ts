@@ -9,10 +9,12 @@ import { InstanceLock } from './ledger/instance-lock.js';
 import { Ledger } from './ledger/ledger.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
-import { archiveClaimed } from './pipeline/archive-file.js';
+import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js';
 import { nodeSourceFs } from './pipeline/source-file.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
-import { Reconciler } from './reconcile/reconciler.js';
+import { Reconciler, type PassScope } from './reconcile/reconciler.js';
+import { startProgress } from './reconcile/progress.js';
+import { verifyArchived } from './reconcile/verify.js';
 import { createS3Client, S3Store } from './s3/s3-store.js';
 import { WriteModes } from './s3/write-mode.js';
 import { Inotify } from './watch/inotify.js';
@@ -24,8 +26,12 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 /** How long SIGTERM waits for files in hand before giving up (their rows recover at the next start). */
 const SHUTDOWN_GRACE_MS = 30_000;
 
-export function openLedger(config: Pick<Config, 'ledger'>): Ledger {
-  return Ledger.open(config.ledger.path, { migrationsDir: MIGRATIONS_DIR });
+export function openLedger(config: Pick<Config, 'ledger'> & Partial<Pick<Config, 'upload'>>): Ledger {
+  return Ledger.open(config.ledger.path, {
+    migrationsDir: MIGRATIONS_DIR,
+    // The longest wait the service sets: the retry backoff's cap, or the requeue wait of a file being written.
+    maxWaitMs: Math.max(config.upload?.maxBackoffSeconds ?? 0, 60) * 1000,
+  });
 }
 
 /**
@@ -75,6 +81,11 @@ interface Core {
   reconciler: Reconciler;
   /** What every reconcile pass does around its scan: set by `watch` once its watcher exists. */
   passHooks: { beforePass?: () => void; afterPass?: () => void };
+  store: S3Store;
+  /** Outcomes of the archives this process ran, by kind. */
+  outcomes: Record<ArchiveOutcome, number>;
+  /** Generations this process queued (or made claimable again). */
+  queued: { count: number };
   destroyClient: () => void;
   /**
    * Start-up, before any worker claims: credentials, the write mode of each bucket, and the recovery of
@@ -85,6 +96,10 @@ interface Core {
 
 interface CoreOptions {
   readonly role: OwnerRole;
+  /** A one-shot pass's scope (reconcile --since --verify --dry-run); scheduled passes see everything. */
+  readonly scope?: PassScope;
+  /** Overrides reconcile.settle_seconds (reconcile --settle), ms. */
+  readonly settleMs?: number | undefined;
   /** Whether a `watch` other than this process holds the instance lock (false for `watch` itself). */
   readonly otherWatchHoldsLock: () => boolean;
   readonly onFatal: (error: unknown) => void;
@@ -113,15 +128,21 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
   });
   const targets = new Map<string, TargetConfig>(config.targets.map((t) => [t.path, t]));
   // Observer and pool refer to each other; the observer only calls wake() once the pool exists.
+  const queued = { count: 0 };
   const observer = new Observer({
     ledger,
     source: nodeSourceFs,
     log,
-    settleMs: config.reconcile.settleSeconds * 1000,
+    settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000,
     now: Date.now,
-    onQueued: () => pool.wake(),
+    onQueued: () => {
+      queued.count += 1;
+      pool.wake();
+    },
     onFatal,
+    dryRun: options.scope?.dryRun ?? false,
   });
+  const outcomes: Record<ArchiveOutcome, number> = { archived: 0, duplicate: 0, requeued: 0, retry: 0, gone: 0, quarantined: 0 };
   const pool: WorkerPool = new WorkerPool({
     ledger,
     log,
@@ -130,8 +151,8 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     concurrency: config.upload.concurrency,
     onFatal,
     checkpoint,
-    archive: (claim) =>
-      archiveClaimed(claim, {
+    archive: async (claim) => {
+      const outcome = await archiveClaimed(claim, {
         ledger,
         store,
         source: nodeSourceFs,
@@ -144,7 +165,10 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         writeMode: (bucket) => writeModes.modeFor(bucket),
         checkpoint,
         isBeingWritten: (target, relPath) => observer.isBeingWritten(target, relPath),
-      }),
+      });
+      outcomes[outcome] += 1;
+      return outcome;
+    },
   });
   const passHooks: Core['passHooks'] = {};
   const reconciler = new Reconciler({
@@ -155,6 +179,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     now: Date.now,
     beforePass: () => passHooks.beforePass?.(),
     afterPass: () => passHooks.afterPass?.(),
+    scope: options.scope,
   });
   const probe = processProbe(owner, options.otherWatchHoldsLock);
   return {
@@ -163,8 +188,12 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     pool,
     reconciler,
     passHooks,
+    store,
+    outcomes,
+    queued,
     destroyClient: () => client.destroy(),
     async prepare() {
+      const dryRun = options.scope?.dryRun ?? false;
       // Resolve once at start so a missing credential is one clear line, not a warning per file. Values never logged.
       try {
         await client.config.credentials();
@@ -174,6 +203,8 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
           'no AWS credentials in the default chain (env, profile, instance role): uploads will retry until there are',
         );
       }
+      // A dry run writes nothing: no probe (it may write where the header is ignored), no recovery.
+      if (dryRun) return;
       for (const bucket of prefixOf.keys()) {
         try {
           await writeModes.modeFor(bucket);
@@ -196,14 +227,19 @@ function testKillPoints(log: Logger): Checkpoint {
   return createCheckpoint(spec, () => process.kill(process.pid, 'SIGKILL'));
 }
 
-/** The SDK's own warnings (e.g. a stream it cannot retry) go to pino, never to the console. */
-function sdkLogger(log: Logger): { debug: () => void; info: () => void; warn: (...content: unknown[]) => void; error: (...content: unknown[]) => void } {
+/**
+ * The SDK's own warnings (e.g. a stream it cannot retry) go to pino, never to the console. Its per-request
+ * info and error lines are dropped: every failure reaches our code, which logs it once with its meaning
+ * (an expected 404 of a HEAD is not an error).
+ */
+function sdkLogger(log: Logger): { debug: () => void; info: () => void; warn: (...content: unknown[]) => void; error: () => void } {
   const sdk = log.child({ component: 'aws-sdk' });
+  const text = (c: unknown): string => (typeof c === 'string' ? c : describeCause(c));
   return {
     debug: () => undefined,
     info: () => undefined,
-    warn: (...content) => sdk.warn({ detail: content.map((c) => describeCause(c)).join(' ') }, 'AWS SDK warning'),
-    error: (...content) => sdk.error({ detail: content.map((c) => describeCause(c)).join(' ') }, 'AWS SDK error'),
+    warn: (...content) => sdk.warn({ detail: content.map(text).join(' ') }, 'AWS SDK warning'),
+    error: () => undefined,
   };
 }
 
@@ -233,6 +269,16 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
 
 async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise<never>): Promise<number> {
   const { ledger, observer, pool, reconciler } = core;
+  warnAboutRuntime(log);
+  try {
+    await core.prepare();
+  } catch (error) {
+    // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.
+    observer.close();
+    core.destroyClient();
+    ledger.close();
+    throw error;
+  }
   const watcher = new Watcher({
     targets: config.targets,
     observer,
@@ -246,14 +292,6 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
   core.passHooks.beforePass = () => void watcher.heal();
   core.passHooks.afterPass = () => ledger.recordServiceState('watch', watcher.health());
   const stopped = waitForSignal(log);
-  warnAboutRuntime(log);
-  try {
-    await core.prepare();
-  } catch (error) {
-    core.destroyClient();
-    ledger.close();
-    throw error;
-  }
   // Watches first, then the scan: a file landing in between is seen by one or the other, never by neither.
   watcher.start();
   pool.start();
@@ -281,34 +319,132 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
   }
 }
 
+/** `sftppush reconcile` options, as the CLI parsed them. */
+export interface ReconcileOptions {
+  /** --since: only files with mtime at or after this, ms since the epoch. */
+  readonly sinceMs?: number | undefined;
+  readonly verify: boolean;
+  readonly dryRun: boolean;
+  /** --settle SECONDS: overrides reconcile.settle_seconds for this run. */
+  readonly settleSeconds?: number | undefined;
+  /** --target was given: fewer targets than configured. */
+  readonly targetsOverridden: boolean;
+  /** Progress: a bar on a terminal (stderr), else a log line every few seconds. */
+  readonly progress: 'bar' | 'log';
+}
+
+/** What one `sftppush reconcile` did: printed as a summary line, or as one JSON object with --json. */
+export interface ReconcileSummary {
+  readonly scope: { since: string | null; verify: boolean; dryRun: boolean; targets: readonly string[] };
+  readonly counts: {
+    scanned: number;
+    inScope: number;
+    alreadyArchived: number;
+    queued: number;
+    uploaded: number;
+    duplicates: number;
+    verified: number;
+    reUploaded: number;
+    waiting: number;
+    failed: number;
+    /** Directories that could not be read, and entries skipped (non-UTF-8 names, unstat-able files). */
+    dirsUnreadable: number;
+    entriesSkipped: number;
+  };
+  readonly durationMs: number;
+  /** Files in scope not archived at the end: left retrying, quarantined, gone (or, dry run, waiting). */
+  readonly unfinished: readonly { target: string; path: string; state: string; error: string | null }[];
+  /** What --verify found missing or replaced in S3. */
+  readonly verifyFindings: readonly { target: string; path: string; key: string; reason: string }[];
+}
+
 /**
- * `sftppush reconcile`: one scan of every target, then archive everything queued, then exit.
- * Files younger than `settle_seconds` are left for the service (or the next run).
- * @returns 0 when everything queued was archived, 1 when some files are left to retry.
+ * `sftppush reconcile`: one pass over the targets (or the scope given), archive everything in scope the
+ * ledger does not show archived, wait for files still settling, optionally verify S3, then exit.
+ * @returns exit code 0 when every file in scope ended archived or duplicate, 1 otherwise, and the summary.
  */
-export async function runReconcileOnce(config: Config, log: Logger): Promise<number> {
+export async function runReconcileOnce(
+  config: Config,
+  log: Logger,
+  options: ReconcileOptions,
+): Promise<{ code: number; summary: ReconcileSummary }> {
+  const started = Date.now();
   let fatalError: unknown;
   assertTargetsExist(config);
+  const partial = options.sinceMs !== undefined || options.targetsOverridden;
   const core = buildCore(config, log, {
     role: 'reconcile',
     // Runs beside a watch: the watch's rows are its own as long as it holds the lock.
     otherWatchHoldsLock: () => InstanceLock.isHeld(config.ledger.path),
     onFatal: (error) => (fatalError = error),
+    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial },
+    settleMs: options.settleSeconds === undefined ? undefined : options.settleSeconds * 1000,
   });
   const { ledger, observer, pool, reconciler } = core;
+  const progress = startProgress(
+    options.progress,
+    log,
+    {
+      done: () => Object.values(core.outcomes).reduce((sum, n) => sum + n, 0) - core.outcomes.requeued,
+      total: () => core.queued.count,
+    },
+    { now: Date.now, stream: process.stderr },
+  );
   try {
     warnAboutRuntime(log);
     await core.prepare();
-    pool.start();
+    if (!options.dryRun) pool.start();
     const tally = await reconciler.scan('command');
-    observer.close(); // a one-shot run does not wait for fresh files to settle
-    await pool.drained();
-    const { counts } = ledger.status();
-    log.info({ ...tally, retry: counts.retry, pending: counts.pending }, 'reconcile finished');
-    if (fatalError !== undefined) return 1;
-    // Left retrying, or still being written: not archived by this run.
-    return counts.retry + counts.pending > 0 ? 1 : 0;
+    if (!options.dryRun) {
+      // Files in scope still settling are waited for, not skipped (the progress says so).
+      progress.phase(tally.filesWaiting > 0 ? `waiting for ${tally.filesWaiting} file(s) to settle` : 'uploading');
+      await observer.settled();
+      await pool.drained();
+    }
+    const sinceMs = options.sinceMs ?? 0;
+    const verify = options.verify
+      ? await verifyArchived(config.targets, sinceMs, { ledger, store: core.store, log, dryRun: options.dryRun })
+      : undefined;
+    if (verify && verify.findings.length > 0 && !options.dryRun) {
+      core.queued.count += verify.findings.length;
+      pool.wake();
+      await pool.drained();
+    }
+    const unfinished = ledger.unfinishedInScope(config.targets.map((t) => t.path), sinceMs);
+    const summary: ReconcileSummary = {
+      scope: {
+        since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
+        verify: options.verify,
+        dryRun: options.dryRun,
+        targets: config.targets.map((t) => t.path),
+      },
+      counts: {
+        scanned: tally.filesSeen,
+        inScope: tally.filesInScope,
+        alreadyArchived: tally.filesUnchanged,
+        queued: tally.filesQueued,
+        uploaded: core.outcomes.archived,
+        duplicates: core.outcomes.duplicate,
+        verified: verify?.verified ?? 0,
+        reUploaded: options.dryRun ? 0 : (verify?.findings.length ?? 0),
+        waiting: tally.filesWaiting,
+        failed: unfinished.length,
+        dirsUnreadable: tally.dirsUnreadable,
+        entriesSkipped: tally.entriesSkipped,
+      },
+      durationMs: Date.now() - started,
+      unfinished: unfinished.map((row) => ({ target: row.target, path: row.relPath, state: row.state, error: row.lastError })),
+      verifyFindings: (verify?.findings ?? []).map((f) => ({ target: f.target, path: f.relPath, key: f.key, reason: f.reason })),
+    };
+    log.info({ ...summary.counts, ms: summary.durationMs }, 'reconcile finished');
+    // A dry run "fails" when it would have anything to do: S3 does not match the disk in scope.
+    const wouldAct = options.dryRun && (tally.filesQueued + tally.filesWaiting + (verify?.findings.length ?? 0) > 0);
+    // An unreadable directory's files are in scope but unseen: the pass cannot say they are archived.
+    const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || tally.dirsUnreadable > 0 ? 1 : 0;
+    return { code, summary };
   } finally {
+    progress.stop();
+    observer.close();
     await pool.stop();
     core.destroyClient();
     ledger.close();

@@ -4,7 +4,8 @@ import { openLedger, resolveStatusPath, runReconcileOnce, runWatch } from './app
 import { loadConfig, type Config, type ConfigOverrides } from './config.js';
 import { ConfigError, describeCause } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
-import { formatFailures, formatStory, formatSummary } from './status.js';
+import { parseSince } from './reconcile/since.js';
+import { formatFailures, formatReconcileSummary, formatStory, formatSummary } from './status.js';
 
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
@@ -23,6 +24,14 @@ function positiveInt(flag: string) {
   };
 }
 
+function nonNegativeInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a whole number of seconds, 0 or more`);
+    return n;
+  };
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -34,6 +43,8 @@ function version(): string {
 
 /** Flags as commander names them (`--target` repeated arrives as `target`). */
 type ConfigFlags = CommonOptions & Omit<ConfigOverrides, 'targets'> & { target?: string[] };
+
+type ReconcileFlags = ConfigFlags & { since?: string; verify?: boolean; dryRun?: boolean; json?: boolean; settle?: number };
 
 function configFrom(options: ConfigFlags, explicit: boolean): Config {
   return loadConfig(options.config, { ...options, targets: options.target }, { optional: !explicit });
@@ -80,19 +91,34 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
     .command('reconcile')
     .description('scan every target once, archive whatever the ledger lacks, and exit')
     .addOption(configOption())
-    .option('--since <when>', 'only files modified since WHEN (not supported yet)')
-    .option('--verify', 'check archived objects against S3 (not supported yet)')
-    .option('--dry-run', 'report without archiving (not supported yet)')
+    .option('--since <when>', 'only files modified since WHEN: an ISO date or date-time, or a span (90m, 6h, 7d, 2w)')
+    .option('--verify', 'also check every archived object in scope against S3, and upload again what is missing or replaced')
+    .option('--dry-run', 'report what would be queued or uploaded again; write nothing to S3 or the ledger\'s states')
+    .option('--json', 'print the result as one JSON object (log lines go to stderr)')
+    .option('--target <dir>', 'reconcile this directory instead of the configured targets (repeatable)', collect, [])
+    .option('--settle <seconds>', 'override reconcile.settle_seconds for this run', nonNegativeInt('--settle'))
     .option('--ledger <file>', 'ledger database file')
     .addOption(logOption())
-    .action((options: ConfigFlags & { since?: string; verify?: boolean; dryRun?: boolean }, command: Command) => {
-      for (const flag of ['since', 'verify', 'dryRun'] as const) {
-        if (options[flag] !== undefined) {
-          throw new ConfigError(`--${flag === 'dryRun' ? 'dry-run' : flag} is not supported yet (it comes with the reconciler stage)`);
-        }
-      }
+    .action((options: ReconcileFlags, command: Command) => {
       const config = configFrom(options, command.getOptionValueSource('config') === 'cli');
-      run(runReconcileOnce(config, createLogger(options.logLevel)));
+      const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
+      const json = options.json === true;
+      // With --json, stdout is the result alone: the log goes to stderr.
+      const log = createLogger(options.logLevel, json ? process.stderr : undefined);
+      const result = runReconcileOnce(config, log, {
+        sinceMs,
+        verify: options.verify === true,
+        dryRun: options.dryRun === true,
+        settleSeconds: options.settle,
+        targetsOverridden: (options.target ?? []).length > 0,
+        progress: process.stderr.isTTY && !json ? 'bar' : 'log',
+      });
+      run(
+        result.then(({ code, summary }) => {
+          process.stdout.write(`${json ? JSON.stringify(summary) : formatReconcileSummary(summary)}\n`);
+          return code;
+        }),
+      );
     });
   return program;
 }

@@ -91,7 +91,7 @@ const fileSchema = z.strictObject({
     force_path_style: z.boolean().default(false),
     region: z.string().min(1).optional(),
     storage_class: z.enum(storageClasses).optional(),
-    conditional_writes: z.union([z.literal('auto'), z.boolean()]).default('auto'),
+    conditional_writes: z.union([z.literal('auto'), z.boolean()], { error: 'must be "auto", true or false' }).default('auto'),
   }),
   ledger: z.strictObject({ path: z.string().min(1).default('var/ledger.db') }).default({ path: 'var/ledger.db' }),
   reconcile: z

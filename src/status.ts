@@ -1,4 +1,5 @@
-import type { FileRow, FileStory, StatusSummary } from './ledger/ledger.js';
+import type { ReconcileSummary } from './app.js';
+import type { FileRow, FileStory, ReconcilePass, StatusSummary } from './ledger/ledger.js';
 import { FILE_STATES } from './ledger/states.js';
 import type { WatchHealth } from './watch/watcher.js';
 
@@ -8,8 +9,21 @@ export function formatSummary(summary: StatusSummary): string {
   const lines = FILE_STATES.map((state) => `${state.padEnd(width)}  ${summary.counts[state]}`);
   lines.push(`oldest pending: ${summary.oldestPendingSeconds} s`);
   lines.push(`last reconcile: ${summary.lastReconcile ?? 'never'}`);
+  if (summary.lastFullPass) lines.push(`last full pass: ${formatPass(summary.lastFullPass)}`);
+  if (summary.lastPartialPass) lines.push(`last partial pass: ${formatPass(summary.lastPartialPass)}`);
   lines.push(...formatWatchHealth(summary.watch));
   return lines.join('\n');
+}
+
+function formatPass(pass: ReconcilePass): string {
+  const scope = pass.scope;
+  const limits = [
+    scope?.since ? `since ${scope.since}` : '',
+    scope?.verify ? 'verify' : '',
+    scope?.dryRun ? 'dry run' : '',
+  ].filter(Boolean);
+  const counts = pass.counts ? `, ${pass.counts.filesSeen ?? 0} scanned, ${pass.counts.filesQueued ?? 0} queued` : '';
+  return `${pass.finishedAt} (${pass.reason}${limits.length > 0 ? `: ${limits.join(', ')}` : ''}${counts})`;
 }
 
 /** The watcher's health as `watch` recorded it (the shape of Watcher.health()); nothing before the first pass. */
@@ -51,4 +65,36 @@ export function formatStory(story: FileStory): string {
     }
   }
   return lines.join('\n');
+}
+
+/** The result of `sftppush reconcile`, for a person: one summary line, then what needs attention. */
+export function formatReconcileSummary(summary: ReconcileSummary): string {
+  const c = summary.counts;
+  const scope = [
+    summary.scope.since ? `since ${summary.scope.since}` : 'all files',
+    summary.scope.verify ? 'verified' : '',
+    summary.scope.dryRun ? 'DRY RUN (nothing written)' : '',
+  ].filter(Boolean).join(', ');
+  const lines = [
+    `reconcile (${scope}): ${c.scanned} scanned, ${c.inScope} in scope, ${c.alreadyArchived} already archived, ` +
+      `${c.queued} ${summary.scope.dryRun ? 'would be queued' : 'queued'}, ${c.uploaded} uploaded, ${c.duplicates} duplicates, ` +
+      `${c.waiting} ${summary.scope.dryRun ? 'not settled yet' : 'waited for'}` +
+      (summary.scope.verify ? `, ${c.verified} verified, ${summary.verifyFindings.length} missing or replaced in S3` : '') +
+      `, ${c.failed} not archived` +
+      (c.dirsUnreadable + c.entriesSkipped > 0 ? `, ${c.dirsUnreadable} unreadable directories, ${c.entriesSkipped} entries skipped (see the log)` : '') +
+      `, in ${(summary.durationMs / 1000).toFixed(1)} s`,
+  ];
+  for (const f of summary.verifyFindings) {
+    lines.push(`  ${f.reason}: ${f.target}/${escapeControl(f.path)} (s3 key ${escapeControl(f.key)})${summary.scope.dryRun ? '' : ': uploaded again'}`);
+  }
+  for (const u of summary.unfinished) {
+    lines.push(`  ${u.state}: ${u.target}/${escapeControl(u.path)}${u.error ? `  ${u.error}` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+/** Names may hold control characters (an SFTP user can make them): never let them reach a terminal raw. */
+function escapeControl(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -66,7 +66,7 @@ export class InstanceLock {
    * SftppushError E_INSTANCE_LOCK for other failures (EMFILE, ENOLCK, EIO, ...).
    */
   static acquire(ledgerPath: string, options: { pid: number }): InstanceLock {
-    const lockPath = `${ledgerPath}.lock`;
+    const lockPath = lockPathFor(ledgerPath);
     const fd = openLockFile(lockPath);
     try {
       lockExclusive(fd);
@@ -99,7 +99,7 @@ export class InstanceLock {
    * for other failures.
    */
   static isHeld(ledgerPath: string): boolean {
-    const lockPath = `${ledgerPath}.lock`;
+    const lockPath = lockPathFor(ledgerPath);
     let fd: number;
     try {
       fd = fs.openSync(lockPath, fs.constants.O_RDONLY);
@@ -212,4 +212,21 @@ function readHolderPid(fd: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The lock file of a ledger, named after the ledger's real path: a second watch that reaches the same ledger
+ * through a symlink (to the file or to a directory above it) must meet the same lock.
+ */
+export function lockPathFor(ledgerPath: string): string {
+  const absolute = path.resolve(ledgerPath);
+  for (const candidate of [absolute, path.dirname(absolute)]) {
+    try {
+      const real = fs.realpathSync(candidate);
+      return `${candidate === absolute ? real : path.join(real, path.basename(absolute))}.lock`;
+    } catch {
+      // not there yet (a first start): try the directory, then the path as given
+    }
+  }
+  return `${absolute}.lock`;
 }

@@ -32,6 +32,14 @@ export interface RecordedObject {
   readonly sha256: string;
 }
 
+/** An archived generation, as `reconcile --verify` checks it against S3. */
+export interface ArchivedFile {
+  readonly id: number;
+  readonly relPath: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+}
+
 /** What S3 answered when it accepted (or, found by HEAD, already held) an object. */
 export interface ArchivedObject {
   readonly bucket: string;
@@ -55,6 +63,9 @@ export interface StatusSummary {
   counts: Record<FileState, number>;
   oldestPendingSeconds: number;
   lastReconcile: string | null;
+  /** The last successful pass over every file of every target, and the last partial one (--since, --target). */
+  lastFullPass: ReconcilePass | null;
+  lastPartialPass: ReconcilePass | null;
   /** The watcher's health as the running (or last) `watch` recorded it at its last pass; null before any. */
   watch: unknown;
 }
@@ -98,9 +109,27 @@ export interface FileStory {
   objects: ObjectRow[];
 }
 
+/** What a pass counted; recorded whole (JSON), with files_seen and files_queued also in their columns. */
 export interface ReconcileTally {
-  filesSeen: number;
-  filesQueued: number;
+  readonly filesSeen: number;
+  readonly filesQueued: number;
+}
+
+/** What a pass looked at. Partial: limited by `--since` or `--target`, so not proof that every file is archived. */
+export interface ReconcileScope {
+  readonly since: string | null;
+  readonly verify: boolean;
+  readonly dryRun: boolean;
+  readonly targets: readonly string[];
+  readonly partial: boolean;
+}
+
+/** A finished pass, as status shows it. */
+export interface ReconcilePass {
+  readonly reason: string;
+  readonly finishedAt: string;
+  readonly scope: ReconcileScope | null;
+  readonly counts: Record<string, number> | null;
 }
 
 /**
@@ -123,6 +152,9 @@ function describeProof(objects: readonly ArchivedObject[]): string {
   return `found in S3 ${found.some((o) => o.foundBy === 'precondition') ? 'after a 412' : 'by HEAD'}, not written again`;
 }
 
+/** The longest a row waits when the caller does not say: the default retry backoff cap (upload.max_backoff_seconds). */
+const DEFAULT_MAX_WAIT_MS = 900_000;
+
 const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_bytes AS sizeBytes, mtime_ms AS mtimeMs,
   inode, CAST(ctime_ns AS TEXT) AS ctimeNs, sha256, state, attempts, last_error AS lastError, next_attempt_at AS nextAttemptAt,
   duplicate_of AS duplicateOf, created_at AS createdAt, updated_at AS updatedAt`;
@@ -139,10 +171,15 @@ export class Ledger {
   private constructor(
     private readonly db: Database.Database,
     private readonly now: () => number,
+    private readonly maxWaitMs: number,
   ) {}
 
-  /** Opens (creating if needed) the ledger file and brings its schema up to date. */
-  static open(file: string, options: { migrationsDir: string; now?: () => number }): Ledger {
+  /**
+   * Opens (creating if needed) the ledger file and brings its schema up to date.
+   * @param options.maxWaitMs the longest any row is ever told to wait (the retry backoff's cap): a row due
+   *   later than that from now was scheduled by a clock that has since jumped back, and is due now.
+   */
+  static open(file: string, options: { migrationsDir: string; now?: () => number; maxWaitMs?: number }): Ledger {
     mkdirSync(path.dirname(file), { recursive: true });
     const db = new Database(file, { timeout: 10_000 });
     try {
@@ -157,7 +194,7 @@ export class Ledger {
       db.close();
       throw error;
     }
-    return new Ledger(db, options.now ?? Date.now);
+    return new Ledger(db, options.now ?? Date.now, options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS);
   }
 
   close(): void {
@@ -209,6 +246,25 @@ export class Ledger {
   }
 
   /**
+   * What observe() would answer, without writing anything (a plain read): for `reconcile --dry-run`, and so
+   * a scan can tell a file the ledger already holds from one it must wait for.
+   */
+  wouldObserve(target: string, relPath: string, stat: FileStat): ObserveOutcome {
+    switch (decideObservation(this.latestGeneration(target, relPath), stat).kind) {
+      case 'insert':
+      case 'requeue':
+        return 'queued';
+      case 'update-stat':
+        return 'updated';
+      case 'mark-dirty':
+        return 'dirty';
+      case 'adopt-ctime':
+      case 'unchanged':
+        return 'unchanged';
+    }
+  }
+
+  /**
    * Claims the next row a worker should process: a retry whose backoff has passed, else the oldest pending.
    * The claim counts an attempt and records the owner, so a crash leaves evidence to recover from.
    */
@@ -225,15 +281,16 @@ export class Ledger {
 
   private claimNextTransaction(owner: string): ClaimedFile | undefined {
     return this.db.transaction((): ClaimedFile | undefined => {
-      const now = this.now();
+      const due = this.dueWindow();
       const row =
         (this.stmt(
-          `SELECT id, state FROM files WHERE state = 'retry' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT 1`,
-        ).get(now) as { id: number; state: FileState } | undefined) ??
+          `SELECT id, state FROM files WHERE state = 'retry' AND (next_attempt_at <= @now OR next_attempt_at > @latest)
+           ORDER BY next_attempt_at, id LIMIT 1`,
+        ).get(due) as { id: number; state: FileState } | undefined) ??
         (this.stmt(
-          `SELECT id, state FROM files WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
-           ORDER BY id LIMIT 1`,
-        ).get(now) as
+          `SELECT id, state FROM files WHERE state = 'pending'
+           AND (next_attempt_at IS NULL OR next_attempt_at <= @now OR next_attempt_at > @latest) ORDER BY id LIMIT 1`,
+        ).get(due) as
           | { id: number; state: FileState }
           | undefined);
       if (!row) return undefined;
@@ -342,6 +399,55 @@ export class Ledger {
     ) as RecordedObject | undefined;
   }
 
+  /**
+   * The archived latest generation of every path of a target whose mtime is at or after `sinceMs`, in
+   * rel_path order (byte order, as S3 lists keys), streamed from SQLite: memory does not grow with the ledger.
+   */
+  *archivedInScope(target: string, sinceMs: number): IterableIterator<ArchivedFile> {
+    yield* this.stmt(
+      `SELECT f.id, f.rel_path AS relPath, f.sha256, f.size_bytes AS sizeBytes FROM files f
+       WHERE f.target = ? AND f.state = 'archived' AND f.mtime_ms >= ?
+         AND f.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
+       ORDER BY f.rel_path`,
+    ).iterate(target, sinceMs) as IterableIterator<ArchivedFile>;
+  }
+
+  /**
+   * Starts an archived path over as a new pending generation with the same stat: `reconcile --verify` found
+   * its object missing from S3 or replaced by other content. The worker's write gate then restores it.
+   */
+  reopen(fileId: number, reason: string): boolean {
+    return this.db.transaction(() => {
+      const now = this.now();
+      const { lastInsertRowid, changes } = this.stmt(
+        `INSERT INTO files (target, rel_path, generation, size_bytes, mtime_ms, inode, ctime_ns, state, created_at, updated_at)
+         SELECT target, rel_path, generation + 1, size_bytes, mtime_ms, inode, ctime_ns, 'pending', ?, ? FROM files
+         WHERE id = ? AND state = 'archived'
+           AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = files.target AND n.rel_path = files.rel_path
+                           AND n.generation > files.generation)`,
+      ).run(now, now, fileId);
+      // A newer generation appeared meanwhile (the watcher saw new content): it will be archived anyway.
+      if (changes === 1) this.addHistory(Number(lastInsertRowid), null, 'pending', reason);
+      return changes === 1;
+    }).immediate();
+  }
+
+  /**
+   * The latest generation of every path of these targets, with mtime at or after `sinceMs`, that is not
+   * archived: what a one-shot `reconcile` reports (and exits 1 for) once it has drained what it could.
+   */
+  unfinishedInScope(targets: readonly string[], sinceMs: number, limit = 1000): FileRow[] {
+    const inList = targets.map(() => '?').join(',') || 'NULL';
+    return this.db
+      .prepare(
+        `SELECT ${FILE_COLUMNS} FROM files f WHERE f.state IN ('pending', 'working', 'retry', 'quarantined', 'gone')
+         AND f.target IN (${inList}) AND f.mtime_ms >= ?
+         AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = f.target AND n.rel_path = f.rel_path AND n.generation > f.generation)
+         ORDER BY f.target, f.rel_path LIMIT ?`,
+      )
+      .all(...targets, sinceMs, limit) as FileRow[];
+  }
+
   /** The most recent archived generation of a path before `generation`, for duplicate detection. */
   previousArchived(target: string, relPath: string, generation: number): { id: number; sha256: string } | undefined {
     return this.stmt(
@@ -363,27 +469,49 @@ export class Ledger {
   }
 
   hasClaimableWork(): boolean {
-    const now = this.now();
     return (
       this.stmt(
-        `SELECT EXISTS (SELECT 1 FROM files WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
-             OR EXISTS (SELECT 1 FROM files WHERE state = 'retry' AND next_attempt_at <= ?) AS any`,
-      ).get(now, now) as { any: number }
+        `SELECT EXISTS (SELECT 1 FROM files WHERE state = 'pending'
+                        AND (next_attempt_at IS NULL OR next_attempt_at <= @now OR next_attempt_at > @latest))
+             OR EXISTS (SELECT 1 FROM files WHERE state = 'retry' AND (next_attempt_at <= @now OR next_attempt_at > @latest)) AS any`,
+      ).get(this.dueWindow()) as { any: number }
     ).any === 1;
   }
 
-  beginReconcile(reason: string): number {
-    const { lastInsertRowid } = this.stmt(`INSERT INTO reconcile_runs (reason, started_at) VALUES (?, ?)`).run(
-      reason,
-      this.now(),
-    );
+  /**
+   * A row is due at or before `now`, or when its time lies beyond any wait we ever set (`latest`): then the
+   * clock that set it was ahead of today's, and waiting for it would stall the row for as long as the jump.
+   */
+  private dueWindow(): { now: number; latest: number } {
+    const now = this.now();
+    return { now, latest: now + this.maxWaitMs };
+  }
+
+  beginReconcile(reason: string, scope?: ReconcileScope): number {
+    const { lastInsertRowid } = this.stmt(
+      `INSERT INTO reconcile_runs (reason, started_at, scope, partial) VALUES (?, ?, ?, ?)`,
+    ).run(reason, this.now(), scope ? JSON.stringify(scope) : null, scope?.partial || scope?.dryRun ? 1 : 0);
     return Number(lastInsertRowid);
   }
 
   finishReconcile(runId: number, tally: ReconcileTally, error?: string): void {
     this.stmt(
-      `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, error = ? WHERE id = ?`,
-    ).run(this.now(), tally.filesSeen, tally.filesQueued, error ?? null, runId);
+      `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
+    ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
+  }
+
+  private lastPass(partial: boolean): ReconcilePass | null {
+    const row = this.stmt(
+      `SELECT reason, finished_at AS finishedAt, scope, counts FROM reconcile_runs
+       WHERE partial = ? AND finished_at IS NOT NULL AND error IS NULL ORDER BY finished_at DESC LIMIT 1`,
+    ).get(partial ? 1 : 0) as { reason: string; finishedAt: number; scope: string | null; counts: string | null } | undefined;
+    if (!row) return null;
+    return {
+      reason: row.reason,
+      finishedAt: new Date(row.finishedAt).toISOString(),
+      scope: row.scope ? (JSON.parse(row.scope) as ReconcileScope) : null,
+      counts: row.counts ? (JSON.parse(row.counts) as Record<string, number>) : null,
+    };
   }
 
   /** Records one piece of the service's own state (JSON) for `status`, replacing the previous value. */
@@ -406,13 +534,15 @@ export class Ledger {
       `SELECT MIN(created_at) AS at FROM files WHERE state IN ('pending', 'working', 'retry')`,
     ).get() as { at: number | null };
     const last = this.stmt(
-      `SELECT MAX(finished_at) AS at FROM reconcile_runs WHERE finished_at IS NOT NULL AND error IS NULL`,
+      `SELECT MAX(finished_at) AS at FROM reconcile_runs WHERE partial = 0 AND finished_at IS NOT NULL AND error IS NULL`,
     ).get() as { at: number | null };
     const watch = this.stmt(`SELECT value FROM service_state WHERE name = 'watch'`).get() as { value: string } | undefined;
     return {
       counts,
       oldestPendingSeconds: oldest.at === null ? 0 : Math.max(0, Math.round((this.now() - oldest.at) / 1000)),
       lastReconcile: last.at === null ? null : new Date(last.at).toISOString(),
+      lastFullPass: this.lastPass(false),
+      lastPartialPass: this.lastPass(true),
       watch: watch ? (JSON.parse(watch.value) as unknown) : null,
     };
   }

@@ -14,7 +14,7 @@ export type ObservationResult = ObserveOutcome | 'ignored' | 'missing' | 'not-a-
 export type FinishedBy = 'closed' | 'moved-in' | 'linked';
 
 export interface ObserverDeps {
-  readonly ledger: Pick<Ledger, 'observe'>;
+  readonly ledger: Pick<Ledger, 'observe' | 'wouldObserve'>;
   readonly source: Pick<SourceFs, 'stat'>;
   readonly log: Logger;
   /** `settle_seconds` in ms: how old a file found without an event must be (completion.ts). */
@@ -24,6 +24,8 @@ export interface ObserverDeps {
   readonly onQueued: () => void;
   /** The ledger failed while recording an observation made in the background: the service must stop. */
   readonly onFatal: (error: unknown) => void;
+  /** `reconcile --dry-run`: decide and count, never write the ledger, never wait. */
+  readonly dryRun?: boolean;
 }
 
 interface Pending {
@@ -86,7 +88,16 @@ export class Observer {
   noteScanned(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {
     if (!stat.isFile) return 'not-a-file';
     if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
+    // What the ledger already holds as it is needs no wait: most files of most rescans.
+    if (!this.pending.has(pathId(target, relPath)) && this.deps.ledger.wouldObserve(target.path, relPath, stat) === 'unchanged') {
+      return 'unchanged';
+    }
     return this.apply(target, relPath, stat, { kind: 'seen', at: this.deps.now(), stat });
+  }
+
+  /** Resolves once no path waits for its quiet or settle period (a one-shot `reconcile` drains them). */
+  async settled(pollMs = 200): Promise<void> {
+    while (!this.closed && this.waiting > 0) await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 
   /** Scans a directory subtree (a new directory's files, written before its watch existed) by the same rule. */
@@ -125,6 +136,7 @@ export class Observer {
       this.forget(id);
       return stat ? this.take(target, relPath, stat) : 'waiting';
     }
+    if (this.deps.dryRun) return 'waiting'; // counted, never waited for
     this.remember(id, target, relPath, decision);
     if (stat && sighting.kind === 'seen') this.warnIfFuture(target, relPath, stat, sighting.at);
     return 'waiting';
@@ -160,6 +172,7 @@ export class Observer {
   }
 
   private take(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {
+    if (this.deps.dryRun) return this.deps.ledger.wouldObserve(target.path, relPath, stat);
     const outcome = this.deps.ledger.observe(target.path, relPath, stat);
     this.warnedFuture.delete(pathId(target, relPath));
     if (outcome === 'queued' || outcome === 'updated') {

@@ -4,7 +4,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError, SourceChangedError, StoreError } from '../errors.js';
-import type { ArchivedObject, ArchiveProof, ClaimedFile, Ledger } from '../ledger/ledger.js';
+import { LedgerConflictError, type ArchivedObject, type ArchiveProof, type ClaimedFile, type Ledger } from '../ledger/ledger.js';
 import { sameStat } from '../ledger/observation.js';
 import type { ObjectStore } from '../s3/object-store.js';
 import { retryDelayMs } from './backoff.js';
@@ -27,7 +27,7 @@ export interface ArchiveSettings {
 /** Everything one archive step touches, passed in so tests can put a fault anywhere. */
 export interface ArchiveDeps {
   readonly ledger: ArchiveLedger;
-  readonly store: ObjectStore;
+  readonly store: Pick<ObjectStore, 'put' | 'head'>;
   readonly source: SourceFs;
   readonly log: Logger;
   readonly now: () => number;
@@ -73,6 +73,8 @@ export async function archiveClaimed(claim: ClaimedFile, deps: ArchiveDeps): Pro
     log.info({ state: outcome.state, ...outcome.fields, ms: deps.now() - started }, `file ${outcome.state}`);
     return outcome.state;
   } catch (error) {
+    // The row is no longer this claim's: no outcome of ours may be recorded (the pool reports it).
+    if (error instanceof LedgerConflictError) throw error;
     return recordFailure(claim, deps, log, error);
   }
 }
@@ -96,7 +98,8 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
 
     const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
     const sameAsPrevious = previous?.sha256 === content.sha256;
-    const object = await putOnce(claim, target, key, before, content, sameAsPrevious, deps, log);
+    const stillCurrent = (): Promise<void> => assertUnchanged(deps.source, absolutePath, before, claim.relPath);
+    const object = await putOnce(claim, target, key, before, content, sameAsPrevious, deps, log, stillCurrent);
     await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
     if (sameAsPrevious && object.foundByHead) {
       finish(claim, deps, before, content.sha256, { kind: 'duplicate', duplicateOf: previous.id }, target);
@@ -177,6 +180,7 @@ async function putOnce(
   sameAsPrevious: boolean,
   deps: ArchiveDeps,
   log: Logger,
+  assertStillCurrent: () => Promise<void>,
 ): Promise<ArchivedObject> {
   const inMemory = Buffer.isBuffer(content.body);
   const result = await writeThroughGate(
@@ -191,6 +195,7 @@ async function putOnce(
       partSizeBytes: deps.settings.partSizeBytes,
       expected: deps.ledger.lastObjectAt(target.bucket, key),
       headFirst: sameAsPrevious || !inMemory,
+      assertStillCurrent,
     },
     { store: deps.store, mode: await deps.writeMode(target.bucket), log },
   );

@@ -31,6 +31,12 @@ export interface GatedWrite extends Omit<PutObjectRequest, 'body' | 'condition'>
    * already hold it: a duplicate), or a multipart upload (a HEAD costs less than parts a 412 would discard).
    */
   readonly headFirst: boolean;
+  /**
+   * Called before writing over other content S3 shows at the key (a 412, or a HEAD first): throws when the
+   * source changed since it was read. Another host sharing the directory may have archived newer content
+   * there meanwhile; our older bytes must never become S3's latest version on top of it.
+   */
+  readonly assertStillCurrent?: () => Promise<void>;
 }
 
 export interface GateResult extends StoredObject {
@@ -41,7 +47,7 @@ export interface GateResult extends StoredObject {
 }
 
 export interface GateDeps {
-  readonly store: ObjectStore;
+  readonly store: Pick<ObjectStore, 'put' | 'head'>;
   readonly mode: WriteMode;
   readonly log: Logger;
 }
@@ -58,6 +64,7 @@ export async function writeThroughGate(write: GatedWrite, deps: GateDeps): Promi
   if (write.headFirst || deps.mode === 'head-first') {
     seen = await deps.store.head(write.bucket, write.key);
     if (holdsContent(seen, write)) return found(seen!, 'head');
+    if (seen) await write.assertStillCurrent?.();
   }
   let condition = deps.mode === 'conditional' ? conditionFor(seen === null ? write.expected : seen) : undefined;
   for (let round = 1; ; round += 1) {
@@ -82,6 +89,7 @@ export async function writeThroughGate(write: GatedWrite, deps: GateDeps): Promi
       if (round >= MAX_PRECONDITION_ROUNDS) {
         throw new StoreError('put', where, true, { cause: new Error(`the object at the key changed ${round} times while writing`) });
       }
+      await write.assertStillCurrent?.();
       deps.log.warn(
         { key: write.key, expectedEtag: write.expected?.etag, currentEtag: seen?.etag },
         seen

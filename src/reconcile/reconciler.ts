@@ -1,10 +1,10 @@
 import { CronJob } from 'cron';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
-import { describeCause } from '../errors.js';
+import { describeCause, SftppushError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Observer } from '../observe/observer.js';
-import { scanTree, type ScanTally } from './scanner.js';
+import { addTally, emptyTally, scanTree, type ScanTally } from './scanner.js';
 
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
@@ -19,6 +19,17 @@ export interface ReconcilerDeps {
   readonly beforePass?: () => void;
   /** Runs after every pass, failed or not (the watcher's health is recorded for `status`). */
   readonly afterPass?: () => void;
+  /** What each pass looks at: all files of every target unless a one-shot `reconcile` says otherwise. */
+  readonly scope?: PassScope;
+}
+
+/** A one-shot pass's limits (`reconcile --since --verify --dry-run --target`). */
+export interface PassScope {
+  readonly sinceMs?: number | undefined;
+  readonly verify: boolean;
+  readonly dryRun: boolean;
+  /** Fewer targets than configured, or a --since: the pass is not proof that every file is archived. */
+  readonly partial: boolean;
 }
 
 /**
@@ -73,16 +84,28 @@ export class Reconciler {
 
   private async scanAll(reason: string): Promise<ScanTally> {
     this.deps.beforePass?.();
-    const runId = this.deps.ledger.beginReconcile(reason);
+    const scope = this.deps.scope;
+    const runId = this.deps.ledger.beginReconcile(reason, {
+      since: scope?.sinceMs === undefined ? null : new Date(scope.sinceMs).toISOString(),
+      verify: scope?.verify ?? false,
+      dryRun: scope?.dryRun ?? false,
+      targets: this.deps.targets.map((t) => t.path),
+      partial: scope?.partial ?? false,
+    });
     const started = this.deps.now();
-    const total: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };
+    const total = emptyTally();
+    const failed: string[] = [];
     try {
       for (const target of this.deps.targets) {
-        const tally = await scanTree(target, '', this.deps.observer, this.deps.log);
-        total.filesSeen += tally.filesSeen;
-        total.filesQueued += tally.filesQueued;
-        total.filesWaiting += tally.filesWaiting;
+        try {
+          addTally(total, await scanTree(target, '', this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs }));
+        } catch (error) {
+          // One unreadable target fails the pass (recorded, shown by status), not the other targets' scans.
+          if (!(error instanceof SftppushError && error.code === 'E_TARGET_MISSING')) throw error;
+          failed.push(error.message);
+        }
       }
+      if (failed.length > 0) throw new SftppushError('E_TARGET_MISSING', failed.join('; '));
       this.deps.ledger.finishReconcile(runId, total);
       this.deps.log.info({ reason, ...total, ms: this.deps.now() - started }, 'reconcile scan finished');
       return total;

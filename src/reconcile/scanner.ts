@@ -9,9 +9,31 @@ import { toSourceStat } from '../pipeline/source-file.js';
 
 export interface ScanTally {
   filesSeen: number;
+  /** Seen and in the pass's scope (`--since`: mtime at or after it; all files otherwise). */
+  filesInScope: number;
+  /** In scope and already in the ledger as they are (archived, or queued earlier). */
+  filesUnchanged: number;
   filesQueued: number;
   /** Files not complete yet by the completion rule (observe/completion.ts); each is looked at again when due. */
   filesWaiting: number;
+  /** Directories that could not be read (EACCES, EIO): skipped, reported in the pass record. */
+  dirsUnreadable: number;
+  /** Entries that were skipped: names that are not valid UTF-8 (no S3 key), files that could not be stat-ed. */
+  entriesSkipped: number;
+}
+
+/** Which files a pass looks at. */
+export interface ScanScope {
+  /** Only files whose mtime is at or after this (ms since the epoch); older ones are left alone, not even stat-ed twice. */
+  readonly sinceMs?: number | undefined;
+}
+
+export function emptyTally(): ScanTally {
+  return { filesSeen: 0, filesInScope: 0, filesUnchanged: 0, filesQueued: 0, filesWaiting: 0, dirsUnreadable: 0, entriesSkipped: 0 };
+}
+
+export function addTally(into: ScanTally, from: ScanTally): void {
+  for (const key of Object.keys(into) as (keyof ScanTally)[]) into[key] += from[key];
 }
 
 /**
@@ -24,15 +46,16 @@ export async function scanTree(
   relDir: string,
   observer: Pick<Observer, 'isIgnored' | 'noteScanned'>,
   log: Logger,
+  scope: ScanScope = {},
 ): Promise<ScanTally> {
-  const tally: ScanTally = { filesSeen: 0, filesQueued: 0, filesWaiting: 0 };
+  const tally = emptyTally();
   const pending = [relDir];
   for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
-    for (const entry of await readDirectory(target, dir, log)) {
+    for (const entry of await readDirectory(target, dir, log, tally)) {
       const relPath = dir === '' ? entry.name : `${dir}/${entry.name}`;
       if (observer.isIgnored(target, relPath)) continue;
       if (entry.kind === 'directory') pending.push(relPath);
-      else if (entry.kind === 'file') await observeEntry(target, relPath, observer, log, tally);
+      else if (entry.kind === 'file') await observeEntry(target, relPath, observer, log, tally, scope);
     }
   }
   return tally;
@@ -44,6 +67,7 @@ async function observeEntry(
   observer: Pick<Observer, 'noteScanned'>,
   log: Logger,
   tally: ScanTally,
+  scope: ScanScope,
 ): Promise<void> {
   let stat;
   try {
@@ -51,13 +75,19 @@ async function observeEntry(
   } catch (error) {
     const code = errnoCode(error);
     // One unreadable entry (a name too long, a race) must not stop the scan of everything else.
-    if (code !== 'ENOENT') log.error({ target: target.path, path: relPath, code }, 'cannot stat file: not archived');
+    if (code !== 'ENOENT') {
+      log.error({ target: target.path, path: relPath, code }, 'cannot stat file: not archived');
+      tally.entriesSkipped += 1;
+    }
     return;
   }
   tally.filesSeen += 1;
+  if (scope.sinceMs !== undefined && stat.mtimeMs < scope.sinceMs) return;
+  tally.filesInScope += 1;
   const result = observer.noteScanned(target, relPath, stat);
   if (result === 'queued') tally.filesQueued += 1;
   else if (result === 'waiting') tally.filesWaiting += 1;
+  else if (result === 'unchanged' || result === 'updated') tally.filesUnchanged += 1;
 }
 
 interface Entry {
@@ -65,7 +95,7 @@ interface Entry {
   readonly kind: 'file' | 'directory' | 'other';
 }
 
-async function readDirectory(target: TargetConfig, relDir: string, log: Logger): Promise<Entry[]> {
+async function readDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): Promise<Entry[]> {
   let entries;
   try {
     entries = await fsp.readdir(path.join(target.path, relDir), { withFileTypes: true, encoding: 'buffer' });
@@ -76,6 +106,7 @@ async function readDirectory(target: TargetConfig, relDir: string, log: Logger):
     if (relDir === '') throw new SftppushError('E_TARGET_MISSING', `target ${target.path} cannot be read (${code ?? describeCause(error)})`);
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     log.error({ target: target.path, dir: relDir, code }, 'cannot read directory: its files are not archived');
+    tally.dirsUnreadable += 1;
     return [];
   }
   return entries.flatMap((entry) => {
@@ -83,6 +114,7 @@ async function readDirectory(target: TargetConfig, relDir: string, log: Logger):
       const kind = entry.isFile() ? 'file' : entry.isDirectory() ? 'directory' : 'other';
       return [{ name: entry.name.toString('utf8'), kind } as const];
     }
+    tally.entriesSkipped += 1;
     log.error(
       { target: target.path, dir: relDir, nameHex: entry.name.toString('hex') },
       'file name is not valid UTF-8 and cannot become an S3 key: not archived (rename it)',

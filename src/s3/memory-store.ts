@@ -1,7 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { SftppushError, StoreError } from '../errors.js';
-import { PreconditionFailedError, type ObjectHead, type ObjectStore, type PutObjectRequest, type StoredObject } from './object-store.js';
+import {
+  PreconditionFailedError,
+  type ListedObject,
+  type ObjectHead,
+  type ObjectStore,
+  type PutObjectRequest,
+  type StoredObject,
+} from './object-store.js';
 
 export type StoreOperation = 'put' | 'head';
 
@@ -109,6 +116,21 @@ export class MemoryStore implements ObjectStore {
     if (!latest) return Promise.resolve(undefined);
     const { etag, versionId, checksumSha256, sizeBytes, metadata } = latest;
     return Promise.resolve({ etag, versionId, checksumSha256, sizeBytes, metadata: { ...metadata } });
+  }
+
+  async *list(bucket: string, prefix: string): AsyncIterable<ListedObject> {
+    await Promise.resolve();
+    for (const key of this.keys(bucket).filter((k) => k.startsWith(prefix))) {
+      const latest = this.objects.get(objectId(bucket, key))?.at(-1);
+      if (latest) yield { key, sizeBytes: latest.sizeBytes, etag: latest.etag };
+    }
+  }
+
+  /** Removes a key's latest version (an object deleted behind the archive's back, for tests of `--verify`). */
+  deleteLatest(bucket: string, key: string): void {
+    const versions = this.objects.get(objectId(bucket, key));
+    versions?.pop();
+    if (versions?.length === 0) this.objects.delete(objectId(bucket, key));
   }
 
   /** If-None-Match: * needs no object at the key; If-Match needs the latest version's ETag (S3's 412, or 404). */

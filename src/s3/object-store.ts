@@ -36,6 +36,13 @@ export interface ObjectHead extends StoredObject {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
+/** One key's latest version as a listing shows it (ListObjectsV2: 1000 per request). */
+export interface ListedObject {
+  readonly key: string;
+  readonly sizeBytes: number;
+  readonly etag: string | undefined;
+}
+
 /** How the endpoint treats conditional writes, as probed once (`s3.conditional_writes = "auto"`). */
 export type ConditionalWriteSupport = 'honoured' | 'refused' | 'ignored';
 
@@ -65,4 +72,6 @@ export interface ObjectStore {
   put(request: PutObjectRequest): Promise<StoredObject>;
   /** The latest version's metadata, or undefined when the key does not exist. @throws StoreError */
   head(bucket: string, key: string): Promise<ObjectHead | undefined>;
+  /** Every key under `prefix` with its latest version's size and ETag, in key order. @throws StoreError */
+  list(bucket: string, prefix: string): AsyncIterable<ListedObject>;
 }

@@ -1,6 +1,7 @@
 import {
   DeleteObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -19,6 +20,7 @@ import { SftppushError, StoreError } from '../errors.js';
 import {
   PreconditionFailedError,
   type ConditionalWriteSupport,
+  type ListedObject,
   type ObjectHead,
   type ObjectStore,
   type PutObjectRequest,
@@ -156,6 +158,22 @@ export class S3Store implements ObjectStore {
     return this.headVersion(bucket, key, undefined);
   }
 
+  async *list(bucket: string, prefix: string): AsyncIterable<ListedObject> {
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      } catch (error) {
+        throw new StoreError('list', `s3://${bucket}/${prefix}`, isRetryable(error), { cause: error });
+      }
+      for (const object of page.Contents ?? []) {
+        if (object.Key !== undefined) yield { key: object.Key, sizeBytes: object.Size ?? 0, etag: object.ETag };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
   /**
    * Finds out once how the endpoint treats conditional writes: an empty PUT with `If-Match` on a random key
    * that cannot exist. S3, MinIO and moto answer 404 NoSuchKey (or 412) and write nothing; an endpoint that
@@ -165,18 +183,26 @@ export class S3Store implements ObjectStore {
    */
   async probeConditionalWrites(bucket: string, keyPrefix: string): Promise<ConditionalWriteSupport> {
     const key = `${keyPrefix}${PROBE_KEY_SEGMENT}${randomUUID()}`;
+    let written;
     try {
-      await this.client.send(
+      written = await this.client.send(
         new PutObjectCommand({ Bucket: bucket, Key: key, Body: '', ContentLength: 0, IfMatch: '"sftppush-probe"' }),
       );
     } catch (error) {
       const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+      // A missing bucket answers 404 too, and says nothing about the headers: undecided, asked again later.
+      if (error instanceof S3ServiceException && error.name === 'NoSuchBucket') {
+        throw new StoreError('probe', `s3://${bucket}/${key}`, true, { cause: error });
+      }
       if (status === 404 || status === 412) return 'honoured';
       if (status === 501 || status === 400) return 'refused';
       throw new StoreError('probe', `s3://${bucket}/${key}`, isRetryable(error), { cause: error });
     }
-    // The header was ignored and an empty object written: remove it (best effort; it is under our prefix).
-    await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
+    // The header was ignored and an empty object written: remove that very version (best effort; under our
+    // prefix), so a versioned bucket keeps no probe litter.
+    await this.client
+      .send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: written.VersionId }))
+      .catch(() => undefined);
     return 'ignored';
   }
 

@@ -24,8 +24,8 @@ interface BurstFile {
 }
 
 /** Unique content per file (so a mix-up between files shows), spread over directories made during the burst. */
-function burstFiles(label: string): BurstFile[] {
-  return Array.from({ length: FILES }, (_, i) => ({
+function burstFiles(label: string, count = FILES): BurstFile[] {
+  return Array.from({ length: count }, (_, i) => ({
     relPath: `batch-${i % 6}/file-${String(i).padStart(4, '0')}.csv`,
     bytes: Buffer.from(`${label},${i},${sha256(Buffer.from(`${label}/${i}`))}\n`),
   }));
@@ -45,7 +45,7 @@ function isSettled(status: StatusJson, archived: number): boolean {
 }
 
 /** Polls `status --json` (the operator's view) until every file is archived and nothing is left to do. */
-async function waitUntilAllArchived(service: Service, expected: number): Promise<StatusJson> {
+async function waitUntilAllArchived(service: Service, expected: number, deadlineMs = SETTLED_DEADLINE_MS): Promise<StatusJson> {
   let last: StatusJson | undefined;
   return waitFor(
     `status to show ${expected} archived and nothing pending, working or retrying`,
@@ -53,7 +53,7 @@ async function waitUntilAllArchived(service: Service, expected: number): Promise
       last = await service.status();
       return isSettled(last, expected) ? last : undefined;
     },
-    { deadlineMs: SETTLED_DEADLINE_MS, intervalMs: 300, describe: () => JSON.stringify(last) },
+    { deadlineMs, intervalMs: 300, describe: () => JSON.stringify(last) },
   );
 }
 
@@ -73,6 +73,18 @@ async function assertExactlyOnce(moto: MotoServer, bucket: string, files: readon
       }),
     );
   }
+}
+
+/** mulberry32: a tiny seeded PRNG, so a failing run's kill points can be replayed (SFTPPUSH_TEST_SEED). */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 /** What the restart had to clean up, for the test's diagnostics: how close to the PUT the kill came. */
@@ -128,6 +140,55 @@ void describe('crash safety (child process, moto)', () => {
 
   void it('SIGTERM mid-burst exits 0 and after a restart every file is in S3 exactly once', async (t) => {
     await burstAcrossStop(t, { bucket: 'crash-term', concurrency: 8, stopAfterArchived: 60, how: 'SIGTERM' });
+  });
+
+  // Issue 8's proof: three SIGKILLs at random points of a 1200-file burst, files landing while up and while down.
+  void it('a burst of 1200 files with watch SIGKILLed at random moments three times, restarted each time: every file has exactly one version holding its bytes', async (t) => {
+    const seed = Number(process.env.SFTPPUSH_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
+    t.diagnostic(`seed ${seed} (SFTPPUSH_TEST_SEED=${seed} replays these kill points)`);
+    const random = seededRandom(seed);
+    const total = 1200;
+    const kills = 3;
+    /** Before the first start (found by its start-up scan), then per round: while up, and while down after the kill. */
+    const [beforeStart, whileUp, whileDown] = [150, 200, 150];
+    assert.equal(beforeStart + kills * (whileUp + whileDown), total);
+    const service = await createService({ moto: env.moto, bucket: 'crash-random', concurrency: 8 });
+    env.services.push(service);
+    const files = burstFiles('crash-random', total);
+    let written = 0;
+    const writeNext = (count: number): void => {
+      writeFiles(service, files.slice(written, written + count));
+      written += count;
+    };
+
+    writeNext(beforeStart);
+    for (let round = 1; round <= kills; round += 1) {
+      const archivedBefore = round === 1 ? 0 : (await service.status()).counts.archived; // no ledger before the first run
+      const run = await service.start();
+      writeNext(whileUp);
+      // Kill after a random 5-30% of the whole burst has been archived by this run (less if fewer are left to do),
+      // then a random 0-50 ms later, so the kill lands anywhere in a file's claim, read, PUT or ledger commit.
+      const left = written - archivedBefore;
+      const killAfter = Math.max(1, Math.min(Math.round(total * (0.05 + 0.25 * random())), left - 20));
+      const delayMs = Math.floor(random() * 50);
+      await run.waitForLogCount(`${killAfter} files archived in round ${round}`, isFileOutcome(), killAfter, SETTLED_DEADLINE_MS);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await run.kill();
+      const archived = (await service.status()).counts.archived;
+      t.diagnostic(`kill ${round}: after ${killAfter} outcomes + ${delayMs} ms; ledger ${archived} archived of ${written} written`);
+      if (round > 1) t.diagnostic(`run ${round}: ${describeRecovery(run)}`);
+      assert.ok(archived < written, `kill ${round} hit the burst mid-stream (${archived} of ${written} archived)`);
+      writeNext(whileDown);
+    }
+    assert.equal(written, total);
+
+    const last = await service.start();
+    const status = await waitUntilAllArchived(service, total, 60_000);
+    t.diagnostic(`run ${kills + 1}: ${describeRecovery(last)}`);
+    assert.equal(status.counts.quarantined, 0);
+    assert.equal(status.counts.gone, 0);
+    await assertExactlyOnce(env.moto, 'crash-random', files);
+    assert.equal(await last.stop(), 0);
   });
 });
 

@@ -105,15 +105,15 @@ async function killAndWait(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-function assertLockedBy(error: unknown, ledger: string, pid: number | undefined): true {
+function assertLockedBy(error: unknown, ledger: string, pid: number | undefined, lockPath = `${ledger}.lock`): true {
   assert.ok(error instanceof InstanceLockedError, `expected InstanceLockedError, got ${String(error)}`);
   assert.equal(error.code, 'E_INSTANCE_LOCKED');
   assert.equal(error.ledgerPath, ledger);
-  assert.equal(error.lockPath, `${ledger}.lock`);
+  assert.equal(error.lockPath, lockPath);
   assert.equal(error.holderPid, pid);
   assert.equal(
     error.message,
-    `ledger ${ledger} is in use by another sftppush watch (pid ${pid ?? 'unknown'}, lock ${ledger}.lock): ` +
+    `ledger ${ledger} is in use by another sftppush watch (pid ${pid ?? 'unknown'}, lock ${lockPath}): ` +
       'stop it first, or give this one its own ledger.path',
   );
   return true;
@@ -163,6 +163,21 @@ void test('a second acquire in the same process is refused, naming the pid and t
   // The refused attempt neither took the lock nor overwrote the holder's pid.
   assert.equal(fs.readFileSync(`${ledger}.lock`, 'utf8'), `${process.pid}\n`);
   assert.equal(openFdOf(`${ledger}.lock`) !== undefined, true);
+});
+
+void test('the same ledger reached through a symlink (to the file, or to a directory above it) meets the same lock', (t) => {
+  const dir = tempDir(t, 'sftppush-lock');
+  fs.mkdirSync(path.join(dir, 'var'));
+  const ledger = path.join(dir, 'var', 'ledger.db');
+  fs.writeFileSync(ledger, ''); // the ledger exists (not a first start)
+  const first = InstanceLock.acquire(ledger, { pid: process.pid });
+  t.after(() => first.release());
+  fs.symlinkSync(ledger, path.join(dir, 'alias.db'));
+  fs.symlinkSync(path.join(dir, 'var'), path.join(dir, 'var-link'));
+  for (const alias of [path.join(dir, 'alias.db'), path.join(dir, 'var-link', 'ledger.db'), path.join(dir, 'var', '..', 'var', 'ledger.db')]) {
+    assert.throws(() => InstanceLock.acquire(alias, { pid: 99999 }), (err) => assertLockedBy(err, alias, process.pid, `${ledger}.lock`), alias);
+    assert.equal(InstanceLock.isHeld(alias), true, `${alias}: a reconcile sees the watch through it too`);
+  }
 });
 
 void test('release, then acquire again, works; and another ledger beside it is independent', (t) => {

@@ -286,6 +286,21 @@ void describe('claimNext', () => {
     assert.equal(claim(ledger).relPath, 'later.csv');
   });
 
+  void test('a clock that jumped back does not stall a retry: a due time beyond any wait we set is due now', (t) => {
+    const dir = tempDir(t, 'sftppush-ledger');
+    const clock = new ManualClock();
+    const ledger = openTestLedger(t, dir, clock.now, 'ledger.db', 60_000);
+    ledger.observe(TARGET, 'scheduled-ahead.csv', stat(1));
+    ledger.scheduleRetry(claim(ledger), 'E_S3_RETRYABLE: down', clock.now() + 30_000);
+    clock.advance(-3_600_000); // NTP steps the clock back an hour: the retry now looks 1 h 30 s away
+    assert.equal(ledger.hasClaimableWork(), true);
+    assert.equal(claim(ledger).relPath, 'scheduled-ahead.csv');
+    // A wait within the cap is still honoured.
+    ledger.observe(TARGET, 'waits.csv', stat(2));
+    ledger.scheduleRetry(claim(ledger), 'E_S3_RETRYABLE: down', clock.now() + 30_000);
+    assert.equal(ledger.claimNext(OWNER), undefined);
+  });
+
   void test('two ledger handles on one file (two processes) never claim the same row', (t) => {
     const { dir, clock, ledger } = setup(t);
     const other = openTestLedger(t, dir, clock.now);
@@ -380,6 +395,8 @@ void describe('status, failures and story', () => {
       counts: { pending: 0, working: 0, retry: 0, archived: 0, quarantined: 0, gone: 0 },
       oldestPendingSeconds: 0,
       lastReconcile: null,
+      lastFullPass: null,
+      lastPartialPass: null,
       watch: null,
     });
     ledger.recordServiceState('watch', { directoriesWatched: 3 });
@@ -410,6 +427,17 @@ void describe('status, failures and story', () => {
     assert.equal(summary.oldestPendingSeconds, 92);
     // A failed run is not the last reconcile an operator can rely on.
     assert.equal(summary.lastReconcile, new Date(finishedAt).toISOString());
+    assert.equal(summary.lastFullPass?.reason, 'startup');
+    assert.equal(summary.lastPartialPass, null);
+    // A partial pass (--since, --target) is shown apart: it proves nothing about the files outside its scope.
+    const partial = { since: '2030-01-01T00:00:00.000Z', verify: true, dryRun: false, targets: [TARGET], partial: true };
+    clock.advance(1000);
+    ledger.finishReconcile(ledger.beginReconcile('command', partial), { filesSeen: 3, filesQueued: 0 });
+    const after = ledger.status();
+    assert.equal(after.lastReconcile, new Date(finishedAt).toISOString(), 'lastReconcile stays the last full pass');
+    assert.deepEqual(after.lastPartialPass?.scope, partial);
+    assert.deepEqual(after.lastPartialPass?.counts, { filesSeen: 3, filesQueued: 0 });
+    assert.equal(after.lastFullPass?.reason, 'startup');
   });
 
   void test('failures lists retrying, quarantined and gone rows, most recently changed first', (t) => {

@@ -179,6 +179,16 @@ for (const factory of [memory, moto]) {
       assert.equal(head?.sizeBytes, 'second, longer\n'.length);
     });
 
+    void test('list yields every key under a prefix once, in byte order, with its latest version\'s size and ETag', async () => {
+      const names = ['list/b.csv', 'list/a.csv', 'list/sub/c.csv', 'list/\u00e9t\u00e9.csv', 'listing-not-under-prefix.csv'];
+      for (const name of names) await subject.store.put(bufferPut(name, Buffer.from(`v1 ${name}\n`)));
+      const latest = await subject.store.put(bufferPut('list/a.csv', Buffer.from('v2, the latest\n')));
+      const listed = [];
+      for await (const object of subject.store.list(BUCKET, 'list/')) listed.push(object);
+      assert.deepEqual(listed.map((o) => o.key), ['list/a.csv', 'list/b.csv', 'list/sub/c.csv', 'list/\u00e9t\u00e9.csv']);
+      assert.deepEqual(listed[0], { key: 'list/a.csv', sizeBytes: 'v2, the latest\n'.length, etag: latest.etag });
+    });
+
     void test('head of a key that was never written is undefined, not an error', async () => {
       assert.equal(await subject.store.head(BUCKET, 'never/written.csv'), undefined);
     });
@@ -427,6 +437,12 @@ void describe('S3Store on moto: probing conditional writes', () => {
     assert.deepEqual(listed.Versions ?? [], []);
     assert.deepEqual(listed.DeleteMarkers ?? [], []);
     assert.deepEqual(await listVersions(server.client, BUCKET, `archive/${PROBE_KEY_SEGMENT}`), []);
+  });
+
+  // S3 answers a missing bucket with 404 too: that says nothing about conditional headers, so no mode is
+  // decided (and cached) from it; the next write asks again, once the bucket exists.
+  void test('a missing bucket leaves the question open: a retryable StoreError, not "honoured"', async () => {
+    await assertRejectsWithStoreError(new S3Store(client).probeConditionalWrites('no-such-bucket-here', ''), { retryable: true });
   });
 });
 

@@ -14,7 +14,7 @@ import type { ClaimedFile, FileRow, Ledger } from '../../src/ledger/ledger.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { objectMetadata } from '../../src/pipeline/key-layout.js';
 import { nodeSourceFs, type SourceFile, type SourceFs } from '../../src/pipeline/source-file.js';
-import type { ObjectStore, PutObjectRequest, StoredObject } from '../../src/s3/object-store.js';
+import type { PutObjectRequest, StoredObject } from '../../src/s3/object-store.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import {
   ManualClock,
@@ -179,7 +179,7 @@ interface StoreFaults {
   alterResult?: (stored: StoredObject) => StoredObject;
 }
 
-function faultyStore(inner: ObjectStore, faults: StoreFaults): ObjectStore & { puts: number } {
+function faultyStore(inner: ArchiveDeps['store'], faults: StoreFaults): ArchiveDeps['store'] & { puts: number } {
   const wrapper = {
     puts: 0,
     async put(request: PutObjectRequest): Promise<StoredObject> {

@@ -1,7 +1,8 @@
 // The watcher's contract with its sink, and its healing, against the real kernel: real inotify, real files in
-// temp dirs, and a recording sink in place of the Observer (what the sink does with a note is the Observer's
-// business; what the watcher must say, and when, is tested here). Faults the kernel cannot be made to produce
-// without side effects on the whole machine are injected at the InotifyPort, around the real instance.
+// temp dirs, and a recording sink in place of the Observer (test/support/watch-harness.ts; what the sink does
+// with a note is the Observer's business, what the watcher must say, and when, is tested here). Faults the
+// kernel cannot be made to produce without side effects on the whole machine are injected at the InotifyPort,
+// around the real instance.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,143 +11,14 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
 
-import type { TargetConfig } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
-import { createIgnoreMatcher } from '../../src/observe/ignore.js';
-import { Inotify, InotifyError, InotifyMask, type InotifyEvent } from '../../src/watch/inotify.js';
-import { Watcher, type InotifyPort, type WatchedFileSink } from '../../src/watch/watcher.js';
-import { captureLines, ManualClock, waitFor, type LogRecord } from '../support/fixtures.js';
-
-const DEADLINE_MS = 8_000;
-
-type Note =
-  | { readonly kind: 'finished'; readonly relPath: string; readonly how: 'closed' | 'moved-in' | 'linked'; readonly atMs: number }
-  | { readonly kind: 'writing'; readonly relPath: string; readonly atMs: number }
-  | { readonly kind: 'scan'; readonly relPath: string; readonly atMs: number };
-
-/** Records every call in order, with the wall-clock time it came (for latency checks). */
-class RecordingSink implements WatchedFileSink {
-  readonly notes: Note[] = [];
-  scanError: Error | undefined;
-  private readonly ignored: (relPath: string) => boolean;
-
-  constructor(ignore: readonly string[]) {
-    this.ignored = createIgnoreMatcher(ignore);
-  }
-
-  isIgnored(_target: TargetConfig, relPath: string): boolean {
-    return this.ignored(relPath);
-  }
-
-  noteFinished(_target: TargetConfig, relPath: string, how: 'closed' | 'moved-in' | 'linked'): void {
-    this.notes.push({ kind: 'finished', relPath, how, atMs: Date.now() });
-  }
-
-  noteWriting(_target: TargetConfig, relPath: string): void {
-    this.notes.push({ kind: 'writing', relPath, atMs: Date.now() });
-  }
-
-  scanDirectory(_target: TargetConfig, relDir: string): Promise<void> {
-    this.notes.push({ kind: 'scan', relPath: relDir, atMs: Date.now() });
-    return this.scanError ? Promise.reject(this.scanError) : Promise.resolve();
-  }
-
-  of(relPath: string): Note[] {
-    return this.notes.filter((note) => note.relPath === relPath);
-  }
-}
-
-interface Harness {
-  readonly root: string;
-  readonly target: TargetConfig;
-  readonly sink: RecordingSink;
-  readonly watcher: Watcher;
-  readonly clock: ManualClock;
-  readonly logs: LogRecord[];
-  readonly rescans: string[];
-  write(relPath: string, content?: string): string;
-  waitForNote(what: string, match: (note: Note) => boolean): Promise<Note>;
-  waitForLog(what: string, match: (line: LogRecord) => boolean): Promise<LogRecord>;
-  /** Writes a fresh file and waits for its close: every event queued before it has then been handled. */
-  barrier(): Promise<void>;
-}
-
-interface HarnessOptions {
-  createInotify?: (onEvents: (events: InotifyEvent[]) => void) => InotifyPort;
-  /** The directory under which `target/` is made (default: a fresh temp dir). */
-  root?: string;
-  /** The path the target is configured as, if not `<root>/target` (e.g. seen through another mount namespace). */
-  targetPath?: (targetDir: string) => string;
-}
-
-let barriers = 0;
-
-function harness(t: TestContext, options: HarnessOptions = {}): Harness {
-  const root = options.root ?? fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'sftppush-healing-')));
-  const targetDir = path.join(root, 'target');
-  fs.mkdirSync(targetDir, { recursive: true });
-  const target: TargetConfig = {
-    path: options.targetPath?.(targetDir) ?? targetDir,
-    ignore: ['*.filepart', '*.tmp', '.*'],
-    bucket: 'unused',
-    prefix: '',
-    quietMs: 0,
-  };
-  const sink = new RecordingSink(target.ignore);
-  const logs: LogRecord[] = [];
-  const clock = new ManualClock();
-  const rescans: string[] = [];
-  const watcher = new Watcher({
-    targets: [target],
-    observer: sink,
-    log: createLogger('debug', captureLines(logs)),
-    createInotify: options.createInotify ?? ((onEvents) => new Inotify(onEvents)),
-    onRescanNeeded: (reason) => rescans.push(reason),
-    now: clock.now,
-  });
-  t.after(() => {
-    watcher.close();
-    fs.rmSync(root, { recursive: true, force: true });
-  });
-  const write = (relPath: string, content = `content of ${relPath}\n`): string => {
-    const file = path.join(target.path, relPath);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, content);
-    return file;
-  };
-  const waitForNote = (what: string, match: (note: Note) => boolean): Promise<Note> =>
-    waitFor(what, () => sink.notes.find(match), {
-      deadlineMs: DEADLINE_MS,
-      intervalMs: 5,
-      describe: () => `notes: ${JSON.stringify(sink.notes.slice(-10))}; logs: ${JSON.stringify(logs.slice(-5))}`,
-    });
-  return {
-    root,
-    target,
-    sink,
-    watcher,
-    clock,
-    logs,
-    rescans,
-    write,
-    waitForNote,
-    waitForLog: (what, match) =>
-      waitFor(what, () => logs.find(match), { deadlineMs: DEADLINE_MS, describe: () => JSON.stringify(logs.slice(-5)) }),
-    async barrier() {
-      const name = `barrier-${++barriers}.txt`;
-      write(name);
-      await waitForNote(`the close of ${name}`, (note) => note.relPath === name && note.kind === 'finished');
-    },
-  };
-}
+import { Inotify, InotifyError, type InotifyEvent } from '../../src/watch/inotify.js';
+import type { InotifyPort } from '../../src/watch/watcher.js';
+import { waitFor } from '../support/fixtures.js';
+import { overflowEvent, WATCH_DEADLINE_MS, watchHarness, type Note } from '../support/watch-harness.js';
 
 const closed = (relPath: string) => (note: Note) => note.kind === 'finished' && note.how === 'closed' && note.relPath === relPath;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function overflowEvent(): InotifyEvent {
-  return { wd: -1, mask: InotifyMask.Q_OVERFLOW, cookie: 0, name: null, nameBytes: null, nameIsUtf8: true };
-}
 
 /**
  * The real kernel instance, with two faults a test cannot get from the kernel without side effects on the
@@ -189,7 +61,7 @@ class FaultyInotify {
 
 void describe('Watcher: when a file is finished (real inotify, recording sink)', () => {
   void it('a name linked in (link + unlink of the temp name) is finished at once, not after a settle wait', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.watcher.start();
     const temp = h.write('t.tmp', 'complete content\n');
     const linkedAt = Date.now();
@@ -209,7 +81,7 @@ void describe('Watcher: when a file is finished (real inotify, recording sink)',
   });
 
   void it('a file created by open(O_CREAT) and written slowly is not taken for a link: only its close finishes it', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.watcher.start();
     const file = path.join(h.target.path, 'slow.csv');
     const fd = fs.openSync(file, 'w');
@@ -234,7 +106,7 @@ void describe('Watcher: when a file is finished (real inotify, recording sink)',
   });
 
   void it('a file reopened for writing after its close is noted as being written again (the close is stale)', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.watcher.start();
     const file = h.write('report.csv', 'complete first version\n');
     await h.waitForNote('the close of report.csv', closed('report.csv'));
@@ -254,7 +126,7 @@ void describe('Watcher: when a file is finished (real inotify, recording sink)',
   });
 
   void it('a rename into the target finishes the file as moved in', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.watcher.start();
     const temp = h.write('upload.csv.filepart', 'done\n');
     fs.renameSync(temp, path.join(h.target.path, 'upload.csv'));
@@ -262,7 +134,7 @@ void describe('Watcher: when a file is finished (real inotify, recording sink)',
   });
 
   void it('a new directory is handed to the sink to scan, with no quiet window of the watcher\'s own', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.watcher.start();
     const madeAt = Date.now();
     fs.mkdirSync(path.join(h.target.path, 'incoming'));
@@ -273,12 +145,12 @@ void describe('Watcher: when a file is finished (real inotify, recording sink)',
   });
 
   void it('a failed scan of a new directory asks for a full rescan', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.sink.scanError = new Error('ledger is gone');
     h.watcher.start();
     fs.mkdirSync(path.join(h.target.path, 'incoming'));
     await waitFor('a rescan request', () => (h.rescans.includes('new-directory-scan-failed') ? true : undefined), {
-      deadlineMs: DEADLINE_MS,
+      deadlineMs: WATCH_DEADLINE_MS,
     });
   });
 });
@@ -286,7 +158,7 @@ void describe('Watcher: when a file is finished (real inotify, recording sink)',
 void describe('Watcher: healing (real inotify, recording sink)', () => {
   void it('directories refused with ENOSPC are watched by heal() once the limit is raised', async (t) => {
     const inotify = new FaultyInotify(3);
-    const h = harness(t, { createInotify: inotify.create });
+    const h = watchHarness(t, { createInotify: inotify.create });
     const dirs = ['d0', 'd1', 'd2', 'd3', 'd4'];
     for (const dir of dirs) fs.mkdirSync(path.join(h.target.path, dir));
     h.watcher.start();
@@ -339,7 +211,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
   });
 
   void it('a target root deleted and re-created is watched again after heal(), and its new files are noted', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     h.watcher.start();
     h.write('before.csv');
     await h.waitForNote('the close of before.csv', closed('before.csv'));
@@ -349,7 +221,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
     const lost = await h.waitForLog('the root loss', (line) => line.level >= 50 && line.reason === 'deleted');
     assert.equal(lost.target, h.target.path);
     await waitFor('the root watch to go', () => (h.watcher.health().targets[0]?.rootWatched === false ? true : undefined), {
-      deadlineMs: DEADLINE_MS,
+      deadlineMs: WATCH_DEADLINE_MS,
     });
     assert.deepEqual(h.watcher.health().targets[0]?.rootLoss, { reason: 'deleted', sinceMs: h.clock.ms });
 
@@ -372,7 +244,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
   });
 
   void it('a target root moved away drops every watch of the moved tree; heal() watches the path again', async (t) => {
-    const h = harness(t);
+    const h = watchHarness(t);
     fs.mkdirSync(path.join(h.target.path, 'sub'));
     h.watcher.start();
     assert.equal(h.watcher.watchCount, 2);
@@ -392,7 +264,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
 
   void it('after an overflow, directories whose events were lost are watched, remapped or dropped as they now are', async (t) => {
     const inotify = new FaultyInotify();
-    const h = harness(t, { createInotify: inotify.create });
+    const h = watchHarness(t, { createInotify: inotify.create });
     fs.mkdirSync(path.join(h.target.path, 'renamed-from'));
     fs.mkdirSync(path.join(h.target.path, 'leaving'));
     h.watcher.start();
@@ -436,7 +308,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
       fs.mkdirSync(path.join(root, 'target', 'mnt'), { recursive: true });
       await ns.run(`mount -t tmpfs tmpfs '${root}/target/mnt'`);
       // The mount exists only in the namespace: watch and write through its root, /proc/PID/root.
-      const h = harness(t, { root, targetPath: (dir) => ns.see(dir) });
+      const h = watchHarness(t, { root, targetPath: (dir) => ns.see(dir) });
       h.watcher.start();
       assert.equal(h.watcher.watchCount, 2);
       h.write('mnt/on-tmpfs.csv');
@@ -445,7 +317,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
       await ns.run(`umount '${root}/target/mnt'`);
       const warning = await h.waitForLog('the unmount', (line) => line.dir === 'mnt' && /unmounted/.test(line.msg));
       assert.equal(warning.level, 40);
-      await waitFor('the watch on mnt to go', () => (h.watcher.watchCount === 1 ? true : undefined), { deadlineMs: DEADLINE_MS });
+      await waitFor('the watch on mnt to go', () => (h.watcher.watchCount === 1 ? true : undefined), { deadlineMs: WATCH_DEADLINE_MS });
       assert.ok(h.rescans.includes('inotify-unmount'));
       assert.deepEqual(h.watcher.health().targets[0]?.unwatched, [{ relDir: 'mnt', code: 'unmounted', sinceMs: h.clock.ms }]);
 
@@ -461,7 +333,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
       const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'sftppush-unmount-')));
       fs.mkdirSync(path.join(root, 'target'));
       await ns.run(`mount -t tmpfs tmpfs '${root}/target'`);
-      const h = harness(t, { root, targetPath: (dir) => ns.see(dir) });
+      const h = watchHarness(t, { root, targetPath: (dir) => ns.see(dir) });
       h.watcher.start();
       h.write('on-tmpfs.csv');
       await h.waitForNote('the close of on-tmpfs.csv', closed('on-tmpfs.csv'));
@@ -471,7 +343,7 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
       assert.equal(error.level, 50);
       assert.equal(error.target, h.target.path);
       await waitFor('the root watch to go', () => (h.watcher.health().targets[0]?.rootWatched === false ? true : undefined), {
-        deadlineMs: DEADLINE_MS,
+        deadlineMs: WATCH_DEADLINE_MS,
       });
       assert.equal(h.watcher.health().targets[0]?.rootLoss?.reason, 'unmounted');
       assert.ok(h.rescans.includes('inotify-unmount'));

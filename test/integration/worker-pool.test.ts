@@ -8,10 +8,9 @@ import { after, before, test, type TestContext } from 'node:test';
 import type { TargetConfig } from '../../src/config.js';
 import { StoreError } from '../../src/errors.js';
 import type { ClaimedFile, FileRow, Ledger } from '../../src/ledger/ledger.js';
-import { archiveClaimed, type ArchiveOutcome, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
+import { archiveClaimed, type ArchiveDeps, type ArchiveOutcome, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { nodeSourceFs } from '../../src/pipeline/source-file.js';
 import { WorkerPool, type WorkerPoolDeps } from '../../src/pipeline/worker-pool.js';
-import type { ObjectStore } from '../../src/s3/object-store.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import {
   openTestLedger,
@@ -65,7 +64,7 @@ async function setup(t: TestContext): Promise<Env> {
 }
 
 /** archiveClaimed wired as app.ts wires it, with the store replaceable for fault cases. */
-function archiver(env: Env, objectStore: ObjectStore = store): (claim: ClaimedFile) => Promise<ArchiveOutcome> {
+function archiver(env: Env, objectStore: ArchiveDeps['store'] = store): (claim: ClaimedFile) => Promise<ArchiveOutcome> {
   return (claim) =>
     archiveClaimed(claim, {
       ledger: env.ledger,
@@ -215,7 +214,7 @@ void test('a file whose upload failed is retried by the pool once its backoff pa
   arrive(env, 'bumpy.csv', 'second time lucky\n');
   let puts = 0;
   // The first PUT fails as S3 would when throttling; the pool must come back to it on its own.
-  const flaky: ObjectStore = {
+  const flaky: ArchiveDeps['store'] = {
     put: (request) =>
       (puts += 1) === 1
         ? Promise.reject(new StoreError('put', `s3://${request.bucket}/${request.key}`, true, { cause: new Error('SlowDown') }))

@@ -40,8 +40,9 @@ export function openTestLedger(
   dir: string,
   now?: () => number,
   file = 'ledger.db',
+  maxWaitMs?: number,
 ): Ledger {
-  const ledger = Ledger.open(path.join(dir, file), { migrationsDir: MIGRATIONS_DIR, ...(now ? { now } : {}) });
+  const ledger = Ledger.open(path.join(dir, file), { migrationsDir: MIGRATIONS_DIR, ...(now ? { now } : {}), ...(maxWaitMs ? { maxWaitMs } : {}) });
   t.after(() => ledger.close());
   return ledger;
 }

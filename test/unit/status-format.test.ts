@@ -54,6 +54,8 @@ void describe('formatSummary', () => {
     counts: { pending: 3, working: 1, retry: 2, archived: 1500, quarantined: 0, gone: 7 },
     oldestPendingSeconds: 42,
     lastReconcile: '2024-03-01T12:05:00.000Z',
+    lastFullPass: null,
+    lastPartialPass: null,
     watch: null,
   };
 

@@ -142,6 +142,21 @@ void describe('writeThroughGate, conditional mode', () => {
     assert.equal(warnings[0]?.currentEtag, other.etag);
   });
 
+  // Two hosts on one shared directory: the other host archived newer content while this one was slow. Its
+  // bytes, read before the rewrite, must not become the latest version on top of the newer content.
+  void test('S3 holds other content and the source changed since it was read: no write, the source\'s error passes', async () => {
+    const store = new MemoryStore();
+    await putDirectly(store, 'newer, archived by another host\n');
+    const sent = watch(store);
+    const changed = new Error('changed since it was read');
+    await assert.rejects(
+      writeThroughGate({ ...gatedWrite('older, read before the rewrite\n'), assertStillCurrent: () => Promise.reject(changed) }, deps(store, 'conditional')),
+      (error) => error === changed,
+    );
+    assert.deepEqual(sent.operations(), ['put', 'head'], 'the refused PUT and its HEAD, then nothing');
+    assert.deepEqual(bodies(store), ['newer, archived by another host\n']);
+  });
+
   void test('expected ETag recorded but the object was deleted: If-Match fails (404), then If-None-Match writes it', async () => {
     const store = new MemoryStore();
     const lines: LogRecord[] = [];
