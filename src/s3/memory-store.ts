@@ -1,14 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { SftppushError, StoreError } from '../errors.js';
-import {
-  PreconditionFailedError,
-  type ListedObject,
-  type ObjectHead,
-  type ObjectStore,
-  type PutObjectRequest,
-  type StoredObject,
-} from './object-store.js';
+import { PreconditionFailedError } from './object-store.js';
+import type { ListedObject, ObjectHead, ObjectStore, PutObjectRequest, StoredObject } from './object-store.js';
 
 export type StoreOperation = 'put' | 'head';
 
