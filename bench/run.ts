@@ -10,7 +10,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -98,7 +98,9 @@ const TREE_FILES_PER_DIR = 100;
 
 /** Wall seconds and peak RSS (MB) of a command, by GNU time. */
 function timed(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; rssMb: number } {
-  const output = execFileSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] }).toString();
+  const result = spawnSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const output = result.stderr.toString();
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.status}: ${output}`);
   const [seconds = 'NaN', kb = 'NaN'] = output.trim().split('\n').at(-1)!.split(' ');
   return { seconds: Number(seconds), rssMb: Math.round(Number(kb) / 1024) };
 }
@@ -108,7 +110,7 @@ function timed(command: string, args: readonly string[], env: NodeJS.ProcessEnv 
  * as 100,000 uploads to moto would take longer than the pass being measured), then `sftppush reconcile` finds
  * nothing to do. S3 is asked nothing but the start-up probe.
  */
-async function measureNoChangeReconcile(service: Service): Promise<Row[]> {
+export async function measureNoChangeReconcile(service: Service): Promise<Row[]> {
   const root = path.join(service.dir, 'tree');
   for (let d = 0; d < TREE_DIRS; d += 1) {
     mkdirSync(path.join(root, `d${d}`), { recursive: true });
@@ -174,4 +176,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (process.argv[1]?.endsWith("run.js")) await main();
