@@ -11,7 +11,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MIGRATIONS_DIR } from '../src/app.js';
@@ -132,7 +132,9 @@ export async function measureNoChangeReconcile(service: Service): Promise<Row[]>
   await new Promise((resolve) => setTimeout(resolve, 1000)); // every file settled (mtime and ctime >= 1 s old)
   const files = TREE_DIRS * TREE_FILES_PER_DIR;
   const env = { ...process.env, ...MOTO_ENV, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-  const args = ['reconcile', '--config', service.configFile, '--target', root, '--ledger', ledgerPath, '--settle', '1', '--log-level', 'warn'];
+  const config = path.join(service.dir, 'tree.toml');
+  writeFileSync(config, readFileSync(service.configFile, 'utf8').replace('path = "target"', 'path = "tree"'));
+  const args = ['reconcile', '--config', config, '--ledger', ledgerPath, '--settle', '1', '--log-level', 'warn'];
   const ours = timed(SFTPPUSH_BIN, args, env);
   const find = timed('find', [root, '-type', 'f', '-printf', '%s %T@\n']);
   const detail = `${files} files in ${TREE_DIRS} directories, all archived already; same tree`;

@@ -159,7 +159,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         log,
         now: Date.now,
         random: Math.random,
-        settings: { ...config.upload, storageClass: config.s3.storageClass },
+        settings: { ...config.upload, storageClass: config.s3.storageClass, settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000 },
         targetFor: (targetPath) => targets.get(targetPath),
         reobserve: (target, relPath) => void observer.observePath(target, relPath),
         writeMode: (bucket) => writeModes.modeFor(bucket),
@@ -440,7 +440,9 @@ export async function runReconcileOnce(
     // A dry run "fails" when it would have anything to do: S3 does not match the disk in scope.
     const wouldAct = options.dryRun && (tally.filesQueued + tally.filesWaiting + (verify?.findings.length ?? 0) > 0);
     // An unreadable directory's files are in scope but unseen: the pass cannot say they are archived.
-    const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || tally.dirsUnreadable > 0 ? 1 : 0;
+    // So are entries it had to skip (names that cannot be keys, files it could not stat).
+    const unseen = tally.dirsUnreadable + tally.entriesSkipped;
+    const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || unseen > 0 ? 1 : 0;
     return { code, summary };
   } finally {
     progress.stop();

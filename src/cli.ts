@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { openLedger, resolveStatusPath, runReconcileOnce, runWatch } from './app.js';
-import { loadConfig, type Config, type ConfigOverrides } from './config.js';
+import { loadConfig, selectTargets, type Config, type ConfigOverrides } from './config.js';
 import { ConfigError, describeCause } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { parseSince } from './reconcile/since.js';
@@ -95,12 +95,14 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
     .option('--verify', 'also check every archived object in scope against S3, and upload again what is missing or replaced')
     .option('--dry-run', 'report what would be queued or uploaded again; write nothing to S3 or the ledger\'s states')
     .option('--json', 'print the result as one JSON object (log lines go to stderr)')
-    .option('--target <dir>', 'reconcile this directory instead of the configured targets (repeatable)', collect, [])
+    .option('--target <dir>', 'reconcile only this configured target (repeatable)', collect, [])
     .option('--settle <seconds>', 'override reconcile.settle_seconds for this run', nonNegativeInt('--settle'))
     .option('--ledger <file>', 'ledger database file')
     .addOption(logOption())
     .action((options: ReconcileFlags, command: Command) => {
-      const config = configFrom(options, command.getOptionValueSource('config') === 'cli');
+      const targets = options.target ?? [];
+      const configured = configFrom({ ...options, target: [] }, command.getOptionValueSource('config') === 'cli');
+      const config = targets.length > 0 ? selectTargets(configured, targets) : configured;
       const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
       const json = options.json === true;
       // With --json, stdout is the result alone: the log goes to stderr.
@@ -110,7 +112,7 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
         verify: options.verify === true,
         dryRun: options.dryRun === true,
         settleSeconds: options.settle,
-        targetsOverridden: (options.target ?? []).length > 0,
+        targetsOverridden: targets.length > 0 && config.targets.length < configured.targets.length,
         progress: process.stderr.isTTY && !json ? 'bar' : 'log',
       });
       run(

@@ -300,3 +300,23 @@ function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+/**
+ * `reconcile --target DIR`: narrows a pass to configured targets, keeping each one's bucket, prefix, ignore
+ * globs and quiet_ms (a bare directory would archive under other keys, and a later full pass would count
+ * those files as done). A directory that is not a configured target is refused, naming the flag.
+ * @throws ConfigError naming --target and listing the configured targets.
+ */
+export function selectTargets(config: Config, dirs: readonly string[]): Config {
+  const selected = dirs.map((dir) => {
+    const wanted = realpathIfExists(path.resolve(dir));
+    const target = config.targets.find((t) => t.path === wanted);
+    if (!target) {
+      throw new ConfigError(
+        `--target ${dir}: not a configured target of ${config.source} (configured: ${config.targets.map((t) => t.path).join(', ')})`,
+      );
+    }
+    return target;
+  });
+  return deepFreeze({ ...config, targets: [...new Set(selected)] });
+}

@@ -401,15 +401,22 @@ export class Ledger {
 
   /**
    * The archived latest generation of every path of a target whose mtime is at or after `sinceMs`, in
-   * rel_path order (byte order, as S3 lists keys), streamed from SQLite: memory does not grow with the ledger.
+   * rel_path order (byte order, as S3 lists keys), a page at a time: memory does not grow with the ledger.
    */
-  *archivedInScope(target: string, sinceMs: number): IterableIterator<ArchivedFile> {
-    yield* this.stmt(
-      `SELECT f.id, f.rel_path AS relPath, f.sha256, f.size_bytes AS sizeBytes FROM files f
-       WHERE f.target = ? AND f.state = 'archived' AND f.mtime_ms >= ?
-         AND f.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
-       ORDER BY f.rel_path`,
-    ).iterate(target, sinceMs) as IterableIterator<ArchivedFile>;
+  *archivedInScope(target: string, sinceMs: number, pageSize = 1000): Generator<ArchivedFile> {
+    // Read a page at a time (keyset on rel_path), never holding a statement open across the caller's awaits:
+    // the worker pool shares this connection, and SQLite refuses a query while another one is mid-iteration.
+    for (let after = ''; ; ) {
+      const page = this.stmt(
+        `SELECT f.id, f.rel_path AS relPath, f.sha256, f.size_bytes AS sizeBytes FROM files f
+         WHERE f.target = ? AND f.rel_path > ? AND f.state = 'archived' AND f.mtime_ms >= ?
+           AND f.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
+         ORDER BY f.rel_path LIMIT ?`,
+      ).all(target, after, sinceMs, pageSize) as ArchivedFile[];
+      yield* page;
+      if (page.length < pageSize) return;
+      after = page.at(-1)!.relPath;
+    }
   }
 
   /**

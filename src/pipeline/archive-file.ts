@@ -10,6 +10,7 @@ import type { ObjectStore } from '../s3/object-store.js';
 import { retryDelayMs } from './backoff.js';
 import { KeyLayoutError, objectKeyFor, objectMetadata } from './key-layout.js';
 import type { SourceFile, SourceFs, SourceStat } from './source-file.js';
+import { lastChangeMs } from '../observe/completion.js';
 import { writeThroughGate, type WriteMode } from './write-gate.js';
 
 export type ArchiveLedger = Pick<
@@ -22,6 +23,11 @@ export interface ArchiveSettings {
   readonly partSizeBytes: number;
   readonly maxBackoffSeconds: number;
   readonly storageClass: string | undefined;
+  /**
+   * `settle_seconds`, ms: a file a writer holds open but has not changed for this long (a log a daemon never
+   * closes) is archived as it is, by the scan rule, instead of being given back forever. Default 30 s.
+   */
+  readonly settleMs?: number;
 }
 
 /** Everything one archive step touches, passed in so tests can put a fault anywhere. */
@@ -91,10 +97,10 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
   try {
     const before = await file.stat();
     if (!before.isFile) throw new SourceGoneError('no longer a regular file');
-    assertNoWriter(claim, target, file, deps);
+    assertNoWriter(claim, target, file, before, deps);
     const content = await readContent(file, before, claim.relPath, deps.settings);
     // A writer may have reopened it while we read: what we hold could be half of its next content.
-    assertNoWriter(claim, target, file, deps);
+    assertNoWriter(claim, target, file, before, deps);
 
     const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
     const sameAsPrevious = previous?.sha256 === content.sha256;
@@ -224,11 +230,15 @@ function verifyChecksum(answered: string | undefined, content: Content, where: s
  * may ask it, and the watcher's IN_MODIFY since the last close everywhere. Giving the row back costs a wait
  * for the writer's next close, which re-observes it.
  */
-function assertNoWriter(claim: ClaimedFile, target: TargetConfig, file: SourceFile, deps: ArchiveDeps): void {
+function assertNoWriter(claim: ClaimedFile, target: TargetConfig, file: SourceFile, stat: SourceStat, deps: ArchiveDeps): void {
+  // Quiet for the settle time while held open (a log never closed): the scan rule takes it as it is.
+  if (deps.now() - lastChangeMs(stat) >= (deps.settings.settleMs ?? DEFAULT_SETTLE_MS)) return;
   if (deps.isBeingWritten?.(target, claim.relPath) || file.writerProbe() === 'writer') {
     throw new SourceChangedError(claim.relPath, 'a writer has it open again');
   }
 }
+
+const DEFAULT_SETTLE_MS = 30_000;
 
 /** Stat by path after the upload: a replaced or rewritten file must be archived again, not marked done. */
 async function assertUnchanged(source: SourceFs, absolutePath: string, before: SourceStat, relPath: string): Promise<void> {

@@ -39,15 +39,16 @@ export function startProgress(mode: 'bar' | 'log', log: Logger, source: Progress
     return { phase: (text) => void (phase = text), stop: () => clearInterval(timer) };
   }
   const bar = new SingleBar({
-    format: 'reconcile [{bar}] {value}/{total} files | {rate} files/s | ETA {eta_formatted} | {phase}',
+    format: 'reconcile [{bar}] {value}/{total} files | {rate} files/s | ETA {eta}s | {phase}',
     stream: options.stream,
     hideCursor: true,
     etaBuffer: 50,
   });
-  bar.start(0, 0, { phase, rate: '0' });
+  // Until the scan has queued something the total is unknown: show 0 of 1, not a full bar of 0/0.
+  bar.start(1, 0, { phase, rate: '0' });
   const timer = setInterval(() => {
     const seconds = Math.max(1, (options.now() - started) / 1000);
-    bar.setTotal(source.total());
+    bar.setTotal(Math.max(1, source.total(), source.done()));
     bar.update(source.done(), { phase, rate: (source.done() / seconds).toFixed(0) });
   }, 250);
   timer.unref();

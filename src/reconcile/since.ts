@@ -17,9 +17,16 @@ export function parseSince(when: string, nowMs: number): number {
   if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
     const dateOnly = /^\d{4}-\d{2}-\d{2}$/.test(text);
     const at = Date.parse(dateOnly ? `${text}T00:00:00` : text.replace(' ', 'T'));
-    if (!Number.isNaN(at)) return at;
+    if (!Number.isNaN(at) && isCalendarDate(text.slice(0, 10))) return at;
   }
   throw new ConfigError(
     `--since ${JSON.stringify(when)}: not a date or a span; use e.g. --since 2026-11-01, --since 2026-11-01T06:00:00Z, --since 90m, 6h, 7d or 2w`,
   );
+}
+
+/** Date.parse rolls 2026-02-30 over to March 2: a day that does not exist is a typo, not a scope. */
+function isCalendarDate(ymd: string): boolean {
+  const [year, month, day] = ymd.split('-').map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }

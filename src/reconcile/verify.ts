@@ -49,7 +49,7 @@ export async function verifyArchived(targets: readonly TargetConfig[], sinceMs: 
       return item;
     };
     let listed = await next();
-    // Reopened after the walk: SQLite cannot write on the connection a streaming read holds open.
+    // Queued once the walk is done: the walk compares one consistent set of rows.
     const reopen: { id: number; reason: string }[] = [];
     for (const file of deps.ledger.archivedInScope(target.path, sinceMs)) {
       const key = objectKeyFor(target.prefix, file.relPath);

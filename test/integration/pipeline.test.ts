@@ -429,6 +429,24 @@ void describe('files that go away or are not what they seem', () => {
 });
 
 void describe('files that change while being archived', () => {
+  // A close is not proof: a writer may hold the file open again. The kernel says so (a read lease it refuses),
+  // and the row is given back; but a file held open and quiet for settle_seconds (a log a daemon never closes)
+  // is archived as it is, by the scan rule, not given back forever.
+  void test('a writer holding the file open: given back while it is fresh, archived once quiet for the settle time', async (t) => {
+    const env = await setup(t);
+    const file = arrive(env, 'held-open.log', 'line 1\n');
+    const fd = fs.openSync(file, 'a');
+    t.after(() => fs.closeSync(fd));
+    const fresh = await archiveNext(env, { now: Date.now, settings: { ...SETTINGS, settleMs: 60_000 } });
+    assert.equal(fresh.outcome, 'requeued');
+    assert.match(latestRow(env, 'held-open.log').lastError ?? '', /a writer has it open again/);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    env.clock.ms = Date.now() + 60_000; // past the requeue wait
+    const quiet = await archiveNext(env, { now: Date.now, settings: { ...SETTINGS, settleMs: 200 } });
+    assert.equal(quiet.outcome, 'archived');
+    assert.deepEqual((await allVersionBytes(env, 'held-open.log')).map(String), ['line 1\n']);
+  });
+
   void test('a file appended to during the upload is requeued, then archived whole; S3 never holds a torn object', async (t) => {
     const env = await setup(t);
     const original = 'line 1\nline 2\n';

@@ -53,6 +53,15 @@ async function archived(
   });
 }
 
+/** The slice of the ledger verify uses, bound to it. */
+function bind(ledger: Ledger): Pick<Ledger, 'archivedInScope' | 'lastObjectAt' | 'reopen'> {
+  return {
+    archivedInScope: (target, sinceMs) => ledger.archivedInScope(target, sinceMs),
+    lastObjectAt: (bucket, key) => ledger.lastObjectAt(bucket, key),
+    reopen: (id, reason) => ledger.reopen(id, reason),
+  };
+}
+
 function setup(t: TestContext) {
   return { ledger: openTestLedger(t, tempDir(t, 'sftppush-verify'), new ManualClock().now), store: new MemoryStore() };
 }
@@ -103,6 +112,26 @@ void describe('verifyArchived', () => {
     await archived(ledger, store, 'same.csv', 'same bytes', 1000, '"recorded-by-a-multipart-completion-2"');
     const result = await verifyArchived([TARGET], 0, { ledger, store, log: silentLog, dryRun: false });
     assert.deepEqual({ verified: result.verified, findings: result.findings, heads: result.heads }, { verified: 1, findings: [], heads: 1 });
+  });
+
+  // The one-shot reconcile's worker pool polls the same SQLite connection while verify waits on S3: the
+  // ledger must never hold a statement open across those awaits (SQLite: "connection is busy").
+  void test('the ledger stays usable by other callers while verify waits on S3, across pages of rows', async (t) => {
+    const { ledger, store } = setup(t);
+    for (let i = 0; i < 25; i += 1) await archived(ledger, store, `f${String(i).padStart(2, '0')}.csv`, `content ${i}`);
+    const polling: Pick<MemoryStore, 'list' | 'head'> = {
+      head: (bucket, key) => store.head(bucket, key),
+      async *list(bucket, prefix) {
+        for await (const object of store.list(bucket, prefix)) {
+          await new Promise((resolve) => setImmediate(resolve));
+          assert.equal(ledger.hasClaimableWork(), false); // what the pool's idle poll runs
+          yield object;
+        }
+      },
+    };
+    const pagedLedger = { ...bind(ledger), archivedInScope: (target: string, sinceMs: number) => ledger.archivedInScope(target, sinceMs, 4) };
+    const result = await verifyArchived([TARGET], 0, { ledger: pagedLedger, store: polling, log: silentLog, dryRun: false });
+    assert.equal(result.verified, 25);
   });
 
   void test('only files with mtime at or after --since are checked', async (t) => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { DEFAULT_IGNORE, loadConfig, validateConfig, type Config } from '../../src/config.js';
+import { DEFAULT_IGNORE, loadConfig, selectTargets, validateConfig, type Config } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
 /** The shipped demo configuration at the repository root (tests run from dist/test/unit). */
@@ -173,6 +173,20 @@ void describe('mistakes are refused, naming the key and the file', () => {
       FILE,
       /s3\.conditional_writes/,
     );
+  });
+
+  void test('reconcile --target narrows to configured targets, keeping their settings; any other directory is refused', () => {
+    const config = validateConfig(
+      {
+        s3: { bucket: 'abc', prefix: 'all/' },
+        targets: [{ path: '/srv/a', prefix: 'a/', ignore: ['*.skip'], quiet_ms: 5 }, { path: '/srv/b' }],
+      },
+      FILE,
+    );
+    const narrowed = selectTargets(config, ['/srv/a']);
+    assert.deepEqual(narrowed.targets, [config.targets[0]]);
+    assert.equal(narrowed.targets[0]?.prefix, 'a/');
+    assertConfigError(() => selectTargets(config, ['/srv/a/sub']), FILE, /--target \/srv\/a\/sub: not a configured target/, /\/srv\/b/);
   });
 
   void test('upload.after other than "keep" is refused as not supported yet', () => {

@@ -23,7 +23,7 @@ void describe('parseSince', () => {
   });
 
   void test('anything else is a ConfigError naming --since with good examples', () => {
-    for (const bad of ['', 'yesterday', '7', '7 days', '-3d', '2026-13-45', '11/01/2026', '1.5h']) {
+    for (const bad of ['', 'yesterday', '7', '7 days', '-3d', '2026-13-45', '2026-02-30', '2026-04-31T10:00Z', '11/01/2026', '1.5h']) {
       assert.throws(
         () => parseSince(bad, NOW),
         (error: unknown) => error instanceof ConfigError && error.message.includes('--since') && error.message.includes('7d'),
