@@ -265,6 +265,22 @@ export class Ledger {
   }
 
   /**
+   * The latest generation of every path directly in one directory of a target (`relDir` '' for the top), in
+   * one index range read: a rescan compares a directory's listing with it instead of querying file by file.
+   */
+  latestInDirectory(target: string, relDir: string): Map<string, LatestGeneration> {
+    const rows = this.stmt(
+      `SELECT id, rel_path AS relPath, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode,
+       CAST(ctime_ns AS TEXT) AS ctimeNs FROM files WHERE target = ? AND dir = ? ORDER BY rel_path, generation DESC`,
+    ).all(target, relDir === '' ? '' : `${relDir}/`) as (Omit<LatestGeneration, 'ctimeNs'> & { relPath: string; ctimeNs: string | null })[];
+    const latest = new Map<string, LatestGeneration>();
+    for (const { relPath, ...row } of rows) {
+      if (!latest.has(relPath)) latest.set(relPath, { ...row, ctimeNs: row.ctimeNs === null ? null : BigInt(row.ctimeNs) });
+    }
+    return latest;
+  }
+
+  /**
    * Claims the next row a worker should process: a retry whose backoff has passed, else the oldest pending.
    * The claim counts an attempt and records the owner, so a crash leaves evidence to recover from.
    */

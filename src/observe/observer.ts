@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { errnoCode } from '../errors.js';
 import type { Ledger, ObserveOutcome } from '../ledger/ledger.js';
+import { decideObservation } from '../ledger/observation.js';
 import type { SourceFs, SourceStat } from '../pipeline/source-file.js';
 import { scanTree } from '../reconcile/scanner.js';
 import { decideCompletion, lastChangeMs, type CompletionDecision, type Sighting, type Waiting } from './completion.js';
@@ -14,7 +15,7 @@ export type ObservationResult = ObserveOutcome | 'ignored' | 'missing' | 'not-a-
 export type FinishedBy = 'closed' | 'moved-in' | 'linked';
 
 export interface ObserverDeps {
-  readonly ledger: Pick<Ledger, 'observe' | 'wouldObserve'>;
+  readonly ledger: Pick<Ledger, 'observe' | 'wouldObserve' | 'latestInDirectory'>;
   readonly source: Pick<SourceFs, 'stat'>;
   readonly log: Logger;
   /** `settle_seconds` in ms: how old a file found without an event must be (completion.ts). */
@@ -90,9 +91,21 @@ export class Observer {
     if (this.closed || this.isIgnored(target, relPath)) return 'ignored';
     // What the ledger already holds as it is needs no wait: most files of most rescans.
     if (!this.pending.has(pathId(target, relPath)) && this.deps.ledger.wouldObserve(target.path, relPath, stat) === 'unchanged') {
+      // Still recorded: a row from before ctimes were kept adopts the one seen (no new work either way).
+      if (!this.deps.dryRun) this.deps.ledger.observe(target.path, relPath, stat);
       return 'unchanged';
     }
     return this.apply(target, relPath, stat, { kind: 'seen', at: this.deps.now(), stat });
+  }
+
+  /**
+   * For a scan of one directory: a test of "the ledger already holds this file exactly as it is", answered
+   * from one read of the directory's rows. A path with a wait pending is never "unchanged" here.
+   */
+  unchangedIn(target: TargetConfig, relDir: string): (relPath: string, stat: SourceStat) => boolean {
+    const latest = this.deps.ledger.latestInDirectory(target.path, relDir);
+    return (relPath, stat) =>
+      !this.pending.has(pathId(target, relPath)) && decideObservation(latest.get(relPath), stat).kind === 'unchanged';
   }
 
   /** Resolves once no path waits for its quiet or settle period (a one-shot `reconcile` drains them). */

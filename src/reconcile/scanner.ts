@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError } from '../errors.js';
 import type { Observer } from '../observe/observer.js';
-import { toSourceStat } from '../pipeline/source-file.js';
+import { toSourceStat, type SourceStat } from '../pipeline/source-file.js';
 
 export interface ScanTally {
   filesSeen: number;
@@ -44,7 +44,7 @@ export function addTally(into: ScanTally, from: ScanTally): void {
 export async function scanTree(
   target: TargetConfig,
   relDir: string,
-  observer: Pick<Observer, 'isIgnored' | 'noteScanned'>,
+  observer: Pick<Observer, 'isIgnored' | 'noteScanned' | 'unchangedIn'>,
   log: Logger,
   scope: ScanScope = {},
 ): Promise<ScanTally> {
@@ -58,11 +58,13 @@ export async function scanTree(
       if (entry.kind === 'directory') pending.push(relPath);
       else if (entry.kind === 'file') files.push(relPath);
     }
+    // One ledger read for the whole directory: most files of most passes are exactly as it holds them.
+    const unchanged = files.length > 0 ? observer.unchangedIn(target, dir) : () => false;
     // lstat(2) of a local file takes microseconds, a thread-pool round trip ten times that: stat in place,
     // a batch at a time, and let the event loop (the watcher's events, the workers) run between batches.
     for (let i = 0; i < files.length; i += STAT_BATCH) {
       for (const relPath of files.slice(i, i + STAT_BATCH)) {
-        observeEntry(target, relPath, statEntry(target, relPath), observer, log, tally, scope);
+        observeEntry(target, relPath, statEntry(target, relPath), observer, unchanged, log, tally, scope);
       }
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -86,6 +88,7 @@ function observeEntry(
   relPath: string,
   stats: BigIntStats | { error: unknown },
   observer: Pick<Observer, 'noteScanned'>,
+  unchanged: (relPath: string, stat: SourceStat) => boolean,
   log: Logger,
   tally: ScanTally,
   scope: ScanScope,
@@ -106,6 +109,10 @@ function observeEntry(
   tally.filesSeen += 1;
   if (scope.sinceMs !== undefined && stat.mtimeMs < scope.sinceMs) return;
   tally.filesInScope += 1;
+  if (unchanged(relPath, stat)) {
+    tally.filesUnchanged += 1;
+    return;
+  }
   const result = observer.noteScanned(target, relPath, stat);
   if (result === 'queued') tally.filesQueued += 1;
   else if (result === 'waiting') tally.filesWaiting += 1;

@@ -1,5 +1,6 @@
 // The rescan path: scanTree over a real directory tree into a real ledger, and the Reconciler's promise of
 // one scan at a time.
+import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -80,6 +81,20 @@ void describe('scanTree', () => {
     const again = await scanTree(s.target, '', s.observer, s.log);
     assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesQueued: 0, filesWaiting: 0, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.equal(s.ledger.story('a.csv').generations.length, 1);
+  });
+
+  void it('a rescan reads each directory\'s rows once, and an upgraded row (no ctime yet) adopts the one it sees', async (t) => {
+    const s = setup(t);
+    for (const name of ['a.csv', 'b.csv', 'sub/c.csv']) s.oldFile(name);
+    await scanTree(s.target, '', s.observer, s.log);
+    const db = new Database(path.join(path.dirname(s.root), 'ledger.db'));
+    db.prepare(`UPDATE files SET ctime_ns = NULL WHERE rel_path = 'sub/c.csv'`).run();
+    db.close();
+    const again = await scanTree(s.target, '', s.observer, s.log);
+    assert.equal(again.filesUnchanged, 3);
+    assert.equal(again.filesQueued, 0);
+    assert.notEqual(s.ledger.story('sub/c.csv').generations[0]?.ctimeNs, null, 'the ctime is recorded');
+    assert.equal(s.ledger.story('sub/c.csv').generations.length, 1);
   });
 
   void it('a file younger than the settle time waits, then is taken once it has stayed unchanged', async (t) => {
