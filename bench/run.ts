@@ -10,7 +10,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,34 +74,48 @@ async function measureBurst(service: Service, run: RunningService): Promise<Row>
   };
 }
 
-async function measurePlainPutLoop(moto: MotoServer, bucket: string, when: string): Promise<Row> {
-  const bodies = Array.from({ length: BURST_FILES }, () => randomBytes(FILE_BYTES));
+async function measurePlainPutLoop(moto: MotoServer, bucket: string, when: string, files = BURST_FILES): Promise<Row> {
+  const bodies = Array.from({ length: files }, () => randomBytes(FILE_BYTES));
   let next = 0;
   const started = Date.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
-      for (let i = next++; i < BURST_FILES; i = next++) {
-        await moto.client.send(new PutObjectCommand({ Bucket: bucket, Key: `plain-${when}/f${i}.dat`, Body: bodies[i] }));
+      for (let i = next++; i < files; i = next++) {
+        await moto.client.send(new PutObjectCommand({ Bucket: bucket, Key: `plain-${when.replace(/\W+/g, '-')}/f${i}.dat`, Body: bodies[i] }));
       }
     }),
   );
   const seconds = (Date.now() - started) / 1000;
   return {
-    measure: `plain @aws-sdk PutObject loop, ${when} sftppush`,
-    value: `${Math.round(BURST_FILES / seconds)} files/s`,
-    detail: `${BURST_FILES} x 4 KB from memory, ${CONCURRENCY} in flight, same endpoint`,
+    measure: `plain @aws-sdk PutObject loop, ${when}`,
+    value: `${Math.round(files / seconds)} files/s`,
+    detail: `${files} x 4 KB from memory, ${CONCURRENCY} in flight, same endpoint`,
   };
 }
 
 const TREE_DIRS = 1000;
 const TREE_FILES_PER_DIR = 100;
 
+/**
+ * Runs a command to its end, never blocking this process's event loop (moto_server, our child, logs every
+ * request to a pipe this process drains: a spawnSync stalls moto once that pipe is full).
+ * @returns its exit code, stdout and stderr.
+ */
+async function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { code, stdout, stderr };
+}
+
 /** Wall seconds and peak RSS (MB) of a command, by GNU time. */
-function timed(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; rssMb: number } {
-  const result = spawnSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  const output = result.stderr.toString();
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.status}: ${output}`);
-  const [seconds = 'NaN', kb = 'NaN'] = output.trim().split('\n').at(-1)!.split(' ');
+async function timed(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; rssMb: number }> {
+  const result = await run('/usr/bin/time', ['-f', '%e %M', command, ...args], env);
+  if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
+  const [seconds = 'NaN', kb = 'NaN'] = result.stderr.trim().split('\n').at(-1)!.split(' ');
   return { seconds: Number(seconds), rssMb: Math.round(Number(kb) / 1024) };
 }
 
@@ -135,12 +149,54 @@ export async function measureNoChangeReconcile(service: Service): Promise<Row[]>
   const config = path.join(service.dir, 'tree.toml');
   writeFileSync(config, readFileSync(service.configFile, 'utf8').replace('path = "target"', 'path = "tree"'));
   const args = ['reconcile', '--config', config, '--ledger', ledgerPath, '--settle', '1', '--log-level', 'warn'];
-  const ours = timed(SFTPPUSH_BIN, args, env);
-  const find = timed('find', [root, '-type', 'f', '-printf', '%s %T@\n']);
+  const ours = await timed(SFTPPUSH_BIN, args, env);
+  const find = await timed('find', [root, '-type', 'f', '-printf', '%s %T@\n']);
   const detail = `${files} files in ${TREE_DIRS} directories, all archived already; same tree`;
   return [
     { measure: 'sftppush reconcile, no change', value: `${ours.seconds} s, ${ours.rssMb} MB peak RSS`, detail: `${detail}; ${(ours.seconds / Math.max(find.seconds, 0.01)).toFixed(1)}x find` },
     { measure: "find -type f -printf '%s %T@\\n'", value: `${find.seconds} s, ${find.rssMb} MB peak RSS`, detail },
+  ];
+}
+
+const BACKFILL_FILES = 10_000;
+
+/**
+ * A backfill: 10,000 files of 4 KB in 100 directories that no service saw arrive, archived by one
+ * `sftppush reconcile --settle 0`; then `--verify` of all of them (a listing, no HEAD when nothing changed).
+ * Next to a plain SDK PutObject loop of as many objects at the same concurrency on the same endpoint.
+ */
+export async function measureBackfill(service: Service, moto: MotoServer): Promise<Row[]> {
+  const root = path.join(service.dir, 'backfill');
+  for (let i = 0; i < BACKFILL_FILES; i += 1) {
+    const dir = path.join(root, `d${i % 100}`);
+    if (i < 100) mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, `f${i}.dat`), randomBytes(FILE_BYTES));
+  }
+  const config = path.join(service.dir, 'backfill.toml');
+  writeFileSync(
+    config,
+    readFileSync(service.configFile, 'utf8')
+      .replace('path = "target"', 'path = "backfill"')
+      .replace('path = "var/ledger.db"', 'path = "var/backfill.db"')
+      .replace(/concurrency = \d+/, `concurrency = ${CONCURRENCY}`)
+      .replace('[s3]', '[s3]\nprefix = "backfill/"'),
+  );
+  const env = { ...process.env, ...MOTO_ENV, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  const backfill = await timed(SFTPPUSH_BIN, ['reconcile', '--config', config, '--settle', '0', '--log-level', 'warn'], env);
+  const verifyStarted = Date.now();
+  const result = await run(SFTPPUSH_BIN, ['reconcile', '--config', config, '--verify', '--json', '--log-level', 'warn'], env);
+  const verifySeconds = (Date.now() - verifyStarted) / 1000;
+  const summary = JSON.parse(result.stdout) as { counts: { verified: number }; verifyRequests: { listed: number; heads: number } };
+  const plain = await measurePlainPutLoop(moto, service.bucket, 'next to the backfill', BACKFILL_FILES);
+  const detail = `${BACKFILL_FILES} x 4 KB in 100 directories, concurrency ${CONCURRENCY}, same endpoint`;
+  return [
+    { measure: 'sftppush reconcile, backfill', value: `${Math.round(BACKFILL_FILES / backfill.seconds)} files/s, ${backfill.rssMb} MB peak RSS`, detail: `${detail}; ${backfill.seconds} s` },
+    plain,
+    {
+      measure: 'sftppush reconcile --verify',
+      value: `${verifySeconds.toFixed(1)} s`,
+      detail: `${summary.counts.verified} archived objects verified: ${Math.ceil(summary.verifyRequests.listed / 1000)} ListObjectsV2 requests, ${summary.verifyRequests.heads} HEADs`,
+    },
   ];
 }
 
@@ -157,12 +213,13 @@ async function main(): Promise<void> {
     fs.mkdirSync(path.join(service.targetDir, 'latency'));
     fs.mkdirSync(path.join(service.targetDir, 'burst'));
     // The baseline runs before and after: moto's speed drifts, and the two bracket sftppush's run.
-    const before = await measurePlainPutLoop(moto, service.bucket, 'before');
+    const before = await measurePlainPutLoop(moto, service.bucket, 'before sftppush');
     const run = await service.start();
     const rows = [...(await measureLatency(service, run)), before, await measureBurst(service, run)];
     await run.stop();
-    rows.push(await measurePlainPutLoop(moto, service.bucket, 'after'));
+    rows.push(await measurePlainPutLoop(moto, service.bucket, 'after sftppush'));
     rows.push(...(await measureNoChangeReconcile(service)));
+    rows.push(...(await measureBackfill(service, moto)));
     const table = renderTable(rows);
     const machine = `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, moto_server on 127.0.0.1`;
     writeFileSync(

@@ -356,6 +356,8 @@ export interface ReconcileSummary {
   readonly unfinished: readonly { target: string; path: string; state: string; error: string | null }[];
   /** What --verify found missing or replaced in S3. */
   readonly verifyFindings: readonly { target: string; path: string; key: string; reason: string }[];
+  /** What --verify asked S3: objects listed (ListObjectsV2 returns up to 1000 per request) and HEADs. */
+  readonly verifyRequests: { readonly listed: number; readonly heads: number } | null;
 }
 
 /**
@@ -435,6 +437,7 @@ export async function runReconcileOnce(
       durationMs: Date.now() - started,
       unfinished: unfinished.map((row) => ({ target: row.target, path: row.relPath, state: row.state, error: row.lastError })),
       verifyFindings: (verify?.findings ?? []).map((f) => ({ target: f.target, path: f.relPath, key: f.key, reason: f.reason })),
+      verifyRequests: verify ? { listed: verify.listed, heads: verify.heads } : null,
     };
     log.info({ ...summary.counts, ms: summary.durationMs }, 'reconcile finished');
     // A dry run "fails" when it would have anything to do: S3 does not match the disk in scope.

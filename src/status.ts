@@ -11,6 +11,10 @@ export function formatSummary(summary: StatusSummary): string {
   lines.push(`last reconcile: ${summary.lastReconcile ?? 'never'}`);
   if (summary.lastFullPass) lines.push(`last full pass: ${formatPass(summary.lastFullPass)}`);
   if (summary.lastPartialPass) lines.push(`last partial pass: ${formatPass(summary.lastPartialPass)}`);
+  if (summary.lastFailedPass) {
+    const failed = summary.lastFailedPass;
+    lines.push(`LAST PASS FAILED: ${failed.finishedAt} (${failed.reason}): ${escapeControl(failed.error)}`);
+  }
   lines.push(...formatWatchHealth(summary.watch));
   return lines.join('\n');
 }

@@ -66,6 +66,8 @@ export interface StatusSummary {
   /** The last successful pass over every file of every target, and the last partial one (--since, --target). */
   lastFullPass: ReconcilePass | null;
   lastPartialPass: ReconcilePass | null;
+  /** The last pass that failed (a target missing or unreadable), when it is newer than the last good one. */
+  lastFailedPass: { reason: string; finishedAt: string; error: string } | null;
   /** The watcher's health as the running (or last) `watch` recorded it at its last pass; null before any. */
   watch: unknown;
 }
@@ -523,6 +525,14 @@ export class Ledger {
     ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
   }
 
+  private lastFailedPass(after: number | null): StatusSummary['lastFailedPass'] {
+    const row = this.stmt(
+      `SELECT reason, finished_at AS finishedAt, error FROM reconcile_runs WHERE error IS NOT NULL AND finished_at > ?
+       ORDER BY finished_at DESC LIMIT 1`,
+    ).get(after ?? 0) as { reason: string; finishedAt: number; error: string } | undefined;
+    return row ? { reason: row.reason, finishedAt: new Date(row.finishedAt).toISOString(), error: row.error } : null;
+  }
+
   private lastPass(partial: boolean): ReconcilePass | null {
     const row = this.stmt(
       `SELECT reason, finished_at AS finishedAt, scope, counts FROM reconcile_runs
@@ -566,6 +576,7 @@ export class Ledger {
       lastReconcile: last.at === null ? null : new Date(last.at).toISOString(),
       lastFullPass: this.lastPass(false),
       lastPartialPass: this.lastPass(true),
+      lastFailedPass: this.lastFailedPass(last.at),
       watch: watch ? (JSON.parse(watch.value) as unknown) : null,
     };
   }

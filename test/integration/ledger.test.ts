@@ -397,6 +397,7 @@ void describe('status, failures and story', () => {
       lastReconcile: null,
       lastFullPass: null,
       lastPartialPass: null,
+      lastFailedPass: null,
       watch: null,
     });
     ledger.recordServiceState('watch', { directoriesWatched: 3 });
@@ -438,6 +439,8 @@ void describe('status, failures and story', () => {
     assert.deepEqual(after.lastPartialPass?.scope, partial);
     assert.deepEqual(after.lastPartialPass?.counts, { filesSeen: 3, filesQueued: 0 });
     assert.equal(after.lastFullPass?.reason, 'startup');
+    // A failed pass after the last good one is shown (not hidden behind the older success).
+    assert.deepEqual(after.lastFailedPass?.error, 'EACCES: scan failed', 'the failed cron pass came after the last full one');
   });
 
   void test('failures lists retrying, quarantined and gone rows, most recently changed first', (t) => {

@@ -56,6 +56,7 @@ void describe('formatSummary', () => {
     lastReconcile: '2024-03-01T12:05:00.000Z',
     lastFullPass: null,
     lastPartialPass: null,
+    lastFailedPass: null,
     watch: null,
   };
 
@@ -91,6 +92,11 @@ void describe('formatSummary', () => {
       '  /srv/in: NOT WATCHED (deleted since 2024-03-01T12:00:00.000Z)',
       '  /srv/b/x/y: not watched (ENOSPC)',
     ]);
+  });
+
+  void test('a pass that failed after the last good one says so, with its error, control characters escaped', () => {
+    const failed = { reason: 'schedule', finishedAt: '2024-03-01T12:10:00.000Z', error: 'E_TARGET_MISSING: target /srv/in\x1b[2J cannot be read (ENOENT)' };
+    assert.match(formatSummary({ ...summary, lastFailedPass: failed }), /^LAST PASS FAILED: 2024-03-01T12:10:00.000Z \(schedule\): E_TARGET_MISSING: target \/srv\/in\\x1b\[2J cannot be read \(ENOENT\)$/m);
   });
 
   void test('a ledger that was never reconciled says so', () => {
