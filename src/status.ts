@@ -1,6 +1,6 @@
-import type { ReconcileSummary } from './app.js';
 import type { FileRow, FileStory, ReconcilePass, StatusSummary } from './ledger/ledger.js';
 import { FILE_STATES } from './ledger/states.js';
+import type { ReconcileSummary } from './reconcile/summary.js';
 import type { WatchHealth } from './watch/watcher.js';
 
 /** Human-readable renderings of what `status` reads from the ledger. Pure: strings in, strings out. */
