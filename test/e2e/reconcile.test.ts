@@ -15,7 +15,7 @@ import { SFTPPUSH_BIN, type StatusJson, type StoryJson } from '../support/servic
 
 const execFileAsync = promisify(execFile);
 
-/** The `reconcile --json` result (ReconcileSummary in src/app.ts). */
+/** The `reconcile --json` result (ReconcileSummary in src/reconcile/summary.ts). */
 interface ReconcileJson {
   scope: { since: string | null; verify: boolean; dryRun: boolean; targets: string[] };
   counts: Record<
