@@ -45,7 +45,7 @@ interface Pending {
 export class Observer {
   private readonly ignoreByTarget = new Map<string, (relPath: string) => boolean>();
   private readonly pending = new Map<string, Pending>();
-  private warnedFuture = new Set<string>();
+  private readonly warnedFuture = new Set<string>();
   private closed = false;
 
   constructor(private readonly deps: ObserverDeps) {}

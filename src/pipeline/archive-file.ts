@@ -106,7 +106,7 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
     const sameAsPrevious = previous?.sha256 === content.sha256;
     const stillCurrent = (): Promise<void> => assertUnchanged(deps.source, absolutePath, before, claim.relPath);
     const object = await putOnce(claim, target, key, before, content, sameAsPrevious, deps, log, stillCurrent);
-    await assertUnchanged(deps.source, absolutePath, before, claim.relPath);
+    await stillCurrent();
     if (sameAsPrevious && object.foundByHead) {
       finish(claim, deps, before, content.sha256, { kind: 'duplicate', duplicateOf: previous.id }, target);
       return { state: 'duplicate', fields: { key, bytes: before.sizeBytes, duplicateOf: previous.id } };
