@@ -10,7 +10,7 @@ import { Ledger } from './ledger/ledger.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
 import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js';
-import { nodeSourceFs } from './pipeline/source-file.js';
+import { nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
 import { startProgress } from './reconcile/progress.js';
@@ -160,7 +160,13 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         log,
         now: Date.now,
         random: Math.random,
-        settings: { ...config.upload, storageClass: config.s3.storageClass, settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000 },
+        settings: {
+          ...config.upload,
+          storageClass: config.s3.storageClass,
+          quarantinePrefix: config.s3.quarantinePrefix,
+          archiveLimits: config.archive,
+          settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000,
+        },
         targetFor: (targetPath) => targets.get(targetPath),
         reobserve: (target, relPath) => void observer.observePath(target, relPath),
         writeMode: (bucket) => writeModes.modeFor(bucket),

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError, errnoCode } from './errors.js';
+import type { ArchiveLimits } from './extract/limits.js';
 
 /** One watched directory tree and where its files go. */
 export interface TargetConfig {
@@ -14,6 +15,10 @@ export interface TargetConfig {
   readonly prefix: string;
   /** Wait this long without change after a close/rename before taking the file (0: take it at once). */
   readonly quietMs: number;
+  /** Store zip, tar, tar.gz and gz files as their members (default true); false stores every file as it is. */
+  readonly extract: boolean;
+  /** With extract: also store the original archive under its own key. */
+  readonly keepArchive: boolean;
 }
 
 export interface Config {
@@ -39,6 +44,8 @@ export interface Config {
     readonly partSizeBytes: number;
     readonly maxBackoffSeconds: number;
   };
+  /** `[archive]`: what one archive may expand to (extract/limits.ts). */
+  readonly archive: ArchiveLimits;
   readonly targets: readonly TargetConfig[];
 }
 
@@ -61,7 +68,6 @@ const MIB = 1024 * 1024;
  */
 const LATER_STAGE_KEYS: Record<string, string> = {
   metrics: 'the [metrics] endpoint',
-  archive: 'archive extraction limits',
   's3.sse': 'server-side encryption',
   's3.kms_key_id': 'server-side encryption with KMS',
   's3.tags': 'object tags',
@@ -80,7 +86,12 @@ const targetSchema = z.strictObject({
   bucket: z.string().min(3).optional(),
   prefix: s3Prefix.optional(),
   quiet_ms: z.number().int().min(0).max(3_600_000).default(0),
+  extract: z.boolean().default(true),
+  keep_archive: z.boolean().default(false),
 });
+
+const GIB = 1024 * 1024 * 1024;
+const ARCHIVE_DEFAULTS = { max_total_bytes: 10 * GIB, max_members: 100_000, max_ratio: 200 } as const;
 
 const fileSchema = z.strictObject({
   s3: z.strictObject({
@@ -109,6 +120,15 @@ const fileSchema = z.strictObject({
       max_backoff_seconds: z.number().int().min(1).default(900),
     })
     .default({ concurrency: 8, after: 'keep', multipart_threshold_mb: 16, part_size_mb: 8, max_backoff_seconds: 900 }),
+  archive: z
+    .strictObject({
+      max_total_bytes: z.number().int().min(1).default(ARCHIVE_DEFAULTS.max_total_bytes),
+      max_members: z.number().int().min(1).default(ARCHIVE_DEFAULTS.max_members),
+      max_ratio: z.number().min(1).default(ARCHIVE_DEFAULTS.max_ratio),
+      // Defaults to max_total_bytes: one member may be the whole archive.
+      max_member_bytes: z.number().int().min(1).optional(),
+    })
+    .default(ARCHIVE_DEFAULTS),
   targets: z.array(targetSchema).min(1, 'at least one [[targets]] entry is required'),
 });
 
@@ -252,12 +272,20 @@ function toConfig(parsed: FileConfig, file: string): Config {
       partSizeBytes: parsed.upload.part_size_mb * MIB,
       maxBackoffSeconds: parsed.upload.max_backoff_seconds,
     },
+    archive: {
+      maxTotalBytes: parsed.archive.max_total_bytes,
+      maxMembers: parsed.archive.max_members,
+      maxRatio: parsed.archive.max_ratio,
+      maxMemberBytes: parsed.archive.max_member_bytes ?? parsed.archive.max_total_bytes,
+    },
     targets: parsed.targets.map((target) => ({
       path: realpathIfExists(path.resolve(base, target.path)),
       ignore: target.ignore,
       bucket: target.bucket ?? s3.bucket,
       prefix: target.prefix ?? s3.prefix,
       quietMs: target.quiet_ms,
+      extract: target.extract,
+      keepArchive: target.keep_archive,
     })),
   };
 }

@@ -39,6 +39,32 @@ export class SourceChangedError extends SftppushError {
   }
 }
 
+/**
+ * An archive that must not be extracted (DESIGN.md, "Archive safety"): a hostile or broken member, or a
+ * limit exceeded. Never retryable: the same bytes fail the same way. The whole archive is quarantined.
+ */
+export class ArchiveRejectedError extends SftppushError {
+  constructor(
+    /** The rule that rejected it, short and stable (`path traversal`, `max_ratio`, `crc`…). */
+    readonly rule: string,
+    /** The member at fault, when one is (a limit counts up to a member too). */
+    readonly member: string | undefined,
+    detail: string,
+  ) {
+    super('E_ARCHIVE_REJECTED', `${member === undefined ? '' : `member ${JSON.stringify(member)}: `}${rule}: ${detail}`);
+  }
+}
+
+/**
+ * A key another source already holds (an archive's member and a plain file, two archives' members): the
+ * later source is quarantined naming the other, never written over it. Not retryable.
+ */
+export class KeyConflictError extends SftppushError {
+  constructor(key: string, holder: string) {
+    super('E_KEY_CONFLICT', `key ${JSON.stringify(key)} already belongs to ${holder}`);
+  }
+}
+
 /** Short, credential-free text for an unknown thrown value. */
 export function describeCause(cause: unknown): string {
   if (cause instanceof Error) {

@@ -13,9 +13,10 @@ import { PROBE_KEY_SEGMENT } from './s3/s3-store.js';
  * - `during-put`: a single PutObject is built and signed, S3 has not received it.
  * - `during-multipart`: a multipart upload has a part stored, and is not completed.
  * - `after-put`: S3 answered the PutObject or the multipart completion; the ledger does not know yet.
+ * - `after-member`: the ledger recorded one member of an archive; the others are not all stored yet.
  * - `after-commit`: the ledger recorded the archive.
  */
-export const KILL_POINTS = ['after-claim', 'during-put', 'during-multipart', 'after-put', 'after-commit'] as const;
+export const KILL_POINTS = ['after-claim', 'during-put', 'during-multipart', 'after-put', 'after-member', 'after-commit'] as const;
 export type KillPoint = (typeof KILL_POINTS)[number];
 
 export const KILL_AT_VARIABLE = 'SFTPPUSH_TEST_KILL_AT';

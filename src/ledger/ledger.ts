@@ -32,12 +32,18 @@ export interface RecordedObject {
   readonly sha256: string;
 }
 
-/** An archived generation, as `reconcile --verify` checks it against S3. */
-export interface ArchivedFile {
-  readonly id: number;
+/** An object an archived generation's proof holds, as `reconcile --verify` checks it against S3. */
+export interface ArchivedKey {
+  /** The path's latest (archived) generation: what is reopened when the object is missing. */
+  readonly fileId: number;
   readonly relPath: string;
+  readonly key: string;
+  /** The member of an archive the object holds; null for a whole file. */
+  readonly member: string | null;
   readonly sha256: string;
   readonly sizeBytes: number;
+  /** The ETag S3 answered when it took (or already held) the object. */
+  readonly etag: string | null;
 }
 
 /** What S3 answered when it accepted (or, found by HEAD, already held) an object. */
@@ -57,7 +63,26 @@ export interface ArchivedObject {
 
 export type ArchiveProof =
   | { readonly kind: 'uploaded'; readonly objects: readonly ArchivedObject[] }
-  | { readonly kind: 'duplicate'; readonly duplicateOf: number };
+  | { readonly kind: 'duplicate'; readonly duplicateOf: number }
+  /** An archive's members, each already recorded by recordObject as S3 took it. */
+  | { readonly kind: 'members'; readonly count: number; readonly foundByHead: number };
+
+/** An object a generation is about to write (planned_objects): its key reserved against every other path. */
+export interface PlannedObject {
+  /** Path inside the archive; undefined for the file itself (a plain file, or an archive kept whole). */
+  readonly member: string | undefined;
+  readonly bucket: string;
+  readonly key: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+}
+
+/** Another path that already holds a key: a key conflict. */
+export interface KeyHolder {
+  readonly key: string;
+  readonly target: string;
+  readonly relPath: string;
+}
 
 export interface StatusSummary {
   counts: Record<FileState, number>;
@@ -102,6 +127,8 @@ export interface HistoryRow {
 
 export interface ObjectRow extends ArchivedObject {
   fileId: number;
+  /** An archive member's path inside the archive; null for a whole file. */
+  member: string | null;
   recordedAt: number;
 }
 
@@ -167,6 +194,17 @@ const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_bytes AS
  * Methods are synchronous: better-sqlite3 runs each transaction to completion before any other JS runs,
  * and SQLite's locks (busy timeout below) order this process against a concurrent `reconcile` command.
  */
+/**
+ * The first string after every key that starts with `prefix`, or null for the empty prefix (every key).
+ * The last character's code point plus one: UTF-8 byte order, which SQLite compares, is code point order.
+ */
+function prefixEnd(prefix: string): string | null {
+  if (prefix === '') return null;
+  const chars = Array.from(prefix);
+  const last = chars.pop()!.codePointAt(0)!;
+  return chars.join('') + String.fromCodePoint(last + 1);
+}
+
 export class Ledger {
   private readonly statements = new Map<string, Database.Statement>();
 
@@ -336,6 +374,11 @@ export class Ledger {
             sha256,
             duplicateOf: proof.duplicateOf,
           }, claim.owner);
+      } else if (proof.kind === 'members') {
+        const found = proof.foundByHead > 0 ? ` (${proof.foundByHead} already in S3, found by HEAD)` : '';
+        this.move(id, 'working', 'archived', `${proof.count} members stored${found}`, 'sha256 = @sha256, owner = NULL, last_error = NULL', {
+          sha256,
+        }, claim.owner);
       } else {
         const how = describeProof(proof.objects);
         const keys = proof.objects.map((o) => `${o.bucket}/${o.key}`).join(', ');
@@ -368,9 +411,84 @@ export class Ledger {
     this.release(claim, 'gone', reason);
   }
 
-  /** Bad input that retrying cannot fix: the source stays where it is, the reason goes to `status`. */
-  markQuarantined(claim: ClaimRef, reason: string): void {
-    this.release(claim, 'quarantined', reason);
+  /**
+   * Bad input that retrying cannot fix: the source stays where it is, the reason goes to `status`, and the
+   * copy of its original bytes under the quarantine prefix, when one was stored, to the row's objects.
+   */
+  markQuarantined(claim: ClaimRef, reason: string, original?: ArchivedObject): void {
+    this.db.transaction(() => {
+      this.move(claim.id, 'working', 'quarantined', reason, 'owner = NULL, last_error = @reason, next_attempt_at = NULL', {
+        reason,
+      }, claim.owner);
+      if (original) this.insertObject(claim.id, original, this.now());
+    }).immediate();
+  }
+
+  /**
+   * Reserves the keys a claimed generation is about to write, replacing what it reserved before (an earlier
+   * attempt saw other content), unless another path holds one of them: reserved by a row that may still
+   * write it (not gone or quarantined), or recorded in objects (S3 has it).
+   * @returns the first holder found (nothing is reserved then), or undefined once all are reserved.
+   * @throws LedgerConflictError when the row is no longer this claim's.
+   */
+  reserveKeys(claim: ClaimedFile, planned: readonly PlannedObject[]): KeyHolder | undefined {
+    return this.db.transaction((): KeyHolder | undefined => {
+      this.assertHeld(claim);
+      for (const object of planned) {
+        const holder = this.keyHolder(claim, object.bucket, object.key);
+        if (holder) return holder;
+      }
+      this.stmt(`DELETE FROM planned_objects WHERE file_id = ?`).run(claim.id);
+      const insert = this.stmt(
+        `INSERT INTO planned_objects (file_id, member, bucket, key, sha256, size_bytes) VALUES (?, ?, ?, ?, ?, ?)`,
+      );
+      for (const object of planned) {
+        insert.run(claim.id, object.member ?? null, object.bucket, object.key, object.sha256, object.sizeBytes);
+      }
+      return undefined;
+    }).immediate();
+  }
+
+  private keyHolder(claim: ClaimedFile, bucket: string, key: string): KeyHolder | undefined {
+    const other = `(f.target <> @target OR f.rel_path <> @relPath)`;
+    const params = { bucket, key, target: claim.target, relPath: claim.relPath };
+    return (
+      (this.stmt(
+        `SELECT p.key, f.target, f.rel_path AS relPath FROM planned_objects p JOIN files f ON f.id = p.file_id
+         WHERE p.bucket = @bucket AND p.key = @key AND ${other} AND f.state NOT IN ('gone', 'quarantined') LIMIT 1`,
+      ).get(params) as KeyHolder | undefined) ??
+      (this.stmt(
+        `SELECT o.key, f.target, f.rel_path AS relPath FROM objects o JOIN files f ON f.id = o.file_id
+         WHERE o.bucket = @bucket AND o.key = @key AND ${other} LIMIT 1`,
+      ).get(params) as KeyHolder | undefined)
+    );
+  }
+
+  /**
+   * Records one object of a claimed generation as soon as S3 holds it (an archive's member): a crash after
+   * this resumes with the next member, never writes this one again.
+   * @throws LedgerConflictError when the row is no longer this claim's.
+   */
+  recordObject(claim: ClaimRef, object: ArchivedObject, member: string | undefined): void {
+    this.db.transaction(() => {
+      this.assertHeld(claim);
+      this.insertObject(claim.id, object, this.now(), member);
+    }).immediate();
+  }
+
+  /** The objects recorded for a generation so far, by key: what a resumed archive need not write again. */
+  recordedObjects(fileId: number): Map<string, { readonly sha256: string }> {
+    const rows = this.stmt(`SELECT key, sha256 FROM objects WHERE file_id = ?`).all(fileId) as { key: string; sha256: string }[];
+    return new Map(rows.map((row) => [row.key, { sha256: row.sha256 }]));
+  }
+
+  private assertHeld(claim: ClaimRef): void {
+    const row = this.stmt(`SELECT state, owner FROM files WHERE id = ?`).get(claim.id) as
+      | { state: FileState; owner: string | null }
+      | undefined;
+    if (row?.state !== 'working' || row.owner !== claim.owner) {
+      throw new LedgerConflictError(claim.id, 'working', 'working', claim.owner);
+    }
   }
 
   /**
@@ -418,22 +536,31 @@ export class Ledger {
   }
 
   /**
-   * The archived latest generation of every path of a target whose mtime is at or after `sinceMs`, in
-   * rel_path order (byte order, as S3 lists keys), a page at a time: memory does not grow with the ledger.
+   * The objects that prove the archived latest generation of every path of a target (mtime at or after
+   * `sinceMs`): a plain file's object, each member of an archive, a kept original; a duplicate's are its
+   * original generation's. Only the last object recorded at each key. In key order (UTF-8 byte order, as S3
+   * lists), a page at a time along the objects (bucket, key) index: memory does not grow with the ledger.
    */
-  *archivedInScope(target: string, sinceMs: number, pageSize = 1000): Generator<ArchivedFile> {
-    // Read a page at a time (keyset on rel_path), never holding a statement open across the caller's awaits:
+  *archivedObjectsInScope(target: string, bucket: string, prefix: string, sinceMs: number, pageSize = 1000): Generator<ArchivedKey> {
+    // Read a page at a time (keyset on key), never holding a statement open across the caller's awaits:
     // the worker pool shares this connection, and SQLite refuses a query while another one is mid-iteration.
-    for (let after = ''; ; ) {
+    const end = prefixEnd(prefix);
+    for (let after: string | null = null; ; ) {
       const page = this.stmt(
-        `SELECT f.id, f.rel_path AS relPath, f.sha256, f.size_bytes AS sizeBytes FROM files f
-         WHERE f.target = ? AND f.rel_path > ? AND f.state = 'archived' AND f.mtime_ms >= ?
-           AND f.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
-         ORDER BY f.rel_path LIMIT ?`,
-      ).all(target, after, sinceMs, pageSize) as ArchivedFile[];
+        `SELECT l.id AS fileId, l.rel_path AS relPath, o.key, o.member, o.sha256, o.size_bytes AS sizeBytes, o.etag
+         FROM objects o
+         JOIN files f ON f.id = o.file_id
+         JOIN files l ON l.target = f.target AND l.rel_path = f.rel_path
+           AND l.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
+         WHERE o.bucket = @bucket AND o.key >= @prefix AND (@end IS NULL OR o.key < @end) AND (@after IS NULL OR o.key > @after)
+           AND f.target = @target
+           AND o.id = (SELECT MAX(x.id) FROM objects x WHERE x.bucket = o.bucket AND x.key = o.key)
+           AND l.state = 'archived' AND (l.id = f.id OR l.duplicate_of = f.id) AND l.mtime_ms >= @sinceMs
+         ORDER BY o.key LIMIT @pageSize`,
+      ).all({ bucket, prefix, end, after, target, sinceMs, pageSize }) as ArchivedKey[];
       yield* page;
       if (page.length < pageSize) return;
-      after = page.at(-1)!.relPath;
+      after = page.at(-1)!.key;
     }
   }
 
@@ -605,7 +732,7 @@ export class Ledger {
       this.db
         .prepare(
           `SELECT file_id AS fileId, bucket, key, sha256, size_bytes AS sizeBytes, etag, version_id AS versionId,
-           checksum_sha256 AS checksumSha256, found_by_head AS foundByHead, recorded_at AS recordedAt
+           checksum_sha256 AS checksumSha256, found_by_head AS foundByHead, recorded_at AS recordedAt, member
            FROM objects WHERE file_id IN (${inList}) ORDER BY id`,
         )
         .all(...ids) as (Omit<ObjectRow, 'foundByHead'> & { foundByHead: number })[]
@@ -669,10 +796,10 @@ export class Ledger {
     );
   }
 
-  private insertObject(fileId: number, object: ArchivedObject, now: number): void {
+  private insertObject(fileId: number, object: ArchivedObject, now: number, member?: string): void {
     this.stmt(
-      `INSERT INTO objects (file_id, bucket, key, sha256, size_bytes, etag, version_id, checksum_sha256, found_by_head, recorded_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO objects (file_id, bucket, key, sha256, size_bytes, etag, version_id, checksum_sha256, found_by_head, recorded_at, member)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       fileId,
       object.bucket,
@@ -684,6 +811,7 @@ export class Ledger {
       object.checksumSha256 ?? null,
       object.foundByHead ? 1 : 0,
       now,
+      member ?? null,
     );
   }
 

@@ -4,7 +4,7 @@ import type { TargetConfig } from '../config.js';
 import { errnoCode } from '../errors.js';
 import type { Ledger, ObserveOutcome } from '../ledger/ledger.js';
 import { decideObservation } from '../ledger/observation.js';
-import type { SourceFs, SourceStat } from '../pipeline/source-file.js';
+import type { SourceFs, SourceStat } from '../source/source-fs.js';
 import { scanTree } from '../reconcile/scanner.js';
 import { decideCompletion, lastChangeMs, type CompletionDecision, type Sighting, type Waiting } from './completion.js';
 import { createIgnoreMatcher } from './ignore.js';

@@ -1,21 +1,50 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
-import { describeCause, errnoCode, SftppushError, SourceChangedError, StoreError } from '../errors.js';
-import { LedgerConflictError, type ArchivedObject, type ArchiveProof, type ClaimedFile, type Ledger } from '../ledger/ledger.js';
+import {
+  ArchiveRejectedError,
+  describeCause,
+  errnoCode,
+  KeyConflictError,
+  SftppushError,
+  SourceChangedError,
+  StoreError,
+} from '../errors.js';
+import { classify, HEAD_BYTES, magicOf, type Classification } from '../extract/classify.js';
+import type { ArchiveLimits } from '../extract/limits.js';
+import type { KillPoint } from '../kill-points.js';
+import {
+  LedgerConflictError,
+  type ArchiveProof,
+  type ClaimedFile,
+  type Ledger,
+  type PlannedObject,
+} from '../ledger/ledger.js';
 import { sameStat } from '../ledger/observation.js';
-import type { ObjectStore } from '../s3/object-store.js';
-import { retryDelayMs } from './backoff.js';
-import { KeyLayoutError, objectKeyFor, objectMetadata } from './key-layout.js';
-import type { SourceFile, SourceFs, SourceStat } from './source-file.js';
 import { lastChangeMs } from '../observe/completion.js';
-import { writeThroughGate, type WriteMode } from './write-gate.js';
+import type { ObjectStore } from '../s3/object-store.js';
+import type { SourceFile, SourceFs, SourceStat } from '../source/source-fs.js';
+import { archiveMembers } from './archive-members.js';
+import { retryDelayMs } from './backoff.js';
+import { KeyLayoutError, objectKeyFor, objectMetadata, quarantineKeyFor } from './key-layout.js';
+import { storeObject, verifyingHash, type StoreDeps } from './store-object.js';
+import type { WriteMode } from './write-gate.js';
 
 export type ArchiveLedger = Pick<
   Ledger,
-  'markArchived' | 'requeue' | 'scheduleRetry' | 'markGone' | 'markQuarantined' | 'previousArchived' | 'lastObjectAt'
+  | 'markArchived'
+  | 'requeue'
+  | 'scheduleRetry'
+  | 'markGone'
+  | 'markQuarantined'
+  | 'previousArchived'
+  | 'lastObjectAt'
+  | 'reserveKeys'
+  | 'recordObject'
+  | 'recordedObjects'
 >;
 
 export interface ArchiveSettings {
@@ -23,11 +52,15 @@ export interface ArchiveSettings {
   readonly partSizeBytes: number;
   readonly maxBackoffSeconds: number;
   readonly storageClass: string | undefined;
+  /** `s3.quarantine_prefix`: where a rejected file's original bytes go. */
+  readonly quarantinePrefix: string;
+  /** `[archive]`: what one archive may expand to. */
+  readonly archiveLimits: ArchiveLimits;
   /**
    * `settle_seconds`, ms: a file a writer holds open but has not changed for this long (a log a daemon never
-   * closes) is archived as it is, by the scan rule, instead of being given back forever. Default 30 s.
+   * closes) is archived as it is, by the scan rule, instead of being given back forever.
    */
-  readonly settleMs?: number;
+  readonly settleMs: number;
 }
 
 /** Everything one archive step touches, passed in so tests can put a fault anywhere. */
@@ -46,7 +79,7 @@ export interface ArchiveDeps {
   /** How writes to a bucket are gated (probed once per bucket; see write-gate.ts). @throws StoreError */
   readonly writeMode: (bucket: string) => Promise<WriteMode>;
   /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
-  readonly checkpoint?: (point: 'after-commit') => void;
+  readonly checkpoint?: (point: Extract<KillPoint, 'after-commit' | 'after-member'>) => void;
   /** Whether the watcher has seen a writer at work on the path since its last close (Observer.isBeingWritten). */
   readonly isBeingWritten?: (target: TargetConfig, relPath: string) => boolean;
 }
@@ -76,7 +109,9 @@ export async function archiveClaimed(claim: ClaimedFile, deps: ArchiveDeps): Pro
   }
   try {
     const outcome = await archive(claim, target, deps, log);
-    log.info({ state: outcome.state, ...outcome.fields, ms: deps.now() - started }, `file ${outcome.state}`);
+    const fields = { state: outcome.state, ...outcome.fields, ms: deps.now() - started };
+    if (outcome.state === 'quarantined') log.error(fields, 'file quarantined');
+    else log.info(fields, `file ${outcome.state}`);
     return outcome.state;
   } catch (error) {
     // The row is no longer this claim's: no outcome of ours may be recorded (the pool reports it).
@@ -85,40 +120,165 @@ export async function archiveClaimed(claim: ClaimedFile, deps: ArchiveDeps): Pro
   }
 }
 
-interface Finished {
-  state: 'archived' | 'duplicate';
-  fields: Record<string, unknown>;
+export interface Finished {
+  readonly state: 'archived' | 'duplicate' | 'quarantined';
+  readonly fields: Record<string, unknown>;
+}
+
+/** A claimed generation held open for archiving: what every way of storing it reads. */
+export interface HeldFile {
+  readonly claim: ClaimedFile;
+  readonly target: TargetConfig;
+  readonly file: SourceFile;
+  /** fstat when it was opened: the identity of the bytes read. */
+  readonly before: SourceStat;
+  readonly deps: ArchiveDeps;
+  readonly log: Logger;
+  /** @throws SourceChangedError when the path no longer holds the bytes opened. */
+  readonly stillCurrent: () => Promise<void>;
+  /** The writes' common settings and the bucket's gate mode. */
+  readonly storeDeps: StoreDeps;
 }
 
 async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDeps, log: Logger): Promise<Finished> {
   const absolutePath = path.join(target.path, claim.relPath);
-  const key = objectKeyFor(target.prefix, claim.relPath);
   const file = await openSource(deps.source, absolutePath);
   try {
     const before = await file.stat();
     if (!before.isFile) throw new SourceGoneError('no longer a regular file');
-    assertNoWriter(claim, target, file, before, deps);
-    const content = await readContent(file, before, claim.relPath, deps.settings);
-    // A writer may have reopened it while we read: what we hold could be half of its next content.
-    assertNoWriter(claim, target, file, before, deps);
-
-    const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
-    const sameAsPrevious = previous?.sha256 === content.sha256;
     const stillCurrent = (): Promise<void> => assertUnchanged(deps.source, absolutePath, before, claim.relPath);
-    const object = await putOnce(claim, target, key, before, content, sameAsPrevious, deps, log, stillCurrent);
-    await stillCurrent();
-    if (sameAsPrevious && object.foundByHead) {
-      finish(claim, deps, before, content.sha256, { kind: 'duplicate', duplicateOf: previous.id }, target);
-      return { state: 'duplicate', fields: { key, bytes: before.sizeBytes, duplicateOf: previous.id } };
-    }
-    finish(claim, deps, before, content.sha256, { kind: 'uploaded', objects: [object] }, target);
-    return {
-      state: 'archived',
-      fields: { key, bytes: before.sizeBytes, versionId: object.versionId, foundByHead: object.foundByHead, foundBy: object.foundBy },
+    const held: HeldFile = {
+      claim,
+      target,
+      file,
+      before,
+      deps,
+      log,
+      stillCurrent,
+      storeDeps: {
+        store: deps.store,
+        mode: await deps.writeMode(target.bucket),
+        log,
+        storageClass: deps.settings.storageClass,
+        partSizeBytes: deps.settings.partSizeBytes,
+        lastObjectAt: (bucket, key) => deps.ledger.lastObjectAt(bucket, key),
+        assertStillCurrent: stillCurrent,
+      },
     };
+    assertNoWriter(held);
+    try {
+      const kind = target.extract ? await classifyFile(file, before, claim.relPath) : { format: 'plain' as const };
+      if (kind.warning) log.warn({ reason: kind.warning }, 'archive extension, other content');
+      return kind.format === 'plain' ? await archivePlain(held) : await archiveMembers(held, kind.format);
+    } catch (error) {
+      // Bad input retrying cannot fix: keep the original bytes in S3 and say why (DESIGN.md, "States").
+      if (error instanceof ArchiveRejectedError || error instanceof KeyLayoutError || error instanceof KeyConflictError) {
+        return await quarantine(held, error);
+      }
+      throw error;
+    }
   } finally {
     await file.close();
   }
+}
+
+async function archivePlain(held: HeldFile): Promise<Finished> {
+  const { claim, target, before, deps } = held;
+  const key = objectKeyFor(target.prefix, claim.relPath);
+  const content = await readContent(held.file, before, claim.relPath, deps.settings);
+  // A writer may have reopened it while we read: what we hold could be half of its next content.
+  assertNoWriter(held);
+  reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256: content.sha256, sizeBytes: before.sizeBytes }]);
+  const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
+  const sameAsPrevious = previous?.sha256 === content.sha256;
+  const object = await storeObject(
+    {
+      bucket: target.bucket,
+      key,
+      body: content.body,
+      sizeBytes: before.sizeBytes,
+      sha256: content.sha256,
+      metadata: objectMetadata({ relPath: claim.relPath, sha256: content.sha256, sourceSha256: content.sha256, mtimeMs: before.mtimeMs }),
+      headFirst: sameAsPrevious,
+    },
+    held.storeDeps,
+  );
+  await held.stillCurrent();
+  if (sameAsPrevious && object.foundByHead) {
+    finish(held, content.sha256, { kind: 'duplicate', duplicateOf: previous.id });
+    return { state: 'duplicate', fields: { key, bytes: before.sizeBytes, duplicateOf: previous.id } };
+  }
+  finish(held, content.sha256, { kind: 'uploaded', objects: [object] });
+  return {
+    state: 'archived',
+    fields: { key, bytes: before.sizeBytes, versionId: object.versionId, foundByHead: object.foundByHead, foundBy: object.foundBy },
+  };
+}
+
+/**
+ * Reserves the keys a generation will write (ledger planned_objects).
+ * @throws KeyConflictError naming the other path when one of them is already another source's.
+ */
+export function reserveKeys(held: HeldFile, planned: readonly PlannedObject[]): void {
+  const holder = held.deps.ledger.reserveKeys(held.claim, planned);
+  if (holder) throw new KeyConflictError(holder.key, `${holder.target}/${holder.relPath}`);
+}
+
+/**
+ * Stores the original bytes under the quarantine prefix (DESIGN.md, "S3 key layout") and records the row
+ * quarantined with the reason and that key: the operator finds the file in `status --failed` and its bytes
+ * in S3, and nothing of it stays under the archive prefix as if it had succeeded. A failed quarantine
+ * upload is a retry like any other: the next attempt decides again.
+ */
+async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutError | KeyConflictError): Promise<Finished> {
+  const { claim, target, file, before, deps } = held;
+  const key = quarantineKeyFor(deps.settings.quarantinePrefix, claim.relPath);
+  const sha256 = await file.sha256();
+  const inMemory = before.sizeBytes <= deps.settings.multipartThresholdBytes;
+  const object = await storeObject(
+    {
+      bucket: target.bucket,
+      key,
+      body: inMemory ? await file.readAll(before.sizeBytes) : () => pipeline(file.stream(), verifyingHash(sha256, claim.relPath), () => undefined),
+      sizeBytes: before.sizeBytes,
+      sha256,
+      metadata: objectMetadata({ relPath: claim.relPath, sha256, sourceSha256: sha256, mtimeMs: before.mtimeMs }),
+      headFirst: false,
+    },
+    held.storeDeps,
+  );
+  await held.stillCurrent();
+  const reason = `${why.code}: ${why.message} (original bytes at s3://${target.bucket}/${key})`;
+  deps.ledger.markQuarantined(claim, reason, object);
+  return { state: 'quarantined', fields: { reason, key } };
+}
+
+/** The first bytes decide the format (extract/classify.ts); for a gzip, the first bytes of its content too. */
+async function classifyFile(file: SourceFile, stat: SourceStat, relPath: string): Promise<Classification> {
+  const head = await file.readAt(0, HEAD_BYTES);
+  const inflatedHead = magicOf(head) === 'gzip' ? await inflatedStart(file) : undefined;
+  return classify(path.posix.basename(relPath), head, stat.sizeBytes, inflatedHead);
+}
+
+/** Up to HEAD_BYTES bytes of a gzip's content; a corrupt stream yields what it gave before failing. */
+async function inflatedStart(file: SourceFile): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  const gunzip = createGunzip();
+  const input = file.stream();
+  try {
+    for await (const chunk of input.pipe(gunzip)) {
+      chunks.push(chunk as Buffer);
+      length += (chunk as Buffer).length;
+      if (length >= HEAD_BYTES) break;
+    }
+  } catch {
+    // A corrupt gzip is still a gzip: the extraction pass rejects it with the member and the rule.
+  } finally {
+    input.destroy();
+    gunzip.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, HEAD_BYTES);
 }
 
 async function openSource(source: SourceFs, absolutePath: string): Promise<SourceFile> {
@@ -157,88 +317,20 @@ async function readContent(file: SourceFile, before: SourceStat, relPath: string
   return { sha256, body: () => pipeline(file.stream(), verifyingHash(sha256, relPath), () => undefined) };
 }
 
-function verifyingHash(expected: string, relPath: string): Transform {
-  const hash = createHash('sha256');
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      callback(null, chunk);
-    },
-    flush(callback) {
-      const actual = hash.digest('hex');
-      callback(actual === expected ? null : new SourceChangedError(relPath, 'content differs between hash and upload'));
-    },
-  });
-}
-
-/**
- * Writes the object through the gate (write-gate.ts): conditionally on what the ledger last recorded at
- * the key, so a repeat claim, a lost answer or a lost ledger finds S3's copy instead of writing another.
- * Content equal to the last archived generation may be a duplicate, but only S3 can say whether its latest
- * version is still that content (an unrecorded upload of other bytes may have landed since): HEAD first.
- */
-async function putOnce(
-  claim: ClaimedFile,
-  target: TargetConfig,
-  key: string,
-  stat: SourceStat,
-  content: Content,
-  sameAsPrevious: boolean,
-  deps: ArchiveDeps,
-  log: Logger,
-  assertStillCurrent: () => Promise<void>,
-): Promise<ArchivedObject> {
-  const inMemory = Buffer.isBuffer(content.body);
-  const result = await writeThroughGate(
-    {
-      bucket: target.bucket,
-      key,
-      body: () => (Buffer.isBuffer(content.body) ? content.body : content.body()),
-      sizeBytes: stat.sizeBytes,
-      sha256: content.sha256,
-      metadata: objectMetadata({ relPath: claim.relPath, sha256: content.sha256, sourceSha256: content.sha256, mtimeMs: stat.mtimeMs }),
-      storageClass: deps.settings.storageClass,
-      partSizeBytes: deps.settings.partSizeBytes,
-      expected: deps.ledger.lastObjectAt(target.bucket, key),
-      headFirst: sameAsPrevious || !inMemory,
-      assertStillCurrent,
-    },
-    { store: deps.store, mode: await deps.writeMode(target.bucket), log },
-  );
-  if (!result.foundByHead) verifyChecksum(result.checksumSha256, content, `s3://${target.bucket}/${key}`);
-  return { bucket: target.bucket, key, sha256: content.sha256, sizeBytes: stat.sizeBytes, ...result };
-}
-
-/**
- * A single PUT must come back with exactly our SHA-256 (S3 checked the bytes against it). A multipart
- * upload's checksum is S3's checksum of the part checksums (`…-N`), each part checked on arrival; it must
- * at least be there, or S3 did not check anything.
- */
-function verifyChecksum(answered: string | undefined, content: Content, where: string): void {
-  const expected = Buffer.from(content.sha256, 'hex').toString('base64');
-  const ok = Buffer.isBuffer(content.body) ? answered === expected : answered !== undefined && answered !== '';
-  if (!ok) {
-    throw new StoreError('verify', where, true, {
-      cause: new Error(`S3 answered checksum ${answered ?? 'none'}, expected ${Buffer.isBuffer(content.body) ? expected : 'one'}`),
-    });
-  }
-}
-
 /**
  * A close is not proof (DESIGN.md, "When is a file complete?"): a client may reopen the file for writing
  * at once. The kernel's answer (a read lease refused while any process has it open for writing) where we
  * may ask it, and the watcher's IN_MODIFY since the last close everywhere. Giving the row back costs a wait
  * for the writer's next close, which re-observes it.
  */
-function assertNoWriter(claim: ClaimedFile, target: TargetConfig, file: SourceFile, stat: SourceStat, deps: ArchiveDeps): void {
+export function assertNoWriter(held: HeldFile): void {
+  const { claim, target, file, before, deps } = held;
   // Quiet for the settle time while held open (a log never closed): the scan rule takes it as it is.
-  if (deps.now() - lastChangeMs(stat) >= (deps.settings.settleMs ?? DEFAULT_SETTLE_MS)) return;
+  if (deps.now() - lastChangeMs(before) >= deps.settings.settleMs) return;
   if (deps.isBeingWritten?.(target, claim.relPath) || file.writerProbe() === 'writer') {
     throw new SourceChangedError(claim.relPath, 'a writer has it open again');
   }
 }
-
-const DEFAULT_SETTLE_MS = 30_000;
 
 /** Stat by path after the upload: a replaced or rewritten file must be archived again, not marked done. */
 async function assertUnchanged(source: SourceFs, absolutePath: string, before: SourceStat, relPath: string): Promise<void> {
@@ -247,17 +339,11 @@ async function assertUnchanged(source: SourceFs, absolutePath: string, before: S
   if (now && !sameStat(before, now)) throw new SourceChangedError(relPath, 'changed during upload');
 }
 
-function finish(
-  claim: ClaimedFile,
-  deps: ArchiveDeps,
-  stat: SourceStat,
-  sha256: string,
-  proof: ArchiveProof,
-  target: TargetConfig,
-): void {
-  const { dirty } = deps.ledger.markArchived(claim, stat, sha256, proof);
-  deps.checkpoint?.('after-commit');
-  if (dirty) deps.reobserve(target, claim.relPath);
+/** Records the archive; the path changed meanwhile (dirty) is looked at again. */
+export function finish(held: HeldFile, sha256: string, proof: ArchiveProof): void {
+  const { dirty } = held.deps.ledger.markArchived(held.claim, held.before, sha256, proof);
+  held.deps.checkpoint?.('after-commit');
+  if (dirty) held.deps.reobserve(held.target, held.claim.relPath);
 }
 
 function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error: unknown): ArchiveOutcome {
@@ -272,11 +358,6 @@ function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error
     log.info({ state: 'pending', reason: error.message, retryInMs: delayMs }, 'file changed: queued again');
     deps.ledger.requeue(claim, error.message, deps.now() + delayMs);
     return 'requeued';
-  }
-  if (error instanceof KeyLayoutError) {
-    log.error({ state: 'quarantined', reason: error.message }, 'file cannot be stored under its key');
-    deps.ledger.markQuarantined(claim, `${error.code}: ${error.message}`);
-    return 'quarantined';
   }
   return retry(claim, deps, log, describeFailure(error), error instanceof StoreError && !error.retryable);
 }

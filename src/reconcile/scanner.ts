@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError } from '../errors.js';
 import type { Observer } from '../observe/observer.js';
-import { toSourceStat, type SourceStat } from '../pipeline/source-file.js';
+import { toSourceStat, type SourceStat } from '../source/source-fs.js';
 
 export interface ScanTally {
   filesSeen: number;

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Observer } from '../../src/observe/observer.js';
-import { nodeSourceFs } from '../../src/pipeline/source-file.js';
+import { nodeSourceFs } from '../../src/source/source-fs.js';
 import { scanTree } from '../../src/reconcile/scanner.js';
 import { openTestLedger, silentLog, targetConfig, tempDir, waitUntil, writeFile } from '../support/fixtures.js';
 

@@ -12,10 +12,10 @@ import type { Ledger } from '../../src/ledger/ledger.js';
 import { isOwnerAlive } from '../../src/ledger/ownership.js';
 import { Observer } from '../../src/observe/observer.js';
 import { archiveClaimed, type ArchiveDeps } from '../../src/pipeline/archive-file.js';
-import { nodeSourceFs } from '../../src/pipeline/source-file.js';
+import { nodeSourceFs } from '../../src/source/source-fs.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
-import { openTestLedger, patternBytes, silentLog, statOf, targetConfig, tempDir, writeFile } from '../support/fixtures.js';
+import { archiveSettings, openTestLedger, patternBytes, silentLog, statOf, targetConfig, tempDir, writeFile } from '../support/fixtures.js';
 import { listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
 const MIB = 1024 * 1024;
@@ -62,7 +62,7 @@ function deps(w: World): ArchiveDeps {
     writeMode: () => Promise.resolve('conditional'),
     now: Date.now,
     random: () => 0.5,
-    settings: { multipartThresholdBytes: 5 * MIB, partSizeBytes: 5 * MIB, maxBackoffSeconds: 60, storageClass: undefined },
+    settings: archiveSettings(),
     targetFor: (p) => (p === w.target.path ? w.target : undefined),
     reobserve: () => undefined,
   };

@@ -519,3 +519,70 @@ void describe('status, failures and story', () => {
     assert.match(story.history.at(-1)?.detail ?? '', new RegExp(`#${first.id}`));
   });
 });
+
+void describe('planned objects and members', () => {
+  const member = (key: string, sha = 'cd'.repeat(32)) => ({ member: key.split('/').pop(), bucket: 'b', key, sha256: sha, sizeBytes: 3 });
+  const stored = (key: string, sha = 'cd'.repeat(32)) => ({
+    bucket: 'b', key, sha256: sha, sizeBytes: 3, etag: `"${key}"`, versionId: 'v', checksumSha256: undefined, foundByHead: false,
+  });
+
+  void test('a key another path reserved is a conflict naming it; the same path\'s next generation may reuse it', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'e.zip', stat(1));
+    ledger.observe(TARGET, 'e/x.csv', stat(2));
+    const archive = claim(ledger);
+    assert.equal(ledger.reserveKeys(archive, [member('e/x.csv'), member('e/y.csv')]), undefined);
+    const plain = claim(ledger);
+    assert.deepEqual(ledger.reserveKeys(plain, [{ ...member('e/x.csv'), member: undefined }]), { key: 'e/x.csv', target: TARGET, relPath: 'e.zip' });
+    // Reserving again (a retry that read other content) replaces the plan of the same generation.
+    assert.equal(ledger.reserveKeys(archive, [member('e/y.csv')]), undefined);
+    assert.equal(ledger.reserveKeys(plain, [{ ...member('e/x.csv'), member: undefined }]), undefined);
+  });
+
+  void test('an object recorded by another path holds its key even once that path is gone; a quarantined plan does not', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'a.zip', stat(1));
+    ledger.observe(TARGET, 'b.zip', stat(2));
+    ledger.observe(TARGET, 'c.zip', stat(3));
+    const a = claim(ledger);
+    ledger.reserveKeys(a, [member('k/one')]);
+    ledger.recordObject(a, stored('k/one'), 'one');
+    ledger.markGone(a, 'deleted after its first member was stored');
+    const b = claim(ledger);
+    assert.equal(ledger.reserveKeys(b, [member('k/one')])?.relPath, 'a.zip');
+    ledger.reserveKeys(b, [member('k/two')]);
+    ledger.markQuarantined(b, 'rejected');
+    const c = claim(ledger);
+    assert.equal(ledger.reserveKeys(c, [member('k/two')]), undefined);
+  });
+
+  void test('members recorded one by one are what a resumed claim skips, and the story shows each with its member', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'e.zip', stat(1));
+    const first = claim(ledger);
+    ledger.recordObject(first, stored('e/x.csv'), 'x.csv');
+    assert.equal(ledger.recoverAbandoned(() => false), 1);
+    const resumed = claim(ledger, 'pid:9');
+    assert.equal(resumed.id, first.id);
+    assert.deepEqual([...ledger.recordedObjects(resumed.id).keys()], ['e/x.csv']);
+    assert.throws(() => ledger.recordObject(first, stored('e/y.csv'), 'y.csv'), /expected state working held by pid:4242/);
+    ledger.recordObject(resumed, stored('e/y.csv'), 'y.csv');
+    ledger.markArchived(resumed, stat(1), 'ef'.repeat(32), { kind: 'members', count: 2, foundByHead: 0 });
+    const story = ledger.story('e.zip');
+    assert.deepEqual(story.objects.map((o) => [o.key, o.member]), [['e/x.csv', 'x.csv'], ['e/y.csv', 'y.csv']]);
+    assert.match(story.history.at(-1)?.detail ?? '', /2 members stored/);
+    assert.deepEqual([...ledger.archivedObjectsInScope(TARGET, 'b', 'e/', 0)].map((o) => o.key), ['e/x.csv', 'e/y.csv']);
+  });
+
+  void test('a quarantined row keeps the object of its original bytes', (t) => {
+    const { ledger } = setup(t);
+    ledger.observe(TARGET, 'bad.zip', stat(1));
+    const bad = claim(ledger);
+    ledger.markQuarantined(bad, 'E_ARCHIVE_REJECTED: member "../x": path traversal', stored('_quarantine/bad.zip'));
+    const story = ledger.story('bad.zip');
+    assert.equal(story.generations[0]?.state, 'quarantined');
+    assert.deepEqual(story.objects.map((o) => o.key), ['_quarantine/bad.zip']);
+    // Quarantined originals are no archive proof: verify never checks them.
+    assert.deepEqual([...ledger.archivedObjectsInScope(TARGET, 'b', '', 0)], []);
+  });
+});

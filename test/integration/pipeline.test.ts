@@ -13,10 +13,11 @@ import type { TargetConfig } from '../../src/config.js';
 import type { ClaimedFile, FileRow, Ledger } from '../../src/ledger/ledger.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { objectMetadata } from '../../src/pipeline/key-layout.js';
-import { nodeSourceFs, type SourceFile, type SourceFs } from '../../src/pipeline/source-file.js';
+import { nodeSourceFs, type SourceFile, type SourceFs } from '../../src/source/source-fs.js';
 import type { PutObjectRequest, StoredObject } from '../../src/s3/object-store.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import {
+  archiveSettings,
   ManualClock,
   openTestLedger,
   patternBytes,
@@ -27,15 +28,10 @@ import {
   withDeadline,
   writeFile,
 } from '../support/fixtures.js';
-import { freePort, listVersions, startMoto, type MotoServer } from '../support/moto.js';
+import { freePort, getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
 const MIB = 1024 * 1024;
-const SETTINGS: ArchiveSettings = {
-  multipartThresholdBytes: 5 * MIB,
-  partSizeBytes: 5 * MIB,
-  maxBackoffSeconds: 60,
-  storageClass: undefined,
-};
+const SETTINGS: ArchiveSettings = archiveSettings();
 
 let moto: MotoServer;
 let s3: S3Client;
@@ -283,6 +279,7 @@ void describe('archiving a file', () => {
         checksumSha256: Buffer.from(sha256(content), 'hex').toString('base64'),
         foundByHead: false,
         recordedAt: undefined,
+        member: null,
       },
     );
   });
@@ -410,7 +407,7 @@ void describe('files that go away or are not what they seem', () => {
     assert.match(row.lastError ?? '', /no longer configured/);
   });
 
-  void test('a path whose key would exceed 1024 bytes is quarantined with E_KEY_LAYOUT, nothing uploaded', async (t) => {
+  void test('a path whose key would exceed 1024 bytes is quarantined with E_KEY_LAYOUT, its bytes under the quarantine prefix', async (t) => {
     const env = await setup(t);
     // 2-byte characters: 600 characters but over 1200 bytes, so a character count would not catch it.
     const segment = 'é'.repeat(120);
@@ -423,8 +420,11 @@ void describe('files that go away or are not what they seem', () => {
     assert.equal(outcome, 'quarantined');
     const row = latestRow(env, relPath);
     assert.equal(row.state, 'quarantined');
-    assert.match(row.lastError ?? '', /^E_KEY_LAYOUT: .*1024/);
-    await assertNoObjects(env);
+    assert.match(row.lastError ?? '', /^E_KEY_LAYOUT: .*1024.*original bytes at s3:\/\/.*_quarantine\/long-names\//);
+    // Kept under the quarantine prefix, by the hash of its path: nothing under the archive prefix.
+    const versions = await listVersions(s3, env.bucket);
+    assert.deepEqual(versions.map((v) => v.key), [`_quarantine/long-names/${sha256(Buffer.from(relPath))}`]);
+    assert.deepEqual((await getObject(s3, env.bucket, versions[0]!.key)).body, Buffer.from('deep\n'));
   });
 });
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { createLogger } from '../../src/log.js';
 import { Observer } from '../../src/observe/observer.js';
-import { nodeSourceFs } from '../../src/pipeline/source-file.js';
+import { nodeSourceFs } from '../../src/source/source-fs.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
 import { scanTree } from '../../src/reconcile/scanner.js';
 import {

@@ -54,10 +54,9 @@ async function archived(
 }
 
 /** The slice of the ledger verify uses, bound to it. */
-function bind(ledger: Ledger): Pick<Ledger, 'archivedInScope' | 'lastObjectAt' | 'reopen'> {
+function bind(ledger: Ledger): Pick<Ledger, 'archivedObjectsInScope' | 'reopen'> {
   return {
-    archivedInScope: (target, sinceMs) => ledger.archivedInScope(target, sinceMs),
-    lastObjectAt: (bucket, key) => ledger.lastObjectAt(bucket, key),
+    archivedObjectsInScope: (target, bucket, prefix, sinceMs) => ledger.archivedObjectsInScope(target, bucket, prefix, sinceMs),
     reopen: (id, reason) => ledger.reopen(id, reason),
   };
 }
@@ -129,7 +128,11 @@ void describe('verifyArchived', () => {
         }
       },
     };
-    const pagedLedger = { ...bind(ledger), archivedInScope: (target: string, sinceMs: number) => ledger.archivedInScope(target, sinceMs, 4) };
+    const pagedLedger = {
+      ...bind(ledger),
+      archivedObjectsInScope: (target: string, bucket: string, prefix: string, sinceMs: number) =>
+        ledger.archivedObjectsInScope(target, bucket, prefix, sinceMs, 4),
+    };
     const result = await verifyArchived([TARGET], 0, { ledger: pagedLedger, store: polling, log: silentLog, dryRun: false });
     assert.equal(result.verified, 25);
   });

@@ -9,10 +9,11 @@ import type { TargetConfig } from '../../src/config.js';
 import { StoreError } from '../../src/errors.js';
 import type { ClaimedFile, FileRow, Ledger } from '../../src/ledger/ledger.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveOutcome, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
-import { nodeSourceFs } from '../../src/pipeline/source-file.js';
+import { nodeSourceFs } from '../../src/source/source-fs.js';
 import { WorkerPool, type WorkerPoolDeps } from '../../src/pipeline/worker-pool.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import {
+  archiveSettings,
   openTestLedger,
   silentLog,
   statOf,
@@ -24,12 +25,7 @@ import {
 } from '../support/fixtures.js';
 import { listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
-const SETTINGS: ArchiveSettings = {
-  multipartThresholdBytes: 16 * 1024 * 1024,
-  partSizeBytes: 8 * 1024 * 1024,
-  maxBackoffSeconds: 1,
-  storageClass: undefined,
-};
+const SETTINGS: ArchiveSettings = archiveSettings({ multipartThresholdBytes: 16 * 1024 * 1024, partSizeBytes: 8 * 1024 * 1024, maxBackoffSeconds: 1 });
 
 let moto: MotoServer;
 let s3: S3Client;

@@ -10,7 +10,8 @@ import { pino, type Logger } from 'pino';
 import type { TargetConfig } from '../../src/config.js';
 import { Ledger } from '../../src/ledger/ledger.js';
 import type { FileStat } from '../../src/ledger/observation.js';
-import { toSourceStat } from '../../src/pipeline/source-file.js';
+import type { ArchiveSettings } from '../../src/pipeline/archive-file.js';
+import { toSourceStat } from '../../src/source/source-fs.js';
 
 /** The repository's migrations/: dist/test/support/ is three levels below the repository root. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url));
@@ -49,7 +50,23 @@ export function openTestLedger(
 
 /** A target as loadConfig would build it, with test defaults. */
 export function targetConfig(overrides: Partial<TargetConfig> & Pick<TargetConfig, 'path'>): TargetConfig {
-  return { ignore: [], bucket: 'sftppush-test', prefix: '', quietMs: 0, ...overrides };
+  return { ignore: [], bucket: 'sftppush-test', prefix: '', quietMs: 0, extract: true, keepArchive: false, ...overrides };
+}
+
+const MIB = 1024 * 1024;
+
+/** A worker's settings as loadConfig's defaults would build them, smaller thresholds, with `overrides`. */
+export function archiveSettings(overrides: Partial<ArchiveSettings> = {}): ArchiveSettings {
+  return {
+    multipartThresholdBytes: 5 * MIB,
+    partSizeBytes: 5 * MIB,
+    maxBackoffSeconds: 60,
+    storageClass: undefined,
+    quarantinePrefix: '_quarantine/',
+    archiveLimits: { maxTotalBytes: 1024 * MIB, maxMembers: 10_000, maxRatio: 200, maxMemberBytes: 1024 * MIB },
+    settleMs: 30_000,
+    ...overrides,
+  };
 }
 
 /** The ledger's identity of a path (size, mtime, inode, ctime), as the watcher and scanner would observe it. */

@@ -126,6 +126,8 @@ export function watchHarness(t: Pick<TestContext, 'after'>, options: WatchHarnes
     bucket: 'unused',
     prefix: '',
     quietMs: 0,
+    extract: true,
+    keepArchive: false,
   };
   const sink = new RecordingSink(target.ignore);
   const logs: LogRecord[] = [];

@@ -91,8 +91,18 @@ void describe('defaults', () => {
       maxBackoffSeconds: 900,
     });
     assert.deepEqual(config.targets, [
-      { path: '/etc/sftppush/incoming', ignore: [...DEFAULT_IGNORE], bucket: 'archive-bucket', prefix: '', quietMs: 0 },
+      {
+        path: '/etc/sftppush/incoming',
+        ignore: [...DEFAULT_IGNORE],
+        bucket: 'archive-bucket',
+        prefix: '',
+        quietMs: 0,
+        extract: true,
+        keepArchive: false,
+      },
     ]);
+    const GIB = 1024 * 1024 * 1024;
+    assert.deepEqual(config.archive, { maxTotalBytes: 10 * GIB, maxMembers: 100_000, maxRatio: 200, maxMemberBytes: 10 * GIB });
   });
 
   void test('each target inherits the s3 bucket and prefix unless it sets its own', () => {
@@ -203,12 +213,26 @@ void describe('mistakes are refused, naming the key and the file', () => {
   void test('keys of later stages are refused by name, never silently ignored', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ metrics: { listen: '127.0.0.1:9100' } }, /metrics: .*not supported yet/],
-      [{ archive: { max_members: 10 } }, /archive: .*not supported yet/],
       [{ s3: { bucket: 'abc', sse: 'AES256' } }, /s3\.sse: .*not supported yet/],
       [{ s3: { bucket: 'abc', kms_key_id: 'k' } }, /s3\.kms_key_id: .*not supported yet/],
       [{ s3: { bucket: 'abc', tags: { team: 'x' } } }, /s3\.tags: .*not supported yet/],
     ];
     for (const [extra, pattern] of cases) assertConfigError(() => validateConfig(minimal(extra), FILE), FILE, pattern);
+  });
+
+  void test('[archive] limits and per-target extract/keep_archive are read; a bad value names its key', () => {
+    const config = validateConfig(
+      minimal({
+        archive: { max_members: 10, max_ratio: 50.5, max_total_bytes: 1000 },
+        targets: [{ path: '/srv/a', extract: false }, { path: '/srv/b', keep_archive: true }],
+      }),
+      FILE,
+    );
+    assert.deepEqual(config.archive, { maxTotalBytes: 1000, maxMembers: 10, maxRatio: 50.5, maxMemberBytes: 1000 });
+    assert.deepEqual(config.targets.map((t) => [t.extract, t.keepArchive]), [[false, false], [true, true]]);
+    assertConfigError(() => validateConfig(minimal({ archive: { max_members: 0 } }), FILE), FILE, /archive\.max_members/);
+    assertConfigError(() => validateConfig(minimal({ archive: { max_ratios: 5 } }), FILE), FILE, /max_ratios/);
+    assertConfigError(() => validateConfig(minimal({ targets: [{ path: '/srv/a', extract: 'yes' }] }), FILE), FILE, /targets\[0\]\.extract/);
   });
 
   void test('an invalid cron expression in reconcile.schedule is refused naming the key', () => {

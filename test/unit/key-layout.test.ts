@@ -2,7 +2,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { KeyLayoutError, MAX_KEY_BYTES, objectKeyFor, objectMetadata } from '../../src/pipeline/key-layout.js';
+import {
+  archiveStem,
+  KeyLayoutError,
+  MAX_KEY_BYTES,
+  memberKeyFor,
+  objectKeyFor,
+  objectMetadata,
+  quarantineKeyFor,
+} from '../../src/pipeline/key-layout.js';
 
 /** S3 allows 2 KB of user metadata: the UTF-8 bytes of every name and value together. */
 const S3_MAX_METADATA_BYTES = 2048;
@@ -89,5 +97,51 @@ void describe('objectMetadata', () => {
     assert.doesNotThrow(() => objectKeyFor('', relPath));
     const bytes = metadataBytes(objectMetadata(sourceFor(relPath)));
     assert.ok(bytes <= S3_MAX_METADATA_BYTES, `${Buffer.byteLength(relPath)}-byte path needs ${bytes} bytes of metadata`);
+  });
+});
+
+void describe('memberKeyFor (archives)', () => {
+  void test('the DESIGN.md table: zip, tar, tar.gz and tgz members go under the archive stem', () => {
+    for (const [name, format] of [['e.zip', 'zip'], ['e.tar', 'tar'], ['e.tar.gz', 'tar.gz'], ['e.tgz', 'tar.gz']] as const) {
+      assert.equal(memberKeyFor('p/', `a/b/${name}`, format, 'x.csv'), 'p/a/b/e/x.csv', name);
+      assert.equal(memberKeyFor('p/', `a/b/${name}`, format, 'y/z.csv'), 'p/a/b/e/y/z.csv', name);
+    }
+  });
+
+  void test('a gz member takes the place of the file: d.csv.gz -> d.csv', () => {
+    assert.equal(memberKeyFor('p/', 'a/b/d.csv.gz', 'gz', archiveStem('d.csv.gz', 'gz')), 'p/a/b/d.csv');
+    assert.equal(memberKeyFor('', 'd.csv.gz', 'gz', 'd.csv'), 'd.csv');
+  });
+
+  void test('a tar.gz named .gz has its stem without .gz; names without an extension stay whole', () => {
+    assert.equal(archiveStem('backup.gz', 'tar.gz'), 'backup');
+    assert.equal(archiveStem('data', 'zip'), 'data');
+    assert.equal(archiveStem('.zip', 'zip'), '.zip');
+    assert.equal(archiveStem('REPORT.ZIP', 'zip'), 'REPORT');
+  });
+
+  void test('a member key over S3 limit is a KeyLayoutError', () => {
+    assert.throws(() => memberKeyFor('', 'e.zip', 'zip', 'm'.repeat(MAX_KEY_BYTES)), KeyLayoutError);
+  });
+});
+
+void describe('quarantineKeyFor', () => {
+  void test('the original bytes go to {quarantine_prefix}{relative path}', () => {
+    assert.equal(quarantineKeyFor('_quarantine/', 'a/b/e.zip'), '_quarantine/a/b/e.zip');
+  });
+
+  void test('a path too long for a key goes under long-names/ by the sha256 of the path', () => {
+    const key = quarantineKeyFor('_quarantine/', `${'d'.repeat(600)}/${'f'.repeat(600)}`);
+    assert.match(key, /^_quarantine\/long-names\/[0-9a-f]{64}$/);
+  });
+});
+
+void describe('objectMetadata of a member', () => {
+  void test('names the member, percent-encoded, and stays within S3 metadata limits', () => {
+    const metadata = objectMetadata({ ...sourceFor('a/e.zip'), member: 'données/été.csv' });
+    assert.equal(metadata.member, encodeURI('données/été.csv'));
+    const long = objectMetadata({ ...sourceFor('s'.repeat(1000)), member: 'm'.repeat(1000) });
+    assert.ok(metadataBytes(long) <= S3_MAX_METADATA_BYTES);
+    assert.equal(long.source, 's'.repeat(1000));
   });
 });

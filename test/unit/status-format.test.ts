@@ -36,6 +36,7 @@ function history(fileId: number, fromState: HistoryRow['fromState'], toState: Hi
 function object(fileId: number, overrides: Partial<ObjectRow> = {}): ObjectRow {
   return {
     fileId,
+    member: null,
     bucket: 'archive',
     key: 'in/a/report.csv',
     sha256: 'c'.repeat(64),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants, promises as fsp, type BigIntStats } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../errors.js';
 import { writerProbe, type WriterProbe } from '../native/lease.js';
@@ -18,8 +18,10 @@ export interface SourceFile {
   readAll(sizeBytes: number): Promise<Buffer>;
   /** Hex SHA-256 of the whole content. */
   sha256(): Promise<string>;
-  /** A fresh stream of the whole content; the descriptor stays open. */
-  stream(): Readable;
+  /** Up to `length` bytes from `position` (fewer at the end of the file). */
+  readAt(position: number, length: number): Promise<Buffer>;
+  /** A fresh stream of the content (bytes `start` to `end`, end exclusive, when given); the descriptor stays open. */
+  stream(range?: { readonly start: number; readonly end: number }): Readable;
   /**
    * Whether some process has the file open for writing right now: the kernel's answer (a read lease it
    * refuses), or 'unknown' where it will not say (another user's file without CAP_LEASE, NFS).
@@ -48,6 +50,35 @@ export function toSourceStat(stats: BigIntStats): SourceStat {
   return { sizeBytes: Number(stats.size), mtimeMs, inode: Number(stats.ino), ctimeNs: stats.ctimeNs, isFile: stats.isFile() };
 }
 
+/** Bytes a stream reads per call: large enough for few system calls, small enough to hold a few. */
+const CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Bytes `start` to `end` (exclusive; the end of the file when undefined) by positional reads (pread).
+ * FileHandle.createReadStream closes the handle when the stream is destroyed, whatever autoClose says,
+ * and a stream given up early (a gzip sniffed, an upload aborted) must leave the descriptor to its owner.
+ */
+function positionalStream(handle: fsp.FileHandle, start: number, end: number | undefined): Readable {
+  let position = start;
+  return new Readable({
+    highWaterMark: CHUNK_BYTES,
+    read() {
+      const length = end === undefined ? CHUNK_BYTES : Math.min(CHUNK_BYTES, end - position);
+      if (length <= 0) {
+        this.push(null);
+        return;
+      }
+      handle.read(Buffer.allocUnsafe(length), 0, length, position).then(
+        ({ bytesRead, buffer }) => {
+          position += bytesRead;
+          this.push(bytesRead === 0 ? null : buffer.subarray(0, bytesRead));
+        },
+        (error: unknown) => this.destroy(error as Error),
+      );
+    },
+  });
+}
+
 /** SourceFs on node:fs. */
 export const nodeSourceFs: SourceFs = {
   async open(path) {
@@ -67,10 +98,15 @@ export const nodeSourceFs: SourceFs = {
       },
       async sha256() {
         const hash = createHash('sha256');
-        await pipeline(handle.createReadStream({ start: 0, autoClose: false }), hash);
+        await pipeline(positionalStream(handle, 0, undefined), hash);
         return hash.digest('hex');
       },
-      stream: () => handle.createReadStream({ start: 0, autoClose: false, highWaterMark: 1024 * 1024 }),
+      async readAt(position, length) {
+        const buffer = Buffer.alloc(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, position);
+        return buffer.subarray(0, bytesRead);
+      },
+      stream: (range) => positionalStream(handle, range?.start ?? 0, range?.end),
       writerProbe: () => writerProbe(handle.fd),
       close: () => handle.close(),
     };

@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
+import { ArchiveRejectedError, describeCause } from '../errors.js';
+import type { SourceFile } from '../source/source-fs.js';
+import type { ArchiveFormat } from './classify.js';
+import { ExtractionBudget, type ArchiveLimits } from './limits.js';
+import { memberPath } from './member-path.js';
+import { assertNoOverlap, openArchive, zipSpans, type ArchiveEntry } from './readers.js';
+
+/** One member as the validating pass found it: what will be stored, and the hash it must have. */
+export interface MemberPlan {
+  /** Its path inside the archive, cleaned (member-path.ts): the tail of its key. */
+  readonly member: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+}
+
+/** The archive held open, as both passes read it. */
+export interface ArchiveSource {
+  readonly file: SourceFile;
+  readonly format: ArchiveFormat;
+  readonly sizeBytes: number;
+  /** A gz's single member: the file name without `.gz`. */
+  readonly gzMemberName: string;
+}
+
+/**
+ * The validating pass: decompresses every member, hashes it and applies every rule of DESIGN.md's
+ * "Archive safety", writing nothing anywhere. Nothing is published from an archive this pass rejects, and
+ * every member's sha256 is known before its upload starts. Memory: one chunk, plus one plan per member.
+ * @returns the members in archive order (none for an empty archive or one of directories only).
+ * @throws ArchiveRejectedError naming the member and the rule; the source's own I/O errors (EIO) as they are.
+ */
+export async function inspectArchive(source: ArchiveSource, limits: ArchiveLimits): Promise<MemberPlan[]> {
+  if (source.format === 'zip') {
+    const spans = await rejectingStructure(() => zipSpans(source.file, source.sizeBytes), undefined, source.format);
+    // The central directory's own count: a zip declaring a million entries is refused before any inflating.
+    if (spans.length > limits.maxMembers) {
+      throw new ArchiveRejectedError('max_members', undefined, `${spans.length} entries, over ${limits.maxMembers}`);
+    }
+    assertNoOverlap(spans);
+  }
+  const budget = new ExtractionBudget(limits, source.sizeBytes);
+  const plans: MemberPlan[] = [];
+  const seen = new Set<string>();
+  await eachFileEntry(source, async (member, entry) => {
+    if (seen.has(member)) {
+      throw new ArchiveRejectedError('duplicate name', member, 'two members would be one key with two contents');
+    }
+    seen.add(member);
+    budget.countMember(member);
+    const hash = createHash('sha256');
+    let sizeBytes = 0;
+    let crc = 0;
+    for await (const chunk of await entry.open()) {
+      const bytes = chunk as Buffer;
+      sizeBytes += bytes.length;
+      budget.countBytes(member, bytes.length, sizeBytes);
+      hash.update(bytes);
+      if (entry.crc32 !== undefined) crc = crc32(bytes, crc);
+    }
+    // yauzl checks a zip entry's length, not its CRC (zlib checks gzip's): a bit flipped in stored data.
+    if (entry.crc32 !== undefined && crc !== entry.crc32) {
+      throw new ArchiveRejectedError('crc', member, `content CRC-32 ${hex(crc)}, the zip declares ${hex(entry.crc32)}`);
+    }
+    plans.push({ member, sha256: hash.digest('hex'), sizeBytes });
+  });
+  return plans;
+}
+
+/**
+ * Calls `visit` for every file member in archive order, with its cleaned path; directories and metadata
+ * entries are passed over, a rejected entry (a link, a device, an encrypted member) throws. `visit` must
+ * read the entry to its end or skip it. The reader is closed however the walk ends.
+ * @throws ArchiveRejectedError (a structure error names the member being read); I/O errors as they are.
+ */
+export async function eachFileEntry(
+  source: ArchiveSource,
+  visit: (member: string, entry: ArchiveEntry) => Promise<void>,
+): Promise<void> {
+  const reader = await rejectingStructure(
+    () => openArchive(source.file, source.format, source.sizeBytes, source.gzMemberName),
+    undefined,
+    source.format,
+  );
+  let current: string | undefined;
+  try {
+    await rejectingStructure(
+      async () => {
+        for await (const entry of reader) {
+          current = entry.name;
+          if (entry.kind === 'rejected') throw new ArchiveRejectedError(entry.rule ?? 'unsupported entry', entry.name, 'never extracted');
+          const member = memberPath(entry.name);
+          if (entry.kind !== 'file') {
+            entry.skip();
+            continue;
+          }
+          if (member === '') throw new ArchiveRejectedError('empty name', entry.name, 'a file named only by "." and "/"');
+          current = member;
+          await visit(member, entry);
+        }
+      },
+      () => current,
+      source.format,
+    );
+  } finally {
+    reader.close();
+  }
+}
+
+/** Reads a member whole (it is at most the multipart threshold): the bytes hashed are the bytes sent. */
+export async function readWhole(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Runs `step`, turning an archive library's error (yauzl, tar-stream, zlib) into a rejection naming the
+ * member being read. A system call's error (EIO, ENOENT: it has a `syscall`) is the disk's, not the
+ * archive's: it stays as it is, to be retried.
+ */
+async function rejectingStructure<T>(
+  step: () => Promise<T>,
+  member: (() => string | undefined) | undefined,
+  format: ArchiveFormat,
+): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    if (error instanceof ArchiveRejectedError || (error as { syscall?: unknown } | null)?.syscall !== undefined) throw error;
+    throw new ArchiveRejectedError(structureRule(error, format), member?.(), describeCause(error));
+  }
+}
+
+/** The rule an operator reads for a library's structure error, from its message (none has a stable code). */
+function structureRule(error: unknown, format: ArchiveFormat): string {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/unexpected end|truncated|premature close/i.test(message)) return 'truncated';
+  if (/incorrect data check|crc/i.test(message)) return 'crc';
+  if (/expected \d+\. got|too many bytes|too few bytes|exceeds|size/i.test(message)) return 'declared size';
+  // zlib reads on after a gzip member's trailer: what follows must be another member, and is not.
+  if ((format === 'gz' || format === 'tar.gz') && /incorrect header check|unknown compression method/i.test(message)) {
+    return 'trailing bytes';
+  }
+  return `${format} structure`;
+}
+
+function hex(value: number): string {
+  return value.toString(16).padStart(8, '0');
+}

@@ -1,0 +1,218 @@
+import { pipeline, Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { extract as tarExtract, type Header as TarHeaders } from 'tar-stream';
+import yauzl from 'yauzl';
+import { ArchiveRejectedError } from '../errors.js';
+import type { SourceFile } from '../source/source-fs.js';
+import type { ArchiveFormat } from './classify.js';
+
+/** An entry of an archive, in the archive's order. Read `open()` to its end, or `skip()`, before the next. */
+export interface ArchiveEntry {
+  /** The name the archive gives it, decoded (zip: UTF-8 when flagged, CP437 otherwise; tar: UTF-8). */
+  readonly name: string;
+  /** `file` stores an object; `directory` and `metadata` store nothing; `rejected` rejects the archive. */
+  readonly kind: 'file' | 'directory' | 'metadata' | 'rejected';
+  /** Why a `rejected` entry is (a symlink, a device…), as the rule an operator reads. */
+  readonly rule?: string;
+  /** The CRC-32 the zip's central directory declares for the content; checked against the bytes. */
+  readonly crc32?: number;
+  open(): Promise<Readable>;
+  skip(): void;
+}
+
+/** The streams an open archive reader holds: closing it ends them, whether or not every entry was read. */
+export interface ArchiveReader extends AsyncIterable<ArchiveEntry> {
+  close(): void;
+}
+
+/**
+ * Streams the entries of an archive held open as `file` (size `sizeBytes`), one at a time: memory stays
+ * bounded by one chunk, whatever the archive holds. A zip is read by random access (yauzl, central
+ * directory first); a tar front to back (tar-stream, behind zlib for tar.gz); a gz is its one member.
+ * Structure errors surface as the iteration's or the entry stream's error (the caller names the member).
+ * @param gzMemberName the name of a gz's single member (the file name without `.gz`).
+ */
+export async function openArchive(file: SourceFile, format: ArchiveFormat, sizeBytes: number, gzMemberName: string): Promise<ArchiveReader> {
+  if (format === 'zip') return openZip(file, sizeBytes);
+  if (format === 'gz') return singleMember(gzMemberName, () => gunzipped(file));
+  return openTar(format === 'tar.gz' ? gunzipped(file) : file.stream());
+}
+
+function gunzipped(file: SourceFile): Readable {
+  // pipeline(): an error on either side (EIO, a corrupt deflate stream) reaches the reader of the output.
+  return pipeline(file.stream(), createGunzip(), () => undefined);
+}
+
+function singleMember(name: string, open: () => Readable): ArchiveReader {
+  let opened: Readable | undefined;
+  const entry: ArchiveEntry = {
+    name,
+    kind: 'file',
+    open: () => Promise.resolve((opened = open())),
+    skip: () => undefined,
+  };
+  return {
+    [Symbol.asyncIterator]: () => Readable.from([entry])[Symbol.asyncIterator]() as AsyncIterator<ArchiveEntry>,
+    close: () => opened?.destroy(),
+  };
+}
+
+function openTar(input: Readable): ArchiveReader {
+  const extractor = tarExtract();
+  // An error of the input (a gzip CRC, EIO) must end the iteration, not leave it waiting for the next entry.
+  pipeline(input, extractor, () => undefined);
+  return {
+    async *[Symbol.asyncIterator]() {
+      for await (const entry of extractor) {
+        const header: TarHeaders = entry.header;
+        yield {
+          name: header.name,
+          ...tarKind(header),
+          open: () => Promise.resolve(entry as unknown as Readable),
+          skip: () => entry.resume(),
+        };
+      }
+    },
+    close: () => {
+      input.destroy();
+      extractor.destroy();
+    },
+  };
+}
+
+/** DESIGN.md, "Archive safety": links and special files are never extracted, so never stored. */
+function tarKind(header: TarHeaders): Pick<ArchiveEntry, 'kind' | 'rule'> {
+  // tar-stream yields every type it parses; its typings list only the common ones.
+  switch (header.type as string | null) {
+    case 'file':
+    case 'contiguous-file':
+      return { kind: 'file' };
+    case 'directory':
+      return { kind: 'directory' };
+    case 'pax-global-header':
+      return { kind: 'metadata' };
+    case 'symlink':
+      return { kind: 'rejected', rule: `symlink member (to ${JSON.stringify(header.linkname ?? '')})` };
+    case 'link':
+      return { kind: 'rejected', rule: `hardlink member (to ${JSON.stringify(header.linkname ?? '')})` };
+    case 'character-device':
+    case 'block-device':
+    case 'fifo':
+      return { kind: 'rejected', rule: `${header.type} member` };
+    default:
+      return { kind: 'rejected', rule: `unsupported tar entry type ${String(header.type)}` };
+  }
+}
+
+/** yauzl reads through our descriptor: the bytes classified and hashed are the bytes extracted. */
+class SourceFileReader extends yauzl.RandomAccessReader {
+  constructor(private readonly file: SourceFile) {
+    super();
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    return this.file.stream({ start, end });
+  }
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+
+async function openZip(file: SourceFile, sizeBytes: number): Promise<ArchiveReader> {
+  const zip = await yauzl.fromRandomAccessReaderPromise(new SourceFileReader(file), sizeBytes, {
+    lazyEntries: true,
+    autoClose: false,
+    decodeStrings: true,
+    // A stream that inflates to more or fewer bytes than the zip declares is a structure error.
+    validateEntrySizes: true,
+    // Names are checked by memberPath(), with rules that name the member.
+    strictFileNames: false,
+  });
+  const open = new Set<Readable>();
+  return {
+    async *[Symbol.asyncIterator]() {
+      for await (const entry of zip.eachEntry()) {
+        yield {
+          name: entry.fileName,
+          ...zipKind(entry),
+          crc32: entry.crc32,
+          async open() {
+            const stream = await zip.openReadStreamPromise(entry);
+            open.add(stream);
+            stream.once('close', () => open.delete(stream));
+            return stream;
+          },
+          skip: () => undefined,
+        };
+      }
+    },
+    close: () => {
+      for (const stream of open) stream.destroy();
+      zip.close();
+    },
+  };
+}
+
+function zipKind(entry: yauzl.Entry): Pick<ArchiveEntry, 'kind' | 'rule'> {
+  if (entry.isEncrypted()) return { kind: 'rejected', rule: 'encrypted member' };
+  // Unix mode bits, when the zip was made on Unix (version made by, high byte 3): links and devices too.
+  const mode = entry.versionMadeBy >> 8 === 3 ? (entry.externalFileAttributes >>> 16) & S_IFMT : 0;
+  if (mode === S_IFLNK) return { kind: 'rejected', rule: 'symlink member' };
+  if (entry.fileName.endsWith('/') || mode === S_IFDIR) return { kind: 'directory' };
+  if (mode !== 0 && mode !== S_IFREG) return { kind: 'rejected', rule: `special file member (mode ${mode.toString(8)})` };
+  if (!entry.canDecodeFileData()) {
+    return { kind: 'rejected', rule: `unsupported compression method ${entry.compressionMethod}` };
+  }
+  return { kind: 'file' };
+}
+
+/** Where a zip entry's bytes lie: local header offset and compressed size, from the central directory. */
+export interface ZipSpan {
+  readonly name: string;
+  readonly offset: number;
+  readonly compressedSize: number;
+}
+
+/** The fixed part of a zip local file header: no entry's data starts closer than this to its header. */
+const LOCAL_HEADER_BYTES = 30;
+
+/**
+ * Entries whose bytes overlap (several central directory entries sharing one local file, or one entry's
+ * data running into the next's header) are how a zip makes its declared sizes lie: a few kilobytes that
+ * inflate to gigabytes (Fifield's non-recursive zip bomb). Pure. @throws ArchiveRejectedError naming both.
+ */
+export function assertNoOverlap(spans: ZipSpan[]): void {
+  const sorted = [...spans].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    const before = sorted[i - 1]!;
+    const next = sorted[i]!;
+    if (next.offset < before.offset + LOCAL_HEADER_BYTES + before.compressedSize) {
+      throw new ArchiveRejectedError(
+        'overlapping entries',
+        next.name,
+        `its bytes overlap those of ${JSON.stringify(before.name)} (offsets ${before.offset} and ${next.offset})`,
+      );
+    }
+  }
+}
+
+/** Every zip entry's span, read from the central directory alone (nothing is inflated). */
+export async function zipSpans(file: SourceFile, sizeBytes: number): Promise<ZipSpan[]> {
+  const zip = await yauzl.fromRandomAccessReaderPromise(new SourceFileReader(file), sizeBytes, {
+    lazyEntries: true,
+    autoClose: false,
+    decodeStrings: true,
+    strictFileNames: false,
+  });
+  try {
+    const spans: ZipSpan[] = [];
+    for await (const entry of zip.eachEntry()) {
+      spans.push({ name: entry.fileName, offset: entry.relativeOffsetOfLocalHeader, compressedSize: entry.compressedSize });
+    }
+    return spans;
+  } finally {
+    zip.close();
+  }
+}

@@ -1,0 +1,135 @@
+import path from 'node:path';
+import { pipeline, type Readable } from 'node:stream';
+import { SourceChangedError, StoreError } from '../errors.js';
+import type { ArchiveFormat } from '../extract/classify.js';
+import { eachFileEntry, inspectArchive, readWhole, type ArchiveSource } from '../extract/members.js';
+import type { ArchivedObject, PlannedObject } from '../ledger/ledger.js';
+import { assertNoWriter, finish, reserveKeys, type Finished, type HeldFile } from './archive-file.js';
+import { archiveStem, memberKeyFor, objectKeyFor, objectMetadata } from './key-layout.js';
+import { storeObject, verifyingHash } from './store-object.js';
+
+/**
+ * Stores an archive as its members (DESIGN.md, "S3 key layout"), in two passes over the open file. The
+ * first decompresses and hashes every member and applies every safety rule, writing nothing (a rejected
+ * archive publishes nothing); the second stores each member through the write gate and records it in the
+ * ledger at once, so a crash resumes at the first member not recorded and writes none twice. The archive
+ * is archived only when every member is. Decompressing twice costs CPU, never memory or a temp copy.
+ * @throws ArchiveRejectedError, KeyConflictError (the caller quarantines); StoreError, SourceChangedError.
+ */
+export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Promise<Finished> {
+  const { claim, target, file, before, deps, log } = held;
+  const fileName = path.posix.basename(claim.relPath);
+  const source: ArchiveSource = { file, format, sizeBytes: before.sizeBytes, gzMemberName: archiveStem(fileName, 'gz') };
+  const members = await inspectArchive(source, deps.settings.archiveLimits);
+  assertNoWriter(held);
+  const sha256 = await file.sha256();
+  const planned: PlannedObject[] = members.map((m) => ({
+    member: m.member,
+    bucket: target.bucket,
+    key: memberKeyFor(target.prefix, claim.relPath, format, m.member),
+    sha256: m.sha256,
+    sizeBytes: m.sizeBytes,
+  }));
+  // An archive without members is stored whole: nothing else would show it ever arrived.
+  const keepOriginal = target.keepArchive || members.length === 0;
+  const originalKey = objectKeyFor(target.prefix, claim.relPath);
+  // A gz not named `.gz` has its member under its own name: that object is the original's content already.
+  const original = keepOriginal && !planned.some((p) => p.key === originalKey)
+    ? { member: undefined, bucket: target.bucket, key: originalKey, sha256, sizeBytes: before.sizeBytes }
+    : undefined;
+  reserveKeys(held, original ? [...planned, original] : planned);
+
+  const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
+  const sameAsPrevious = previous?.sha256 === sha256;
+  const recorded = deps.ledger.recordedObjects(claim.id);
+  const byMember = new Map(planned.map((p) => [p.member!, p]));
+  const tally = { stored: 0, foundByHead: 0, resumed: 0, bytes: 0 };
+  const count = (object: ArchivedObject): void => {
+    if (object.foundByHead) tally.foundByHead += 1;
+    else tally.bytes += object.sizeBytes;
+    tally.stored += 1;
+  };
+
+  await eachFileEntry(source, async (member, entry) => {
+    const plan = byMember.get(member);
+    if (!plan) throw new SourceChangedError(claim.relPath, `member ${JSON.stringify(member)} was not there when validated`);
+    if (recorded.get(plan.key)?.sha256 === plan.sha256) {
+      // Stored before a crash or a retry: recorded, so never written again.
+      tally.resumed += 1;
+      entry.skip();
+      return;
+    }
+    const inMemory = plan.sizeBytes <= deps.settings.multipartThresholdBytes;
+    const body = inMemory ? await wholeMember(await entry.open(), plan, claim.relPath) : onceStream(await entry.open(), plan, claim.relPath);
+    const object = await storeObject(
+      {
+        bucket: plan.bucket,
+        key: plan.key,
+        body,
+        sizeBytes: plan.sizeBytes,
+        sha256: plan.sha256,
+        metadata: objectMetadata({ relPath: claim.relPath, sha256: plan.sha256, sourceSha256: sha256, mtimeMs: before.mtimeMs, member }),
+        headFirst: sameAsPrevious,
+      },
+      held.storeDeps,
+    );
+    deps.ledger.recordObject(claim, object, member);
+    count(object);
+    deps.checkpoint?.('after-member');
+  });
+  if (original && recorded.get(original.key)?.sha256 !== sha256) {
+    const inMemory = before.sizeBytes <= deps.settings.multipartThresholdBytes;
+    const object = await storeObject(
+      {
+        bucket: original.bucket,
+        key: original.key,
+        body: inMemory ? await file.readAll(before.sizeBytes) : () => pipeline(file.stream(), verifyingHash(sha256, claim.relPath), () => undefined),
+        sizeBytes: before.sizeBytes,
+        sha256,
+        metadata: objectMetadata({ relPath: claim.relPath, sha256, sourceSha256: sha256, mtimeMs: before.mtimeMs }),
+        headFirst: sameAsPrevious,
+      },
+      held.storeDeps,
+    );
+    deps.ledger.recordObject(claim, object, undefined);
+    count(object);
+  }
+  await held.stillCurrent();
+
+  const objects = planned.length + (original ? 1 : 0);
+  const fields = { format, members: members.length, objects, ...tally };
+  if (sameAsPrevious && tally.resumed === 0 && tally.foundByHead === objects) {
+    finish(held, sha256, { kind: 'duplicate', duplicateOf: previous.id });
+    return { state: 'duplicate', fields: { ...fields, duplicateOf: previous.id } };
+  }
+  finish(held, sha256, { kind: 'members', count: objects, foundByHead: tally.foundByHead });
+  if (members.length === 0) log.warn({ format }, 'archive has no members: stored as it is');
+  return { state: 'archived', fields };
+}
+
+/** A member small enough to send from memory, checked against the validating pass's hash. */
+async function wholeMember(stream: Readable, plan: PlannedObject, relPath: string): Promise<Buffer> {
+  const bytes = await readWhole(stream);
+  const check = verifyingHash(plan.sha256, relPath);
+  await new Promise<void>((resolve, reject) => {
+    check.on('error', reject).on('finish', resolve).resume();
+    check.end(bytes);
+  });
+  return bytes;
+}
+
+/**
+ * A large member streams from the archive once, through a hash check that aborts the upload on a
+ * mismatch. A second call (a write that lost a race for its key and must be sent again) cannot re-read a
+ * tar's stream: it fails as a retry, and the next attempt's HEAD finds what S3 holds.
+ */
+function onceStream(stream: Readable, plan: PlannedObject, relPath: string): () => Readable {
+  let used = false;
+  return () => {
+    if (used) {
+      throw new StoreError('put', plan.key, true, { cause: new Error('a member streamed from its archive cannot be sent twice in one attempt') });
+    }
+    used = true;
+    return pipeline(stream, verifyingHash(plan.sha256, relPath), () => undefined);
+  };
+}
