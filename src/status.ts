@@ -65,7 +65,8 @@ export function formatStory(story: FileStory): string {
       lines.push(`  ${new Date(h.at).toISOString()}  ${h.fromState ?? '-'} -> ${h.toState}  ${h.detail ?? ''}`);
     }
     for (const o of story.objects.filter((entry) => entry.fileId === generation.id)) {
-      lines.push(`  object s3://${o.bucket}/${o.key} version ${o.versionId ?? '-'} etag ${o.etag ?? '-'}`);
+      const what = o.member === null ? 'object' : `member ${o.member} ->`;
+      lines.push(`  ${what} s3://${o.bucket}/${o.key} ${o.sizeBytes} bytes version ${o.versionId ?? '-'} etag ${o.etag ?? '-'}`);
     }
   }
   return lines.join('\n');

@@ -39,15 +39,21 @@ export class ExtractionBudget {
     }
   }
 
-  /**
-   * `bytes` more of member `name` were decompressed, `memberBytes` of it so far.
-   * @throws ArchiveRejectedError past max_member_bytes, max_total_bytes or max_ratio.
-   */
-  countBytes(name: string, bytes: number, memberBytes: number): void {
-    this.totalBytes += bytes;
+  /** Member `name` has produced `memberBytes` so far. @throws ArchiveRejectedError past max_member_bytes. */
+  countMemberBytes(name: string, memberBytes: number): void {
     if (memberBytes > this.limits.maxMemberBytes) {
       throw new ArchiveRejectedError('max_member_bytes', name, `expands to more than ${this.limits.maxMemberBytes} bytes`);
     }
+  }
+
+  /**
+   * `bytes` more were decompressed: a zip member's, or a gzip stream's (for tar.gz that is the whole tar,
+   * headers and what follows its end included, so a bomb hidden after the last member is counted too).
+   * @param name the member being read, if any, for the message.
+   * @throws ArchiveRejectedError past max_total_bytes or max_ratio.
+   */
+  countExpanded(name: string | undefined, bytes: number): void {
+    this.totalBytes += bytes;
     if (this.totalBytes > this.limits.maxTotalBytes) {
       throw new ArchiveRejectedError('max_total_bytes', name, `the archive expands to more than ${this.limits.maxTotalBytes} bytes`);
     }

@@ -44,7 +44,13 @@ export async function inspectArchive(source: ArchiveSource, limits: ArchiveLimit
   const budget = new ExtractionBudget(limits, source.sizeBytes);
   const plans: MemberPlan[] = [];
   const seen = new Set<string>();
-  await eachFileEntry(source, async (member, entry) => {
+  // Behind gzip, what zlib produces is counted (the whole tar, padding and trailing blocks too); a zip's
+  // and a plain tar's expansion is its members' bytes.
+  const gzipped = source.format === 'gz' || source.format === 'tar.gz';
+  let current: string | undefined;
+  const onInflated = (bytes: number): void => budget.countExpanded(current, bytes);
+  await eachFileEntry(source, onInflated, async (member, entry) => {
+    current = member;
     if (seen.has(member)) {
       throw new ArchiveRejectedError('duplicate name', member, 'two members would be one key with two contents');
     }
@@ -56,7 +62,8 @@ export async function inspectArchive(source: ArchiveSource, limits: ArchiveLimit
     for await (const chunk of await entry.open()) {
       const bytes = chunk as Buffer;
       sizeBytes += bytes.length;
-      budget.countBytes(member, bytes.length, sizeBytes);
+      budget.countMemberBytes(member, sizeBytes);
+      if (!gzipped) budget.countExpanded(member, bytes.length);
       hash.update(bytes);
       if (entry.crc32 !== undefined) crc = crc32(bytes, crc);
     }
@@ -70,17 +77,19 @@ export async function inspectArchive(source: ArchiveSource, limits: ArchiveLimit
 }
 
 /**
- * Calls `visit` for every file member in archive order, with its cleaned path; directories and metadata
+ * Calls `visit` for every file member in archive order, with its cleaned path (and `onInflated` for every
+ * chunk a gzip stream produces); directories and metadata
  * entries are passed over, a rejected entry (a link, a device, an encrypted member) throws. `visit` must
  * read the entry to its end or skip it. The reader is closed however the walk ends.
  * @throws ArchiveRejectedError (a structure error names the member being read); I/O errors as they are.
  */
 export async function eachFileEntry(
   source: ArchiveSource,
+  onInflated: ((bytes: number) => void) | undefined,
   visit: (member: string, entry: ArchiveEntry) => Promise<void>,
 ): Promise<void> {
   const reader = await rejectingStructure(
-    () => openArchive(source.file, source.format, source.sizeBytes, source.gzMemberName),
+    () => openArchive(source.file, source.format, source.sizeBytes, source.gzMemberName, onInflated),
     undefined,
     source.format,
   );
@@ -137,7 +146,8 @@ async function rejectingStructure<T>(
 /** The rule an operator reads for a library's structure error, from its message (none has a stable code). */
 function structureRule(error: unknown, format: ArchiveFormat): string {
   const message = error instanceof Error ? error.message : String(error);
-  if (/unexpected end|truncated|premature close/i.test(message)) return 'truncated';
+  // A zip cut short loses its end of central directory record first.
+  if (/unexpected end|truncated|premature close|end of central directory record signature not found/i.test(message)) return 'truncated';
   if (/incorrect data check|crc/i.test(message)) return 'crc';
   if (/expected \d+\. got|too many bytes|too few bytes|exceeds|size/i.test(message)) return 'declared size';
   // zlib reads on after a gzip member's trailer: what follows must be another member, and is not.

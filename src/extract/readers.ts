@@ -1,4 +1,4 @@
-import { pipeline, Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { extract as tarExtract, type Header as TarHeaders } from 'tar-stream';
 import yauzl from 'yauzl';
@@ -32,15 +32,32 @@ export interface ArchiveReader extends AsyncIterable<ArchiveEntry> {
  * Structure errors surface as the iteration's or the entry stream's error (the caller names the member).
  * @param gzMemberName the name of a gz's single member (the file name without `.gz`).
  */
-export async function openArchive(file: SourceFile, format: ArchiveFormat, sizeBytes: number, gzMemberName: string): Promise<ArchiveReader> {
+export async function openArchive(
+  file: SourceFile,
+  format: ArchiveFormat,
+  sizeBytes: number,
+  gzMemberName: string,
+  onInflated: (bytes: number) => void = () => undefined,
+): Promise<ArchiveReader> {
   if (format === 'zip') return openZip(file, sizeBytes);
-  if (format === 'gz') return singleMember(gzMemberName, () => gunzipped(file));
-  return openTar(format === 'tar.gz' ? gunzipped(file) : file.stream());
+  if (format === 'gz') return singleMember(gzMemberName, () => gunzipped(file, onInflated));
+  return openTar(format === 'tar.gz' ? gunzipped(file, onInflated) : file.stream());
 }
 
-function gunzipped(file: SourceFile): Readable {
-  // pipeline(): an error on either side (EIO, a corrupt deflate stream) reaches the reader of the output.
-  return pipeline(file.stream(), createGunzip(), () => undefined);
+/** @param onInflated told of every chunk zlib produces, before tar-stream parses it (may throw to stop). */
+function gunzipped(file: SourceFile, onInflated: (bytes: number) => void): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      try {
+        onInflated(chunk.length);
+        callback(null, chunk);
+      } catch (error) {
+        callback(error as Error);
+      }
+    },
+  });
+  // pipeline(): an error anywhere (EIO, a corrupt deflate stream, a limit) reaches the reader of the output.
+  return pipeline(file.stream(), createGunzip(), counter, () => undefined);
 }
 
 function singleMember(name: string, open: () => Readable): ArchiveReader {

@@ -50,7 +50,7 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
     tally.stored += 1;
   };
 
-  await eachFileEntry(source, async (member, entry) => {
+  await eachFileEntry(source, undefined, async (member, entry) => {
     const plan = byMember.get(member);
     if (!plan) throw new SourceChangedError(claim.relPath, `member ${JSON.stringify(member)} was not there when validated`);
     if (recorded.get(plan.key)?.sha256 === plan.sha256) {

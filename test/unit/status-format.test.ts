@@ -153,7 +153,7 @@ void describe('formatStory', () => {
         '  2024-03-01T12:00:00.000Z  - -> pending  observed by watcher',
         '  2024-03-01T12:00:01.000Z  pending -> working  ',
         '  2024-03-01T12:00:02.000Z  working -> archived  ',
-        '  object s3://archive/in/a/report.csv version v1 etag "etag1"',
+        '  object s3://archive/in/a/report.csv 1234 bytes version v1 etag "etag1"',
         '/srv/sftp/in/a/report.csv generation 2: pending (2000 bytes, sha256 unknown, attempts 0)',
         '  2024-03-01T12:01:00.000Z  - -> pending  ',
       ].join('\n'),
@@ -166,6 +166,20 @@ void describe('formatStory', () => {
       history: [],
       objects: [object(1, { versionId: undefined, etag: undefined })],
     };
-    assert.match(formatStory(story), /object s3:\/\/archive\/in\/a\/report\.csv version - etag -$/m);
+    assert.match(formatStory(story), /object s3:\/\/archive\/in\/a\/report\.csv 1234 bytes version - etag -$/m);
+  });
+
+  void test('an archive lists each member with its key, size and version id', () => {
+    const story: FileStory = {
+      generations: [row({ relPath: 'a/e.zip', state: 'archived' })],
+      history: [],
+      objects: [
+        object(1, { member: 'x.csv', key: 'in/a/e/x.csv', sizeBytes: 10, versionId: 'v7' }),
+        object(1, { member: 'y/z.csv', key: 'in/a/e/y/z.csv', sizeBytes: 20, versionId: 'v8' }),
+      ],
+    };
+    const text = formatStory(story);
+    assert.match(text, /^ {2}member x\.csv -> s3:\/\/archive\/in\/a\/e\/x\.csv 10 bytes version v7 /m);
+    assert.match(text, /^ {2}member y\/z\.csv -> s3:\/\/archive\/in\/a\/e\/y\/z\.csv 20 bytes version v8 /m);
   });
 });
