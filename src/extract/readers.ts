@@ -40,12 +40,18 @@ export async function openArchive(
   onInflated: (bytes: number) => void = () => undefined,
 ): Promise<ArchiveReader> {
   if (format === 'zip') return openZip(file, sizeBytes);
-  if (format === 'gz') return singleMember(gzMemberName, () => gunzipped(file, onInflated));
-  return openTar(format === 'tar.gz' ? gunzipped(file, onInflated) : file.stream());
+  if (format === 'gz') return singleMember(gzMemberName, () => gunzipped(file, sizeBytes, gzMemberName, onInflated));
+  return openTar(format === 'tar.gz' ? gunzipped(file, sizeBytes, undefined, onInflated) : file.stream());
 }
 
-/** @param onInflated told of every chunk zlib produces, before tar-stream parses it (may throw to stop). */
-function gunzipped(file: SourceFile, onInflated: (bytes: number) => void): Readable {
+/**
+ * The content of a gzip file: every member, as gunzip reads them. zlib fails on bytes after a member that
+ * do not start another one, except when they start with a zero byte: it stops there and ignores the rest.
+ * Those count as trailing bytes too (they are not another member), found by the input zlib consumed.
+ * @param onInflated told of every chunk zlib produces, before tar-stream parses it (may throw to stop).
+ */
+function gunzipped(file: SourceFile, sizeBytes: number, member: string | undefined, onInflated: (bytes: number) => void): Readable {
+  const gunzip = createGunzip();
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       try {
@@ -55,9 +61,13 @@ function gunzipped(file: SourceFile, onInflated: (bytes: number) => void): Reada
         callback(error as Error);
       }
     },
+    flush(callback) {
+      const ignored = sizeBytes - gunzip.bytesWritten;
+      callback(ignored > 0 ? new ArchiveRejectedError('trailing bytes', member, `${ignored} bytes after the last gzip member are not another member`) : null);
+    },
   });
   // pipeline(): an error anywhere (EIO, a corrupt deflate stream, a limit) reaches the reader of the output.
-  return pipeline(file.stream(), createGunzip(), counter, () => undefined);
+  return pipeline(file.stream(), gunzip, counter, () => undefined);
 }
 
 function singleMember(name: string, open: () => Readable): ArchiveReader {
@@ -141,19 +151,20 @@ async function openZip(file: SourceFile, sizeBytes: number): Promise<ArchiveRead
   const zip = await yauzl.fromRandomAccessReaderPromise(new SourceFileReader(file), sizeBytes, {
     lazyEntries: true,
     autoClose: false,
-    decodeStrings: true,
+    // Names are decoded by zipName() and checked by memberPath(), with rules that name the member: yauzl's own
+    // check fails a whole listing with a bare message, and its lenient mode turns backslashes into slashes.
+    decodeStrings: false,
     // A stream that inflates to more or fewer bytes than the zip declares is a structure error.
     validateEntrySizes: true,
-    // Names are checked by memberPath(), with rules that name the member.
-    strictFileNames: false,
   });
   const open = new Set<Readable>();
   return {
     async *[Symbol.asyncIterator]() {
       for await (const entry of zip.eachEntry()) {
+        const name = zipName(entry);
         yield {
-          name: entry.fileName,
-          ...zipKind(entry),
+          name,
+          ...zipKind(entry, name),
           crc32: entry.crc32,
           async open() {
             const stream = await zip.openReadStreamPromise(entry);
@@ -172,12 +183,20 @@ async function openZip(file: SourceFile, sizeBytes: number): Promise<ArchiveRead
   };
 }
 
-function zipKind(entry: yauzl.Entry): Pick<ArchiveEntry, 'kind' | 'rule'> {
+/**
+ * An entry's name as its writer meant it: UTF-8 when general purpose bit 11 says so (or an Info-ZIP Unicode
+ * Path extra field gives one), CP437 otherwise, as the zip specification says; backslashes kept as they are.
+ */
+function zipName(entry: yauzl.Entry): string {
+  return yauzl.getFileNameLowLevel(entry.generalPurposeBitFlag, entry.fileNameRaw, entry.extraFields, true);
+}
+
+function zipKind(entry: yauzl.Entry, name: string): Pick<ArchiveEntry, 'kind' | 'rule'> {
   if (entry.isEncrypted()) return { kind: 'rejected', rule: 'encrypted member' };
   // Unix mode bits, when the zip was made on Unix (version made by, high byte 3): links and devices too.
   const mode = entry.versionMadeBy >> 8 === 3 ? (entry.externalFileAttributes >>> 16) & S_IFMT : 0;
   if (mode === S_IFLNK) return { kind: 'rejected', rule: 'symlink member' };
-  if (entry.fileName.endsWith('/') || mode === S_IFDIR) return { kind: 'directory' };
+  if (name.endsWith('/') || mode === S_IFDIR) return { kind: 'directory' };
   if (mode !== 0 && mode !== S_IFREG) return { kind: 'rejected', rule: `special file member (mode ${mode.toString(8)})` };
   if (!entry.canDecodeFileData()) {
     return { kind: 'rejected', rule: `unsupported compression method ${entry.compressionMethod}` };
@@ -220,13 +239,12 @@ export async function zipSpans(file: SourceFile, sizeBytes: number): Promise<Zip
   const zip = await yauzl.fromRandomAccessReaderPromise(new SourceFileReader(file), sizeBytes, {
     lazyEntries: true,
     autoClose: false,
-    decodeStrings: true,
-    strictFileNames: false,
+    decodeStrings: false,
   });
   try {
     const spans: ZipSpan[] = [];
     for await (const entry of zip.eachEntry()) {
-      spans.push({ name: entry.fileName, offset: entry.relativeOffsetOfLocalHeader, compressedSize: entry.compressedSize });
+      spans.push({ name: zipName(entry), offset: entry.relativeOffsetOfLocalHeader, compressedSize: entry.compressedSize });
     }
     return spans;
   } finally {
