@@ -4,7 +4,8 @@
  *  - throughput for a burst of 2000 x 4 KB files through `bin/sftppush watch`,
  *  - the same 2000 objects PUT by a plain @aws-sdk loop at the same concurrency (moto's ceiling),
  *  - a no-change `sftppush reconcile` over 100,000 files in 1,000 directories (ledger seeded as archived), seconds
- *    and peak RSS, next to `find DIR -type f -printf '%s %T@\n'` on the same tree.
+ *    and peak RSS, next to `find DIR -type f -printf '%s %T@\n'` on the same tree,
+ *  - a 200 MB tar.gz and a 200 MB zip of 1 MB members, next to tar/unzip + aws s3 cp (bench/archives.ts).
  * Writes BENCHMARKS.md. Run: `make build && npm run bench` (or `node dist/bench/run.js [--files N]`).
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -15,6 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MIGRATIONS_DIR } from '../src/app.js';
+import { measureArchives } from './archives.js';
 import { Ledger } from '../src/ledger/ledger.js';
 import { statOf } from '../test/support/fixtures.js';
 import { MOTO_ENV, startMoto, type MotoServer } from '../test/support/moto.js';
@@ -25,7 +27,7 @@ const FILE_BYTES = 4096;
 const LATENCY_FILES = 200;
 const BURST_FILES = Number(process.argv[process.argv.indexOf('--files') + 1]) || 2000;
 
-interface Row {
+export interface Row {
   measure: string;
   value: string;
   detail: string;
@@ -101,18 +103,23 @@ const TREE_FILES_PER_DIR = 100;
  * request to a pipe this process drains: a spawnSync stalls moto once that pipe is full).
  * @returns its exit code, stdout and stderr.
  */
-async function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function run(
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  const code = await new Promise<number | null>((resolve, reject) => child.once('close', resolve).once('error', reject));
   return { code, stdout, stderr };
 }
 
 /** Wall seconds and peak RSS (MB) of a command, by GNU time. */
-async function timed(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; rssMb: number }> {
+export async function timed(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; rssMb: number }> {
   const result = await run('/usr/bin/time', ['-f', '%e %M', command, ...args], env);
   if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
   const [seconds = 'NaN', kb = 'NaN'] = result.stderr.trim().split('\n').at(-1)!.split(' ');
@@ -220,6 +227,7 @@ async function main(): Promise<void> {
     rows.push(await measurePlainPutLoop(moto, service.bucket, 'after sftppush'));
     rows.push(...(await measureNoChangeReconcile(service)));
     rows.push(...(await measureBackfill(service, moto)));
+    rows.push(...(await measureArchives(service, moto)));
     const table = renderTable(rows);
     const machine = `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, moto_server on 127.0.0.1`;
     writeFileSync(

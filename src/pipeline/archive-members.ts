@@ -50,17 +50,10 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
     tally.stored += 1;
   };
 
-  await eachFileEntry(source, undefined, async (member, entry) => {
-    const plan = byMember.get(member);
-    if (!plan) throw new SourceChangedError(claim.relPath, `member ${JSON.stringify(member)} was not there when validated`);
-    if (recorded.get(plan.key)?.sha256 === plan.sha256) {
-      // Stored before a crash or a retry: recorded, so never written again.
-      tally.resumed += 1;
-      entry.skip();
-      return;
-    }
-    const inMemory = plan.sizeBytes <= deps.settings.multipartThresholdBytes;
-    const body = inMemory ? await wholeMember(await entry.open(), plan, claim.relPath) : onceStream(await entry.open(), plan, claim.relPath);
+  // Small members are sent a few at a time (S3 round trips, not zlib, are what an archive of small members
+  // waits on); the window is bounded in members and bytes, so memory stays a few members whatever the archive.
+  const window = new UploadWindow(MEMBERS_IN_FLIGHT, deps.settings.multipartThresholdBytes * 2);
+  const storeMember = async (member: string, plan: PlannedObject, body: Buffer | (() => Readable)): Promise<void> => {
     const object = await storeObject(
       {
         bucket: plan.bucket,
@@ -76,7 +69,31 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
     deps.ledger.recordObject(claim, object, member);
     count(object);
     deps.checkpoint?.('after-member');
-  });
+  };
+  try {
+    await eachFileEntry(source, undefined, async (member, entry) => {
+      const plan = byMember.get(member);
+      if (!plan) throw new SourceChangedError(claim.relPath, `member ${JSON.stringify(member)} was not there when validated`);
+      if (recorded.get(plan.key)?.sha256 === plan.sha256) {
+        // Stored before a crash or a retry: recorded, so never written again.
+        tally.resumed += 1;
+        entry.skip();
+        return;
+      }
+      if (plan.sizeBytes <= deps.settings.multipartThresholdBytes) {
+        const body = await wholeMember(await entry.open(), plan, claim.relPath);
+        await window.add(plan.sizeBytes, () => storeMember(member, plan, body));
+      } else {
+        // A large member streams from the archive itself: the archive waits for it.
+        await window.drain();
+        await storeMember(member, plan, onceStream(await entry.open(), plan, claim.relPath));
+      }
+    });
+  } finally {
+    // Every upload started is settled before the outcome is decided (or the file closed): none is left running.
+    await window.settle();
+  }
+  await window.drain();
   if (original && recorded.get(original.key)?.sha256 !== sha256) {
     const inMemory = before.sizeBytes <= deps.settings.multipartThresholdBytes;
     const object = await storeObject(
@@ -105,6 +122,56 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
   finish(held, sha256, { kind: 'members', count: objects, foundByHead: tally.foundByHead });
   if (members.length === 0) log.warn({ format }, 'archive has no members: stored as it is');
   return { state: 'archived', fields };
+}
+
+/** Small members being stored at once, per archive. */
+const MEMBERS_IN_FLIGHT = 4;
+
+/**
+ * Runs uploads concurrently, at most `maxTasks` at a time and `maxBytes` of bodies held; the first failure is
+ * thrown by the next add() or drain(), after which no new upload starts.
+ */
+class UploadWindow {
+  private readonly running = new Set<Promise<void>>();
+  private bytes = 0;
+  private failure: { error: unknown } | undefined;
+
+  constructor(
+    private readonly maxTasks: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  async add(sizeBytes: number, task: () => Promise<void>): Promise<void> {
+    while (this.running.size > 0 && (this.running.size >= this.maxTasks || this.bytes + sizeBytes > this.maxBytes)) {
+      await Promise.race(this.running);
+    }
+    this.rethrow();
+    this.bytes += sizeBytes;
+    const promise = task()
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      })
+      .finally(() => {
+        this.bytes -= sizeBytes;
+        this.running.delete(promise);
+      });
+    this.running.add(promise);
+  }
+
+  /** Waits for every upload; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settle();
+    this.rethrow();
+  }
+
+  /** Waits for every upload, failed or not. */
+  async settle(): Promise<void> {
+    await Promise.all(this.running);
+  }
+
+  private rethrow(): void {
+    if (this.failure) throw this.failure.error;
+  }
 }
 
 /** A member small enough to send from memory, checked against the validating pass's hash. */
