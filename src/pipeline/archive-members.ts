@@ -11,9 +11,11 @@ import { storeObject, verifyingHash } from './store-object.js';
 /**
  * Stores an archive as its members (DESIGN.md, "S3 key layout"), in two passes over the open file. The
  * first decompresses and hashes every member and applies every safety rule, writing nothing (a rejected
- * archive publishes nothing); the second stores each member through the write gate and records it in the
- * ledger at once, so a crash resumes at the first member not recorded and writes none twice. The archive
- * is archived only when every member is. Decompressing twice costs CPU, never memory or a temp copy.
+ * archive publishes nothing); the second stores each member through the write gate (a few small ones at a
+ * time) and records each in the ledger as S3 takes it. A crash resumes with the members not recorded: the
+ * recorded ones are not sent again, and the few S3 took but the ledger missed are found by their conditional
+ * write's 412 and HEAD, never written twice. The archive is archived only when every member is.
+ * Decompressing twice costs CPU, never memory or a temp copy.
  * @throws ArchiveRejectedError, KeyConflictError (the caller quarantines); StoreError, SourceChangedError.
  */
 export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Promise<Finished> {

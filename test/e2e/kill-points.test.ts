@@ -11,9 +11,10 @@ import { getObject, listVersions } from '../support/moto.js';
 import {
   motoForSuite,
   createService,
+  describeLogs,
+  exitWithin,
   isFileOutcome,
   sha256,
-  type ExitInfo,
   type LogLine,
   type RunningService,
   type Service,
@@ -52,22 +53,6 @@ function claimant(transition: Transition | undefined): string {
   return match[1];
 }
 
-function describeLogs(run: RunningService): string {
-  return `\nlog:\n  ${run.logs.slice(-20).map((line) => JSON.stringify(line)).join('\n  ')}\nstderr:\n${run.stderr}`;
-}
-
-/** The process's exit, or a failure naming what it should have done, with its log. */
-async function exitWithin(run: RunningService, deadlineMs: number, what: string): Promise<ExitInfo> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still running after ${deadlineMs} ms: ${what}${describeLogs(run)}`)), deadlineMs);
-  });
-  try {
-    return await Promise.race([run.exited, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Crash {
   readonly service: Service;

@@ -376,3 +376,21 @@ export class ExpectedBucket {
 export function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
+
+/** The last log lines and stderr of a run, for a failure message. */
+export function describeLogs(run: RunningService): string {
+  return `\nlog:\n  ${run.logs.slice(-20).map((line) => JSON.stringify(line)).join('\n  ')}\nstderr:\n${run.stderr}`;
+}
+
+/** The process's exit, or a failure naming what it should have done, with its log. */
+export async function exitWithin(run: RunningService, deadlineMs: number, what: string): Promise<ExitInfo> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${deadlineMs} ms: ${what}${describeLogs(run)}`)), deadlineMs);
+  });
+  try {
+    return await Promise.race([run.exited, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
