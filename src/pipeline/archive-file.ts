@@ -48,6 +48,8 @@ export type ArchiveLedger = Pick<
 >;
 
 export interface ArchiveSettings {
+  /** `upload.concurrency`: also how many small members of one archive are stored at once. */
+  readonly concurrency: number;
   readonly multipartThresholdBytes: number;
   readonly partSizeBytes: number;
   readonly maxBackoffSeconds: number;

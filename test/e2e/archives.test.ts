@@ -40,8 +40,8 @@ const ARCHIVE_DEADLINE_MS = 60_000;
 const MANY_DEADLINE_MS = 300_000;
 const MANY_MEMBERS = 2000;
 const KILL_AFTER = 700;
-/** archive-members.ts MEMBERS_IN_FLIGHT: small members stored at once per archive. */
-const MEMBERS_IN_FLIGHT = 4;
+/** Small members stored at once per archive: upload.concurrency (archive-members.ts). */
+const MEMBERS_IN_FLIGHT = SHIPPED.concurrency;
 
 /** `status --json PATH` objects carry more than the helper's type names. */
 type StoryObject = StoryJson['objects'][number] & { member: string | null; sizeBytes: number };
@@ -274,7 +274,7 @@ void describe('archives end to end: bin/sftppush extracts, quarantines and resum
     assert.equal(killed.logs.filter(isFileOutcome(relPath)).length, 0, 'the killed run logged no outcome for the archive');
 
     // At the kill: the row is working with exactly 700 members recorded, each the one version S3 holds at its key.
-    // archive-members.ts stores up to 4 small members at once, so up to 3 others were in flight: S3 may hold
+    // archive-members.ts stores up to upload.concurrency small members at once, so up to that many less one were in flight: S3 may hold
     // them too, unrecorded (the restart's conditional write must find them, not write them again).
     const atKill = await service.story(relPath);
     assert.deepEqual(atKill.generations.map((g) => g.state), ['working'], 'left working at the kill');

@@ -58,6 +58,7 @@ const MIB = 1024 * 1024;
 /** A worker's settings as loadConfig's defaults would build them, smaller thresholds, with `overrides`. */
 export function archiveSettings(overrides: Partial<ArchiveSettings> = {}): ArchiveSettings {
   return {
+    concurrency: 4,
     multipartThresholdBytes: 5 * MIB,
     partSizeBytes: 5 * MIB,
     maxBackoffSeconds: 60,
