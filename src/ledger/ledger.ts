@@ -271,13 +271,18 @@ export class Ledger {
    * one index range read: a rescan compares a directory's listing with it instead of querying file by file.
    */
   latestInDirectory(target: string, relDir: string): Map<string, LatestGeneration> {
+    // A rescan reads every row of the tree through here. Rows as arrays, not objects (naming each column of
+    // each row was half the cost), in index order: generations ascending, so the last row of a path is its
+    // latest and no sort is needed (EXPLAIN QUERY PLAN: SEARCH files USING INDEX files_dir, no temp b-tree).
     const rows = this.stmt(
-      `SELECT id, rel_path AS relPath, generation, state, size_bytes AS sizeBytes, mtime_ms AS mtimeMs, inode,
-       CAST(ctime_ns AS TEXT) AS ctimeNs FROM files WHERE target = ? AND dir = ? ORDER BY rel_path, generation DESC`,
-    ).all(target, relDir === '' ? '' : `${relDir}/`) as (Omit<LatestGeneration, 'ctimeNs'> & { relPath: string; ctimeNs: string | null })[];
+      `SELECT rel_path, id, generation, state, size_bytes, mtime_ms, inode, CAST(ctime_ns AS TEXT)
+       FROM files WHERE target = ? AND dir = ? ORDER BY rel_path, generation`,
+    )
+      .raw(true)
+      .all(target, relDir === '' ? '' : `${relDir}/`) as [string, number, number, FileState, number, number, number, string | null][];
     const latest = new Map<string, LatestGeneration>();
-    for (const { relPath, ...row } of rows) {
-      if (!latest.has(relPath)) latest.set(relPath, { ...row, ctimeNs: row.ctimeNs === null ? null : BigInt(row.ctimeNs) });
+    for (const [relPath, id, generation, state, sizeBytes, mtimeMs, inode, ctimeNs] of rows) {
+      latest.set(relPath, { id, generation, state, sizeBytes, mtimeMs, inode, ctimeNs: ctimeNs === null ? null : BigInt(ctimeNs) });
     }
     return latest;
   }

@@ -4,7 +4,7 @@ import type { TargetConfig } from '../config.js';
 import { describeCause, SftppushError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Observer } from '../observe/observer.js';
-import { addTally, emptyTally, scanTree, type ScanTally } from './scanner.js';
+import { emptyTally, scanTree, type ScanTally } from './scanner.js';
 
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
@@ -42,6 +42,7 @@ export class Reconciler {
   private running: Promise<ScanTally> | undefined;
   private rerunReason: string | undefined;
   private job: CronJob | undefined;
+  private passTally: ScanTally = emptyTally();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -78,6 +79,11 @@ export class Reconciler {
     this.scan(reason).catch(() => undefined);
   }
 
+  /** The counts of the pass under way (or of the last one), as they grow: for a progress display. */
+  get tally(): Readonly<ScanTally> {
+    return this.passTally;
+  }
+
   stop(): void {
     void this.job?.stop();
   }
@@ -94,11 +100,12 @@ export class Reconciler {
     });
     const started = this.deps.now();
     const total = emptyTally();
+    this.passTally = total;
     const failed: string[] = [];
     try {
       for (const target of this.deps.targets) {
         try {
-          addTally(total, await scanTree(target, '', this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs }));
+          await scanTree(target, '', this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs }, total);
         } catch (error) {
           // One unreadable target fails the pass (recorded, shown by status), not the other targets' scans.
           if (!(error instanceof SftppushError && error.code === 'E_TARGET_MISSING')) throw error;
