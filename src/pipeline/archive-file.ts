@@ -47,6 +47,8 @@ export interface ArchiveDeps {
   readonly writeMode: (bucket: string) => Promise<WriteMode>;
   /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
   readonly checkpoint?: (point: 'after-commit') => void;
+  /** Called with the size of each object this step wrote to S3 (not one found there already): a byte counter. */
+  readonly onUploaded?: (bytes: number) => void;
   /** Whether the watcher has seen a writer at work on the path since its last close (Observer.isBeingWritten). */
   readonly isBeingWritten?: (target: TargetConfig, relPath: string) => boolean;
 }
@@ -205,7 +207,10 @@ async function putOnce(
     },
     { store: deps.store, mode: await deps.writeMode(target.bucket), log },
   );
-  if (!result.foundByHead) verifyChecksum(result.checksumSha256, content, `s3://${target.bucket}/${key}`);
+  if (!result.foundByHead) {
+    verifyChecksum(result.checksumSha256, content, `s3://${target.bucket}/${key}`);
+    deps.onUploaded?.(stat.sizeBytes);
+  }
   return { bucket: target.bucket, key, sha256: content.sha256, sizeBytes: stat.sizeBytes, ...result };
 }
 

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { lstatSync, promises as fsp, type BigIntStats, type Dir, type Dirent } from 'node:fs';
+import { lstatSync, opendirSync, type BigIntStats, type Dir, type Dirent } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
@@ -83,7 +83,7 @@ async function scanDirectory(
   scope: ScanScope,
   tally: ScanTally,
 ): Promise<string[]> {
-  const dir = await openDirectory(target, relDir, log, tally);
+  const dir = openDirectory(target, relDir, log, tally);
   if (!dir) return [];
   const subdirs: string[] = [];
   let unchanged: ((relPath: string, stat: SourceStat) => boolean) | undefined;
@@ -112,7 +112,9 @@ async function scanDirectory(
 function statEntry(target: TargetConfig, relPath: string): BigIntStats | { error: unknown } {
   try {
     // lstat(2) of a local file takes microseconds, a thread-pool round trip ten times that: stat in place.
-    return lstatSync(path.join(target.path, relPath), { bigint: true });
+    // Joined by hand: both parts are normal already (an absolute target, names from the directory), and
+    // path.join's normalising was a tenth of the stat's cost.
+    return lstatSync(`${target.path}/${relPath}`, { bigint: true });
   } catch (error) {
     return { error };
   }
@@ -159,11 +161,15 @@ interface Entry {
   readonly kind: 'file' | 'directory' | 'other';
 }
 
-async function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): Promise<Dir | undefined> {
+/**
+ * Opens a directory for streaming, in place like the lstat calls: a thread-pool round trip per directory
+ * (fs.promises.opendir) cost more than the open itself, 0.15 s of a pass over 1,000 directories.
+ */
+function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): Dir | undefined {
   try {
     // Names as bytes: one that is not UTF-8 must be reported, not silently mangled. Node honours 'buffer'
     // here as in readdir; @types/node types opendir's encoding as a text encoding only.
-    return await fsp.opendir(path.join(target.path, relDir), { encoding: 'buffer' as BufferEncoding, bufferSize: BATCH_ENTRIES });
+    return opendirSync(path.join(target.path, relDir), { encoding: 'buffer' as BufferEncoding, bufferSize: BATCH_ENTRIES });
   } catch (error) {
     const code = errnoCode(error);
     // A target root that is gone is an error of the whole pass (recorded, shown by status), never an empty
