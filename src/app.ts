@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { assertTargetsExist, type Config, type TargetConfig } from './config.js';
+import { assertTargetsExist, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
 import { ConfigError, describeCause, StoreError } from './errors.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
@@ -363,8 +363,10 @@ export interface ReconcileOptions {
   readonly dryRun: boolean;
   /** --settle SECONDS: overrides reconcile.settle_seconds for this run. */
   readonly settleSeconds?: number | undefined;
-  /** --target was given: fewer targets than configured. */
-  readonly targetsOverridden: boolean;
+  /** --target: what to walk, whole targets or directories in them (absent: every target of the config, whole). */
+  readonly subtrees?: readonly TargetSubtree[] | undefined;
+  /** --target selected less than every configured target whole. */
+  readonly targetsPartial: boolean;
   /** Progress: a bar on a terminal (stderr), else a log line every few seconds. */
   readonly progress: 'bar' | 'log';
 }
@@ -382,13 +384,14 @@ export async function runReconcileOnce(
   const started = Date.now();
   let fatalError: unknown;
   assertTargetsExist(config);
-  const partial = options.sinceMs !== undefined || options.targetsOverridden;
+  const partial = options.sinceMs !== undefined || options.targetsPartial;
+  const subtrees = options.subtrees ?? config.targets.map((target) => ({ target, relDir: '' }));
   const core = buildCore(config, log, {
     role: 'reconcile',
     // Runs beside a watch: the watch's rows are its own as long as it holds the lock.
     otherWatchHoldsLock: () => InstanceLock.isHeld(config.ledger.path),
     onFatal: (error) => (fatalError = error),
-    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial },
+    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees },
     settleMs: options.settleSeconds === undefined ? undefined : options.settleSeconds * 1000,
   });
   const { ledger, observer, pool, reconciler } = core;
@@ -418,7 +421,7 @@ export async function runReconcileOnce(
     }
     const sinceMs = options.sinceMs ?? 0;
     const verify = options.verify
-      ? await verifyArchived(config.targets, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun })
+      ? await verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun })
       : undefined;
     if (verify && verify.findings.length > 0 && !options.dryRun) {
       core.queued.count += verify.findings.length;
@@ -427,13 +430,16 @@ export async function runReconcileOnce(
     }
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
-    const unfinished = ledger.unfinishedInScope(config.targets.map((t) => t.path), sinceMs);
+    const unfinished = ledger.unfinishedInScope(
+      subtrees.map((s) => ({ target: s.target.path, relDir: s.relDir })),
+      sinceMs,
+    );
     const summary: ReconcileSummary = {
       scope: {
         since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
         verify: options.verify,
         dryRun: options.dryRun,
-        targets: config.targets.map((t) => t.path),
+        targets: subtrees.map(subtreePath),
       },
       counts: {
         scanned: tally.filesSeen,

@@ -423,19 +423,21 @@ export class Ledger {
   }
 
   /**
-   * The archived latest generation of every path of a target whose mtime is at or after `sinceMs`, in
-   * rel_path order (byte order, as S3 lists keys), a page at a time: memory does not grow with the ledger.
+   * The archived latest generation of every path of a target (or of its directory `relDir`, '' for all)
+   * whose mtime is at or after `sinceMs`, in rel_path order (byte order, as S3 lists keys), a page at a
+   * time: memory does not grow with the ledger.
    */
-  *archivedInScope(target: string, sinceMs: number, pageSize = 1000): Generator<ArchivedFile> {
+  *archivedInScope(target: string, relDir: string, sinceMs: number, pageSize = 1000): Generator<ArchivedFile> {
+    const range = subtreeRange(relDir);
     // Read a page at a time (keyset on rel_path), never holding a statement open across the caller's awaits:
     // the worker pool shares this connection, and SQLite refuses a query while another one is mid-iteration.
-    for (let after = ''; ; ) {
+    for (let after = range.after; ; ) {
       const page = this.stmt(
         `SELECT f.id, f.rel_path AS relPath, f.sha256, f.size_bytes AS sizeBytes FROM files f
-         WHERE f.target = ? AND f.rel_path > ? AND f.state = 'archived' AND f.mtime_ms >= ?
+         WHERE f.target = ? AND f.rel_path > ? AND (? IS NULL OR f.rel_path < ?) AND f.state = 'archived' AND f.mtime_ms >= ?
            AND f.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
          ORDER BY f.rel_path LIMIT ?`,
-      ).all(target, after, sinceMs, pageSize) as ArchivedFile[];
+      ).all(target, after, range.before, range.before, sinceMs, pageSize) as ArchivedFile[];
       yield* page;
       if (page.length < pageSize) return;
       after = page.at(-1)!.relPath;
@@ -463,19 +465,24 @@ export class Ledger {
   }
 
   /**
-   * The latest generation of every path of these targets, with mtime at or after `sinceMs`, that is not
-   * archived: what a one-shot `reconcile` reports (and exits 1 for) once it has drained what it could.
+   * The latest generation of every path in these subtrees (a target's directory, relDir '' for all of it),
+   * with mtime at or after `sinceMs`, that is not archived: what a one-shot `reconcile` reports (and exits 1
+   * for) once it has drained what it could.
    */
-  unfinishedInScope(targets: readonly string[], sinceMs: number, limit = 1000): FileRow[] {
-    const inList = targets.map(() => '?').join(',') || 'NULL';
+  unfinishedInScope(subtrees: readonly { target: string; relDir: string }[], sinceMs: number, limit = 1000): FileRow[] {
+    const inScope = subtrees.map(() => '(f.target = ? AND f.rel_path > ? AND (? IS NULL OR f.rel_path < ?))').join(' OR ') || 'FALSE';
+    const params = subtrees.flatMap(({ target, relDir }) => {
+      const range = subtreeRange(relDir);
+      return [target, range.after, range.before, range.before];
+    });
     return this.db
       .prepare(
         `SELECT ${FILE_COLUMNS} FROM files f WHERE f.state IN ('pending', 'working', 'retry', 'quarantined', 'gone')
-         AND f.target IN (${inList}) AND f.mtime_ms >= ?
+         AND (${inScope}) AND f.mtime_ms >= ?
          AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = f.target AND n.rel_path = f.rel_path AND n.generation > f.generation)
          ORDER BY f.target, f.rel_path LIMIT ?`,
       )
-      .all(...targets, sinceMs, limit) as FileRow[];
+      .all(...params, sinceMs, limit) as FileRow[];
   }
 
   /** The most recent archived generation of a path before `generation`, for duplicate detection. */
@@ -700,4 +707,13 @@ export class Ledger {
     }
     return statement;
   }
+}
+
+/**
+ * The rel_path range of a target's directory ('' for the whole target), as bounds exclusive of both ends:
+ * every path under 'a/b' sorts after 'a/b/' and before 'a/b0' ('0' follows '/' in byte order, SQLite's
+ * BINARY collation), so a subtree is one index range. `before` is null for the whole target.
+ */
+function subtreeRange(relDir: string): { after: string; before: string | null } {
+  return relDir === '' ? { after: '', before: null } : { after: `${relDir}/`, before: `${relDir}0` };
 }

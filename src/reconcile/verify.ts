@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { TargetConfig } from '../config.js';
+import type { TargetConfig, TargetSubtree } from '../config.js';
 import type { ArchivedFile, Ledger } from '../ledger/ledger.js';
 import { objectKeyFor } from '../pipeline/key-layout.js';
 import type { ListedObject, ObjectStore } from '../s3/object-store.js';
@@ -39,10 +39,11 @@ export interface VerifyDeps {
  * which the write gate restores), never in a dry run.
  * @throws StoreError when S3 cannot be listed.
  */
-export async function verifyArchived(targets: readonly TargetConfig[], sinceMs: number, deps: VerifyDeps): Promise<VerifyResult> {
+export async function verifyArchived(subtrees: readonly TargetSubtree[], sinceMs: number, deps: VerifyDeps): Promise<VerifyResult> {
   const result: VerifyResult = { verified: 0, findings: [], listed: 0, heads: 0 };
-  for (const target of targets) {
-    const listing = deps.store.list(target.bucket, target.prefix)[Symbol.asyncIterator]();
+  for (const { target, relDir } of subtrees) {
+    // A file's key keeps its directory (only its name may change, d.csv.gz -> d.csv): a subtree is one key prefix.
+    const listing = deps.store.list(target.bucket, relDir === '' ? target.prefix : `${target.prefix}${relDir}/`)[Symbol.asyncIterator]();
     const next = async (): Promise<IteratorResult<ListedObject>> => {
       const item = await listing.next();
       if (!item.done) result.listed += 1;
@@ -51,7 +52,7 @@ export async function verifyArchived(targets: readonly TargetConfig[], sinceMs: 
     let listed = await next();
     // Queued once the walk is done: the walk compares one consistent set of rows.
     const reopen: { id: number; reason: string }[] = [];
-    for (const file of deps.ledger.archivedInScope(target.path, sinceMs)) {
+    for (const file of deps.ledger.archivedInScope(target.path, relDir, sinceMs)) {
       const key = objectKeyFor(target.prefix, file.relPath);
       while (!listed.done && byteOrder(listed.value.key, key) < 0) listed = await next();
       const object = !listed.done && listed.value.key === key ? listed.value : undefined;
