@@ -63,8 +63,8 @@ export async function scanTree(
 }
 
 /**
- * Entries read from the kernel at a time (opendir's bufferSize), and handled between two turns of the event
- * loop: a getdents(2) and 256 lstat(2) calls of a local disk block well under a millisecond.
+ * Entries read from the kernel at a time (opendir's bufferSize), the files among them stat-ed in one native
+ * call: the event loop turns between batches, and a getdents(2) of 256 entries blocks well under a millisecond.
  */
 const BATCH_ENTRIES = 256;
 
