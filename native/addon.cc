@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sftppush::RegisterInotify(env, exports);
   sftppush::RegisterFlock(env, exports);
   sftppush::RegisterLease(env, exports);
+  sftppush::RegisterStat(env, exports);
   return exports;
 }
 

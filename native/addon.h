@@ -15,4 +15,7 @@ void RegisterFlock(Napi::Env env, Napi::Object exports);
 // native/lease.cc: `probeWriteLease(fd)`.
 void RegisterLease(Napi::Env env, Napi::Object exports);
 
+// native/stat.cc: `lstatAt(dir, names)`, a promise.
+void RegisterStat(Napi::Env env, Napi::Object exports);
+
 }  // namespace sftppush

@@ -1,9 +1,10 @@
+import type { S3Client } from '@aws-sdk/client-s3';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { assertTargetsExist, type Config, type TargetConfig } from './config.js';
-import { describeCause, StoreError } from './errors.js';
+import { assertTargetsExist, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
+import { ConfigError, describeCause, StoreError } from './errors.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
 import { Ledger } from './ledger/ledger.js';
@@ -16,7 +17,7 @@ import { Reconciler, type PassScope } from './reconcile/reconciler.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
-import { createS3Client, S3Store } from './s3/s3-store.js';
+import type { ObjectStore } from './s3/object-store.js';
 import { WriteModes } from './s3/write-mode.js';
 import { Inotify } from './watch/inotify.js';
 import { Watcher } from './watch/watcher.js';
@@ -74,6 +75,12 @@ export function processProbe(self: string, otherWatchHoldsLock: () => boolean): 
   };
 }
 
+/** The S3 side of a process, connected (see Core.s3). */
+interface S3Side {
+  readonly store: ObjectStore;
+  readonly writeModes: WriteModes;
+}
+
 /** The parts every command that archives needs, wired together. The watcher is added by `watch` only. */
 interface Core {
   ledger: Ledger;
@@ -82,17 +89,23 @@ interface Core {
   reconciler: Reconciler;
   /** What every reconcile pass does around its scan: set by `watch` once its watcher exists. */
   passHooks: { beforePass?: () => void; afterPass?: () => void };
-  store: S3Store;
+  /**
+   * The S3 side, made at the first call (later calls share it): the SDK loaded, the credentials resolved
+   * and, unless in a dry run, the write mode of each bucket probed. A one-shot pass that finds nothing to
+   * upload or verify never calls it: loading the SDK was a third of a no-change pass's time.
+   * @throws ConfigError (conditional_writes = true, and the endpoint does not honour it).
+   */
+  s3: () => Promise<S3Side>;
   /** Outcomes of the archives this process ran, by kind. */
   outcomes: Record<ArchiveOutcome, number>;
   /** Generations this process queued (or made claimable again). */
   queued: { count: number };
-  destroyClient: () => void;
-  /**
-   * Start-up, before any worker claims: credentials, the write mode of each bucket, and the recovery of
-   * rows whose owners are verifiably gone. @throws ConfigError (conditional_writes = true, unsupported).
-   */
-  prepare: () => Promise<void>;
+  /** Bytes this process wrote to S3 (objects it uploaded; not those it found there already). */
+  uploaded: { bytes: number };
+  /** Closes the S3 client, if one was made. */
+  closeS3: () => void;
+  /** Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. */
+  recover: () => void;
 }
 
 interface CoreOptions {
@@ -110,23 +123,51 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
   const { onFatal } = options;
   const ledger = openLedger(config);
   const checkpoint = testKillPoints(log);
-  const client = createS3Client({
-    endpoint: config.s3.endpoint,
-    region: config.s3.region,
-    forcePathStyle: config.s3.forcePathStyle,
-    maxSockets: config.upload.concurrency * 2,
-    logger: sdkLogger(log),
-  });
-  addKillPoints(client, checkpoint);
-  const store = new S3Store(client);
   const owner = ownerId(options.role);
-  const prefixOf = new Map(config.targets.map((t) => [t.bucket, t.prefix]));
-  const writeModes = new WriteModes({
-    setting: config.s3.conditionalWrites,
-    probe: (bucket) => store.probeConditionalWrites(bucket, prefixOf.get(bucket) ?? ''),
-    log,
-    source: config.source,
-  });
+  const dryRun = options.scope?.dryRun ?? false;
+  let client: S3Client | undefined;
+  let s3Side: Promise<S3Side> | undefined;
+  const connectS3 = async (): Promise<S3Side> => {
+    const { createS3Client, S3Store } = await import('./s3/s3-store.js');
+    client = createS3Client({
+      endpoint: config.s3.endpoint,
+      region: config.s3.region,
+      forcePathStyle: config.s3.forcePathStyle,
+      maxSockets: config.upload.concurrency * 2,
+      logger: sdkLogger(log),
+    });
+    addKillPoints(client, checkpoint);
+    const store = new S3Store(client);
+    const prefixOf = new Map(config.targets.map((t) => [t.bucket, t.prefix]));
+    const writeModes = new WriteModes({
+      setting: config.s3.conditionalWrites,
+      probe: (bucket) => store.probeConditionalWrites(bucket, prefixOf.get(bucket) ?? ''),
+      log,
+      source: config.source,
+    });
+    // Resolve once so a missing credential is one clear line, not a warning per file. Values never logged.
+    try {
+      await client.config.credentials();
+    } catch (error) {
+      log.error(
+        { error: describeCause(error) },
+        'no AWS credentials in the default chain (env, profile, instance role): uploads will retry until there are',
+      );
+    }
+    // A dry run writes nothing: no probe (it may write where the header is ignored).
+    if (dryRun) return { store, writeModes };
+    for (const bucket of prefixOf.keys()) {
+      try {
+        await writeModes.modeFor(bucket);
+      } catch (error) {
+        if (!(error instanceof StoreError)) throw error;
+        log.warn({ bucket, error: error.message }, 'cannot probe the endpoint for conditional writes now: will probe at the first write');
+      }
+    }
+    return { store, writeModes };
+  };
+  const s3 = (): Promise<S3Side> => (s3Side ??= connectS3());
+  const uploaded = { bytes: 0 };
   const targets = new Map<string, TargetConfig>(config.targets.map((t) => [t.path, t]));
   // Observer and pool refer to each other; the observer only calls wake() once the pool exists.
   const queued = { count: 0 };
@@ -153,6 +194,15 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     onFatal,
     checkpoint,
     archive: async (claim) => {
+      let connected: S3Side;
+      try {
+        connected = await s3();
+      } catch (error) {
+        // S3 refuses the configuration: give the row back (it was claimed, not attempted) and stop.
+        ledger.requeue(claim, describeCause(error), Date.now());
+        throw error;
+      }
+      const { store, writeModes } = connected;
       const outcome = await archiveClaimed(claim, {
         ledger,
         store,
@@ -172,6 +222,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         writeMode: (bucket) => writeModes.modeFor(bucket),
         checkpoint,
         isBeingWritten: (target, relPath) => observer.isBeingWritten(target, relPath),
+        onUploaded: (bytes) => void (uploaded.bytes += bytes),
       });
       outcomes[outcome] += 1;
       return outcome;
@@ -195,32 +246,14 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     pool,
     reconciler,
     passHooks,
-    store,
+    s3,
     outcomes,
     queued,
-    destroyClient: () => client.destroy(),
-    async prepare() {
-      const dryRun = options.scope?.dryRun ?? false;
-      // Resolve once at start so a missing credential is one clear line, not a warning per file. Values never logged.
-      try {
-        await client.config.credentials();
-      } catch (error) {
-        log.error(
-          { error: describeCause(error) },
-          'no AWS credentials in the default chain (env, profile, instance role): uploads will retry until there are',
-        );
-      }
-      // A dry run writes nothing: no probe (it may write where the header is ignored), no recovery.
+    uploaded,
+    closeS3: () => client?.destroy(),
+    recover() {
+      // A dry run changes no state. Otherwise only rows whose owner is verifiably gone: never a live process's, never our own.
       if (dryRun) return;
-      for (const bucket of prefixOf.keys()) {
-        try {
-          await writeModes.modeFor(bucket);
-        } catch (error) {
-          if (!(error instanceof StoreError)) throw error;
-          log.warn({ bucket, error: error.message }, 'cannot probe the endpoint for conditional writes now: will probe at the first write');
-        }
-      }
-      // Only now, and only rows whose owner is verifiably gone: never a live process's, never our own.
       const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
       if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     },
@@ -278,11 +311,13 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
   const { ledger, observer, pool, reconciler } = core;
   warnAboutRuntime(log);
   try {
-    await core.prepare();
+    // A service connects at start: a refused configuration (conditional_writes) stops it here, exit 2.
+    await core.s3();
+    core.recover();
   } catch (error) {
     // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.
     observer.close();
-    core.destroyClient();
+    core.closeS3();
     ledger.close();
     throw error;
   }
@@ -321,7 +356,7 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
     watcher.close();
     observer.close();
     await shutdown(pool, log);
-    core.destroyClient();
+    core.closeS3();
     ledger.close();
   }
 }
@@ -334,8 +369,10 @@ export interface ReconcileOptions {
   readonly dryRun: boolean;
   /** --settle SECONDS: overrides reconcile.settle_seconds for this run. */
   readonly settleSeconds?: number | undefined;
-  /** --target was given: fewer targets than configured. */
-  readonly targetsOverridden: boolean;
+  /** --target: what to walk, whole targets or directories in them (absent: every target of the config, whole). */
+  readonly subtrees?: readonly TargetSubtree[] | undefined;
+  /** --target selected less than every configured target whole. */
+  readonly targetsPartial: boolean;
   /** Progress: a bar on a terminal (stderr), else a log line every few seconds. */
   readonly progress: 'bar' | 'log';
 }
@@ -353,28 +390,33 @@ export async function runReconcileOnce(
   const started = Date.now();
   let fatalError: unknown;
   assertTargetsExist(config);
-  const partial = options.sinceMs !== undefined || options.targetsOverridden;
+  const partial = options.sinceMs !== undefined || options.targetsPartial;
+  const subtrees = options.subtrees ?? config.targets.map((target) => ({ target, relDir: '' }));
   const core = buildCore(config, log, {
     role: 'reconcile',
     // Runs beside a watch: the watch's rows are its own as long as it holds the lock.
     otherWatchHoldsLock: () => InstanceLock.isHeld(config.ledger.path),
     onFatal: (error) => (fatalError = error),
-    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial },
+    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees },
     settleMs: options.settleSeconds === undefined ? undefined : options.settleSeconds * 1000,
   });
   const { ledger, observer, pool, reconciler } = core;
-  const progress = startProgress(
+  const progress = await startProgress(
     options.progress,
     log,
-    {
-      done: () => Object.values(core.outcomes).reduce((sum, n) => sum + n, 0) - core.outcomes.requeued,
-      total: () => core.queued.count,
-    },
+    () => ({
+      dirsScanned: reconciler.tally.dirsScanned,
+      filesScanned: reconciler.tally.filesSeen,
+      queued: core.queued.count,
+      done: Object.values(core.outcomes).reduce((sum, n) => sum + n, 0) - core.outcomes.requeued,
+      uploaded: core.outcomes.archived,
+      bytesUploaded: core.uploaded.bytes,
+    }),
     { now: Date.now, stream: process.stderr },
   );
   try {
     warnAboutRuntime(log);
-    await core.prepare();
+    core.recover();
     if (!options.dryRun) pool.start();
     const tally = await reconciler.scan('command');
     if (!options.dryRun) {
@@ -385,27 +427,34 @@ export async function runReconcileOnce(
     }
     const sinceMs = options.sinceMs ?? 0;
     const verify = options.verify
-      ? await verifyArchived(config.targets, sinceMs, { ledger, store: core.store, log, dryRun: options.dryRun })
+      ? await verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun })
       : undefined;
     if (verify && verify.findings.length > 0 && !options.dryRun) {
       core.queued.count += verify.findings.length;
       pool.wake();
       await pool.drained();
     }
-    const unfinished = ledger.unfinishedInScope(config.targets.map((t) => t.path), sinceMs);
+    // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
+    if (fatalError instanceof ConfigError) throw fatalError;
+    const unfinished = ledger.unfinishedInScope(
+      subtrees.map((s) => ({ target: s.target.path, relDir: s.relDir })),
+      sinceMs,
+    );
     const summary: ReconcileSummary = {
       scope: {
         since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
         verify: options.verify,
         dryRun: options.dryRun,
-        targets: config.targets.map((t) => t.path),
+        targets: subtrees.map(subtreePath),
       },
       counts: {
         scanned: tally.filesSeen,
+        dirsScanned: tally.dirsScanned,
         inScope: tally.filesInScope,
         alreadyArchived: tally.filesUnchanged,
         queued: tally.filesQueued,
         uploaded: core.outcomes.archived,
+        bytesUploaded: core.uploaded.bytes,
         duplicates: core.outcomes.duplicate,
         verified: verify?.verified ?? 0,
         reUploaded: options.dryRun ? 0 : (verify?.findings.length ?? 0),
@@ -431,7 +480,7 @@ export async function runReconcileOnce(
     progress.stop();
     observer.close();
     await pool.stop();
-    core.destroyClient();
+    core.closeS3();
     ledger.close();
   }
 }

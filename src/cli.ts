@@ -95,14 +95,15 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
     .option('--verify', 'also check every archived object in scope against S3, and upload again what is missing or replaced')
     .option('--dry-run', 'report what would be queued or uploaded again; write nothing to S3 or the ledger\'s states')
     .option('--json', 'print the result as one JSON object (log lines go to stderr)')
-    .option('--target <dir>', 'reconcile only this configured target (repeatable)', collect, [])
+    .option('--target <dir>', 'reconcile only this configured target, or this directory in one (repeatable)', collect, [])
     .option('--settle <seconds>', 'override reconcile.settle_seconds for this run', nonNegativeInt('--settle'))
     .option('--ledger <file>', 'ledger database file')
     .addOption(logOption())
     .action((options: ReconcileFlags, command: Command) => {
       const targets = options.target ?? [];
       const configured = configFrom({ ...options, target: [] }, command.getOptionValueSource('config') === 'cli');
-      const config = targets.length > 0 ? selectTargets(configured, targets) : configured;
+      const selection = targets.length > 0 ? selectTargets(configured, targets) : undefined;
+      const config = selection?.config ?? configured;
       const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
       const json = options.json === true;
       // With --json, stdout is the result alone: the log goes to stderr.
@@ -112,7 +113,8 @@ function buildProgram(run: (code: Promise<number> | number) => void): Command {
         verify: options.verify === true,
         dryRun: options.dryRun === true,
         settleSeconds: options.settle,
-        targetsOverridden: targets.length > 0 && config.targets.length < configured.targets.length,
+        subtrees: selection?.subtrees,
+        targetsPartial: selection?.partial ?? false,
         progress: process.stderr.isTTY && !json ? 'bar' : 'log',
       });
       run(

@@ -5,6 +5,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError, errnoCode } from './errors.js';
 import type { ArchiveLimits } from './extract/limits.js';
+import { createIgnoreMatcher } from './observe/ignore.js';
 
 /** One watched directory tree and where its files go. */
 export interface TargetConfig {
@@ -329,22 +330,76 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** A configured target, or one directory under it: what a `reconcile --target DIR` pass walks. */
+export interface TargetSubtree {
+  readonly target: TargetConfig;
+  /** The directory under the target, '/'-separated; '' for the whole target. */
+  readonly relDir: string;
+}
+
+/** The absolute path a subtree names (for messages and the pass record). */
+export function subtreePath(subtree: TargetSubtree): string {
+  return subtree.relDir === '' ? subtree.target.path : `${subtree.target.path}/${subtree.relDir}`;
+}
+
+/** What `reconcile --target DIR...` selected. */
+export interface TargetSelection {
+  /** The configuration narrowed to the targets named or holding a directory named. */
+  readonly config: Config;
+  /** What the pass walks; none inside another. */
+  readonly subtrees: readonly TargetSubtree[];
+  /** Less than every configured target whole: the pass is not proof that every file is archived. */
+  readonly partial: boolean;
+}
+
 /**
- * `reconcile --target DIR`: narrows a pass to configured targets, keeping each one's bucket, prefix, ignore
- * globs and quiet_ms (a bare directory would archive under other keys, and a later full pass would count
- * those files as done). A directory that is not a configured target is refused, naming the flag.
- * @throws ConfigError naming --target and listing the configured targets.
+ * `reconcile --target DIR`: narrows a pass to configured targets, or to directories inside them, keeping
+ * each target's bucket, prefix, ignore globs and quiet_ms, and its keys: a file's key stays relative to its
+ * configured target (a bare directory would archive under other keys, and a later full pass would count
+ * those files as done). A directory inside no configured target is refused, naming the flag.
+ * @throws ConfigError naming --target: outside every target (listing them), missing, or ignored.
  */
-export function selectTargets(config: Config, dirs: readonly string[]): Config {
-  const selected = dirs.map((dir) => {
-    const wanted = realpathIfExists(path.resolve(dir));
-    const target = config.targets.find((t) => t.path === wanted);
-    if (!target) {
-      throw new ConfigError(
-        `--target ${dir}: not a configured target of ${config.source} (configured: ${config.targets.map((t) => t.path).join(', ')})`,
-      );
-    }
-    return target;
-  });
-  return deepFreeze({ ...config, targets: [...new Set(selected)] });
+export function selectTargets(config: Config, dirs: readonly string[]): TargetSelection {
+  let subtrees: TargetSubtree[] = [];
+  for (const named of dirs.map((dir) => subtreeOf(config, dir))) {
+    // A subtree inside another one named is walked with it, not twice.
+    if (subtrees.some((kept) => kept.target === named.target && contains(kept.relDir, named.relDir))) continue;
+    subtrees = [...subtrees.filter((kept) => !(kept.target === named.target && contains(named.relDir, kept.relDir))), named];
+  }
+  const targets = config.targets.filter((t) => subtrees.some((s) => s.target === t));
+  const partial = targets.length < config.targets.length || subtrees.some((s) => s.relDir !== '');
+  return { config: deepFreeze({ ...config, targets }), subtrees, partial };
+}
+
+function subtreeOf(config: Config, dir: string): TargetSubtree {
+  const wanted = realpathIfExists(path.resolve(dir));
+  // The deepest target holding it, should targets nest.
+  const target = config.targets
+    .filter((t) => wanted === t.path || wanted.startsWith(t.path.endsWith('/') ? t.path : `${t.path}/`))
+    .sort((a, b) => b.path.length - a.path.length)[0];
+  if (!target) {
+    throw new ConfigError(
+      `--target ${dir}: not a configured target or a directory in one, in ${config.source} (configured: ${config.targets.map((t) => t.path).join(', ')})`,
+    );
+  }
+  const relDir = path.relative(target.path, wanted).split(path.sep).join('/');
+  if (relDir === '') return { target, relDir };
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(wanted).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isDirectory) throw new ConfigError(`--target ${dir}: not an existing directory (in target ${target.path} of ${config.source})`);
+  if (createIgnoreMatcher(target.ignore)(relDir)) {
+    throw new ConfigError(
+      `--target ${dir}: ignored by the target's ignore globs (${target.ignore.join(', ')}) in ${config.source}, so never archived`,
+    );
+  }
+  return { target, relDir };
+}
+
+/** Whether directory `outer` (relative, '' for the top) holds `inner` or is it. */
+function contains(outer: string, inner: string): boolean {
+  return outer === '' || inner === outer || inner.startsWith(`${outer}/`);
 }

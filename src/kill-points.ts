@@ -1,7 +1,7 @@
 import type { S3Client, ServiceInputTypes, ServiceOutputTypes } from '@aws-sdk/client-s3';
 import type { FinalizeRequestMiddleware } from '@smithy/types';
 import { ConfigError } from './errors.js';
-import { PROBE_KEY_SEGMENT } from './s3/s3-store.js';
+import { PROBE_KEY_SEGMENT } from './s3/object-store.js';
 
 /**
  * TEST-ONLY. Named instants at which a crash test makes the service SIGKILL itself, so that each recovery

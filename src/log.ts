@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -10,7 +11,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  * defence against an SDK error object that carries them.
  */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
-  const output = destination ?? (process.stdout.isTTY ? pretty({ colorize: true, sync: true }) : process.stdout);
+  const output = destination ?? (process.stdout.isTTY ? prettyOutput() : process.stdout);
   return pino(
     {
       level,
@@ -24,4 +25,13 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
     },
     output,
   );
+}
+
+/**
+ * Human lines for a terminal. pino-pretty takes longer to load than a no-change pass over a thousand files
+ * takes to scan, so it is loaded only here: a service or a command writing JSON lines never loads it.
+ */
+function prettyOutput(): NodeJS.WritableStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
+  return pretty({ colorize: true, sync: true });
 }

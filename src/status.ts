@@ -81,8 +81,8 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
     summary.scope.dryRun ? 'DRY RUN (nothing written)' : '',
   ].filter(Boolean).join(', ');
   const lines = [
-    `reconcile (${scope}): ${c.scanned} scanned, ${c.inScope} in scope, ${c.alreadyArchived} already archived, ` +
-      `${c.queued} ${summary.scope.dryRun ? 'would be queued' : 'queued'}, ${c.uploaded} uploaded, ${c.duplicates} duplicates, ` +
+    `reconcile (${scope}): ${c.scanned} scanned in ${c.dirsScanned} directories, ${c.inScope} in scope, ${c.alreadyArchived} already archived, ` +
+      `${c.queued} ${summary.scope.dryRun ? 'would be queued' : 'queued'}, ${c.uploaded} uploaded (${c.bytesUploaded} bytes), ${c.duplicates} duplicates, ` +
       `${c.waiting} ${summary.scope.dryRun ? 'not settled yet' : 'waited for'}` +
       (summary.scope.verify ? `, ${c.verified} verified, ${summary.verifyFindings.length} missing or replaced in S3` : '') +
       `, ${c.failed} not archived` +

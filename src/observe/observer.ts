@@ -7,7 +7,7 @@ import { decideObservation } from '../ledger/observation.js';
 import type { SourceFs, SourceStat } from '../source/source-fs.js';
 import { scanTree } from '../reconcile/scanner.js';
 import { decideCompletion, lastChangeMs, type CompletionDecision, type Sighting, type Waiting } from './completion.js';
-import { createIgnoreMatcher } from './ignore.js';
+import { createIgnoreMatcher, type IgnoreMatcher } from './ignore.js';
 
 export type ObservationResult = ObserveOutcome | 'ignored' | 'missing' | 'not-a-file' | 'waiting';
 
@@ -43,7 +43,7 @@ interface Pending {
  * the ledger's observe() then decides what the stat means.
  */
 export class Observer {
-  private readonly ignoreByTarget = new Map<string, (relPath: string) => boolean>();
+  private readonly ignoreByTarget = new Map<string, IgnoreMatcher>();
   private readonly pending = new Map<string, Pending>();
   private readonly warnedFuture = new Set<string>();
   private closed = false;
@@ -51,12 +51,12 @@ export class Observer {
   constructor(private readonly deps: ObserverDeps) {}
 
   isIgnored(target: TargetConfig, relPath: string): boolean {
-    let matcher = this.ignoreByTarget.get(target.path);
-    if (!matcher) {
-      matcher = createIgnoreMatcher(target.ignore);
-      this.ignoreByTarget.set(target.path, matcher);
-    }
-    return matcher(relPath);
+    return this.ignoreMatcher(target)(relPath);
+  }
+
+  /** isIgnored for an entry `name` of a directory a walk found not ignored: only what the entry adds is tested. */
+  isIgnoredEntry(target: TargetConfig, relPath: string, name: string): boolean {
+    return this.ignoreMatcher(target).entry(relPath, name);
   }
 
   /** A writer finished the file (IN_CLOSE_WRITE, IN_MOVED_TO, or a name linked in): quiet_ms, then taken. */
@@ -105,7 +105,8 @@ export class Observer {
   unchangedIn(target: TargetConfig, relDir: string): (relPath: string, stat: SourceStat) => boolean {
     const latest = this.deps.ledger.latestInDirectory(target.path, relDir);
     return (relPath, stat) =>
-      !this.pending.has(pathId(target, relPath)) && decideObservation(latest.get(relPath), stat).kind === 'unchanged';
+      (this.pending.size === 0 || !this.pending.has(pathId(target, relPath))) &&
+      decideObservation(latest.get(relPath), stat).kind === 'unchanged';
   }
 
   /** Resolves once no path waits for its quiet or settle period (a one-shot `reconcile` drains them). */
@@ -139,6 +140,15 @@ export class Observer {
     this.closed = true;
     for (const entry of this.pending.values()) clearTimeout(entry.timer);
     this.pending.clear();
+  }
+
+  private ignoreMatcher(target: TargetConfig): IgnoreMatcher {
+    let matcher = this.ignoreByTarget.get(target.path);
+    if (!matcher) {
+      matcher = createIgnoreMatcher(target.ignore);
+      this.ignoreByTarget.set(target.path, matcher);
+    }
+    return matcher;
   }
 
   private apply(target: TargetConfig, relPath: string, stat: SourceStat | undefined, sighting: Sighting): ObservationResult {

@@ -29,6 +29,8 @@ export interface StoreDeps {
   readonly lastObjectAt: (bucket: string, key: string) => RecordedObject | undefined;
   /** Throws when the source changed since it was read: called before writing over other content. */
   readonly assertStillCurrent: () => Promise<void>;
+  /** Told the size of each object written (not one found in S3 already). */
+  readonly onUploaded?: ((bytes: number) => void) | undefined;
 }
 
 /**
@@ -56,7 +58,10 @@ export async function storeObject(object: ObjectToStore, deps: StoreDeps): Promi
     },
     { store: deps.store, mode: deps.mode, log: deps.log },
   );
-  if (!result.foundByHead) verifyChecksum(result.checksumSha256, object, `s3://${object.bucket}/${object.key}`);
+  if (!result.foundByHead) {
+    verifyChecksum(result.checksumSha256, object, `s3://${object.bucket}/${object.key}`);
+    deps.onUploaded?.(object.sizeBytes);
+  }
   return { bucket: object.bucket, key: object.key, sha256: object.sha256, sizeBytes: object.sizeBytes, ...result };
 }
 

@@ -5,13 +5,17 @@ import type { ArchiveOutcome } from './archive-file.js';
 
 export interface WorkerPoolDeps {
   readonly ledger: Pick<Ledger, 'claimNext' | 'nextRetryAt' | 'hasClaimableWork'>;
+  /**
+   * Archives a claim and records its outcome. Throws only when the process cannot go on (the ledger
+   * failed, or S3 refuses the configuration): the pool stops.
+   */
   readonly archive: (claim: ClaimedFile) => Promise<ArchiveOutcome>;
   readonly log: Logger;
   readonly now: () => number;
   /** Identifies this process's claims, so crash recovery leaves a live process's rows alone. */
   readonly owner: string;
   readonly concurrency: number;
-  /** The ledger itself failed (disk full, corrupt): the service must stop rather than spin. */
+  /** The ledger itself failed (disk full, corrupt), or S3 refused the configuration: the service must stop rather than spin. */
   readonly onFatal: (error: unknown) => void;
   /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
   readonly checkpoint?: Checkpoint;
@@ -83,7 +87,7 @@ export class WorkerPool {
           this.deps.log.error({ worker: index, error: error.message }, 'row no longer held by this worker: outcome not recorded');
           continue;
         }
-        this.deps.log.fatal({ worker: index, error }, 'ledger failure: stopping');
+        this.deps.log.fatal({ worker: index, error }, 'cannot go on: stopping');
         if (!this.stopping) this.deps.onFatal(error);
         this.stopping = true;
         this.wake();

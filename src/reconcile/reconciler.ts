@@ -1,10 +1,10 @@
 import { CronJob } from 'cron';
 import type { Logger } from 'pino';
-import type { TargetConfig } from '../config.js';
+import { subtreePath, type TargetConfig, type TargetSubtree } from '../config.js';
 import { describeCause, SftppushError } from '../errors.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Observer } from '../observe/observer.js';
-import { addTally, emptyTally, scanTree, type ScanTally } from './scanner.js';
+import { emptyTally, scanTree, type ScanTally } from './scanner.js';
 
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
@@ -30,6 +30,8 @@ export interface PassScope {
   readonly dryRun: boolean;
   /** Fewer targets than configured, or a --since: the pass is not proof that every file is archived. */
   readonly partial: boolean;
+  /** What the pass walks (--target: whole targets, or directories in them); absent: every target, whole. */
+  readonly subtrees?: readonly TargetSubtree[];
 }
 
 /**
@@ -42,6 +44,7 @@ export class Reconciler {
   private running: Promise<ScanTally> | undefined;
   private rerunReason: string | undefined;
   private job: CronJob | undefined;
+  private passTally: ScanTally = emptyTally();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -78,6 +81,11 @@ export class Reconciler {
     this.scan(reason).catch(() => undefined);
   }
 
+  /** The counts of the pass under way (or of the last one), as they grow: for a progress display. */
+  get tally(): Readonly<ScanTally> {
+    return this.passTally;
+  }
+
   stop(): void {
     void this.job?.stop();
   }
@@ -85,20 +93,22 @@ export class Reconciler {
   private async scanAll(reason: string): Promise<ScanTally> {
     this.deps.beforePass?.();
     const scope = this.deps.scope;
+    const subtrees = scope?.subtrees ?? this.deps.targets.map((target) => ({ target, relDir: '' }));
     const runId = this.deps.ledger.beginReconcile(reason, {
       since: scope?.sinceMs === undefined ? null : new Date(scope.sinceMs).toISOString(),
       verify: scope?.verify ?? false,
       dryRun: scope?.dryRun ?? false,
-      targets: this.deps.targets.map((t) => t.path),
+      targets: subtrees.map(subtreePath),
       partial: scope?.partial ?? false,
     });
     const started = this.deps.now();
     const total = emptyTally();
+    this.passTally = total;
     const failed: string[] = [];
     try {
-      for (const target of this.deps.targets) {
+      for (const { target, relDir } of subtrees) {
         try {
-          addTally(total, await scanTree(target, '', this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs }));
+          await scanTree(target, relDir, this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs }, total);
         } catch (error) {
           // One unreadable target fails the pass (recorded, shown by status), not the other targets' scans.
           if (!(error instanceof SftppushError && error.code === 'E_TARGET_MISSING')) throw error;

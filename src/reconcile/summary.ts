@@ -3,10 +3,13 @@ export interface ReconcileSummary {
   readonly scope: { since: string | null; verify: boolean; dryRun: boolean; targets: readonly string[] };
   readonly counts: {
     scanned: number;
+    dirsScanned: number;
     inScope: number;
     alreadyArchived: number;
     queued: number;
     uploaded: number;
+    /** Bytes of the objects uploaded (not of those found in S3 already). */
+    bytesUploaded: number;
     duplicates: number;
     verified: number;
     reUploaded: number;

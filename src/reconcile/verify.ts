@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { TargetConfig } from '../config.js';
+import type { TargetConfig, TargetSubtree } from '../config.js';
 import type { ArchivedKey, Ledger } from '../ledger/ledger.js';
 import type { ListedObject, ObjectStore } from '../s3/object-store.js';
 
@@ -39,10 +39,13 @@ export interface VerifyDeps {
  * write gate restores, writing only what is missing), never in a dry run.
  * @throws StoreError when S3 cannot be listed.
  */
-export async function verifyArchived(targets: readonly TargetConfig[], sinceMs: number, deps: VerifyDeps): Promise<VerifyResult> {
+export async function verifyArchived(subtrees: readonly TargetSubtree[], sinceMs: number, deps: VerifyDeps): Promise<VerifyResult> {
   const result: VerifyResult = { verified: 0, findings: [], listed: 0, heads: 0 };
-  for (const target of targets) {
-    const listing = deps.store.list(target.bucket, target.prefix)[Symbol.asyncIterator]();
+  for (const { target, relDir } of subtrees) {
+    // A file's keys keep its directory (an archive's members go below it, d.csv.gz becomes d.csv): a subtree is
+    // one key prefix.
+    const keyPrefix = relDir === '' ? target.prefix : `${target.prefix}${relDir}/`;
+    const listing = deps.store.list(target.bucket, keyPrefix)[Symbol.asyncIterator]();
     const next = async (): Promise<IteratorResult<ListedObject>> => {
       const item = await listing.next();
       if (!item.done) result.listed += 1;
@@ -51,8 +54,10 @@ export async function verifyArchived(targets: readonly TargetConfig[], sinceMs: 
     let listed = await next();
     // Queued once the walk is done: the walk compares one consistent set of rows.
     const reopen = new Map<number, string>();
-    for (const recorded of deps.ledger.archivedObjectsInScope(target.path, target.bucket, target.prefix, sinceMs)) {
+    for (const recorded of deps.ledger.archivedObjectsInScope(target.path, target.bucket, keyPrefix, sinceMs)) {
       const { key } = recorded;
+      // `a.zip` beside the subtree `a/` has its members under `a/` too: they are not the subtree's.
+      if (relDir !== '' && !recorded.relPath.startsWith(`${relDir}/`)) continue;
       while (!listed.done && byteOrder(listed.value.key, key) < 0) listed = await next();
       const object = !listed.done && listed.value.key === key ? listed.value : undefined;
       const reason = await check(target, recorded, object, deps, result);

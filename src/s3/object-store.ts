@@ -46,6 +46,9 @@ export interface ListedObject {
 /** How the endpoint treats conditional writes, as probed once (`s3.conditional_writes = "auto"`). */
 export type ConditionalWriteSupport = 'honoured' | 'refused' | 'ignored';
 
+/** The key segment of the conditional-write probe's object (never a file's: its name starts with a dot). */
+export const PROBE_KEY_SEGMENT = '.sftppush-probe/';
+
 /**
  * A conditional write's precondition did not hold (HTTP 412, or 404 for If-Match on a key with no object):
  * S3 holds something other than the writer believed. Not a failure: the write gate HEADs and decides.

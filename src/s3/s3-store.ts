@@ -19,6 +19,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { SftppushError, StoreError } from '../errors.js';
 import {
   PreconditionFailedError,
+  PROBE_KEY_SEGMENT,
   type ConditionalWriteSupport,
   type ListedObject,
   type ObjectHead,
@@ -107,9 +108,6 @@ export function createS3Client(options: S3StoreOptions): S3Client {
   });
   return client;
 }
-
-/** The key segment of the conditional-write probe's object (never a file's: its name starts with a dot). */
-export const PROBE_KEY_SEGMENT = '.sftppush-probe/';
 
 /** ObjectStore on @aws-sdk/client-s3 and lib-storage's Upload (single PUT or multipart by size). */
 export class S3Store implements ObjectStore {

@@ -237,6 +237,34 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(fs.statSync(path.join(s.target, 'old/old.csv')).mtime.getTime(), OLD_2020.getTime());
   });
 
+  void it('--target DIR inside a target reconciles that subtree only, under the same keys; a DIR outside every target exits 2', async (t) => {
+    const s = await setup(t, moto);
+    const inside = { 'a/x.csv': 'x\n', 'a/sub/y.csv': 'y\n' };
+    const outside = { 'ab/w.csv': 'w\n', 'b/z.csv': 'z\n', 'top.csv': 'top\n' };
+    writeFiles(s.target, { ...inside, ...outside });
+
+    const sub = await reconcile(s.config, '--target', path.join(s.target, 'a'), '--settle', '0');
+    assert.equal(sub.code, 0, tail(sub.stderr));
+    assert.deepEqual(sub.result.scope.targets, [path.join(s.target, 'a')]);
+    assert.equal(sub.result.counts.scanned, 2, 'only the files under a/');
+    assert.equal(sub.result.counts.uploaded, 2);
+    assert.deepEqual(await versionCounts(moto, s.bucket), { 'p/a/x.csv': 1, 'p/a/sub/y.csv': 1 }, 'keys relative to the configured target');
+    await assertLatestHolds(moto, s.bucket, inside);
+    const partial = (await status(s.config)).lastPartialPass;
+    assert.deepEqual(partial?.scope?.targets, [path.join(s.target, 'a')], 'recorded as a partial pass over a/');
+
+    // The full pass that follows finds a/ archived and takes the rest: nothing is archived twice.
+    const full = await reconcile(s.config, '--settle', '0');
+    assert.equal(full.code, 0, tail(full.stderr));
+    assert.equal(full.result.counts.alreadyArchived, 2);
+    assert.equal(full.result.counts.uploaded, 3);
+    assert.deepEqual(await versionCounts(moto, s.bucket), Object.fromEntries(Object.keys({ ...inside, ...outside }).map((f) => [`p/${f}`, 1])));
+
+    const elsewhere = await sftppush(['reconcile', '--config', s.config, '--target', s.dir]);
+    assert.equal(elsewhere.code, 2, elsewhere.stderr);
+    assert.match(elsewhere.stderr, /--target .*not a configured target or a directory in one/);
+  });
+
   void it('files younger than the settle time are waited for, not skipped', async (t) => {
     const s = await setup(t, moto);
     const files: Record<string, string> = {};

@@ -9,8 +9,8 @@ import { ListMultipartUploadsCommand, ListObjectVersionsCommand } from '@aws-sdk
 
 import { SourceChangedError, StoreError } from '../../src/errors.js';
 import { MemoryStore } from '../../src/s3/memory-store.js';
-import { PreconditionFailedError, type ObjectStore, type PutObjectRequest, type WriteCondition } from '../../src/s3/object-store.js';
-import { createS3Client, PROBE_KEY_SEGMENT, S3Store } from '../../src/s3/s3-store.js';
+import { PreconditionFailedError, PROBE_KEY_SEGMENT, type ObjectStore, type PutObjectRequest, type WriteCondition } from '../../src/s3/object-store.js';
+import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
 const MIB = 1024 * 1024;

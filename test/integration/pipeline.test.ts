@@ -321,14 +321,17 @@ void describe('archiving a file', () => {
   void test('the same content written again to the same path is a duplicate: no second S3 version', async (t) => {
     const env = await setup(t);
     const file = arrive(env, 'same.csv', 'unchanged content\n');
-    assert.equal((await archiveNext(env)).outcome, 'archived');
+    const uploaded: number[] = [];
+    const onUploaded = (bytes: number): void => void uploaded.push(bytes);
+    assert.equal((await archiveNext(env, { onUploaded })).outcome, 'archived');
     const firstId = latestRow(env, 'same.csv').id;
 
     rewrite(file, 'unchanged content\n');
     observe(env, 'same.csv');
-    const { outcome, claim: second } = await archiveNext(env);
+    const { outcome, claim: second } = await archiveNext(env, { onUploaded });
 
     assert.equal(outcome, 'duplicate');
+    assert.deepEqual(uploaded, [Buffer.byteLength('unchanged content\n')], 'the bytes of the one upload, none for the duplicate');
     assert.equal(second.generation, 2);
     assert.equal((await versionsOf(env, 'same.csv')).length, 1);
     const row = latestRow(env, 'same.csv');
@@ -544,10 +547,12 @@ void describe('exactly once across failures', () => {
     assert.equal(env.ledger.recoverAbandoned(() => false), 1);
 
     const counting = faultyStore(store, {});
-    const second = await archiveNext(env, { store: counting });
+    const uploaded: number[] = [];
+    const second = await archiveNext(env, { store: counting, onUploaded: (bytes) => uploaded.push(bytes) });
 
     assert.equal(second.claim.attempts, 2);
     assert.equal(second.outcome, 'archived');
+    assert.deepEqual(uploaded, [], 'found in S3, not uploaded by this attempt: no bytes counted');
     assert.equal(counting.puts, 1, 'one PUT with If-None-Match: *, refused because the object exists');
     const [object] = env.ledger.story('crash.csv').objects;
     assert.equal(object?.foundByHead, true);

@@ -66,7 +66,8 @@ void describe('scanTree', () => {
 
     const tally = await scanTree(s.target, '', s.observer, s.log);
 
-    assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesQueued: 2, filesWaiting: 0, dirsUnreadable: 0, entriesSkipped: 0 });
+    // The target, deep/ and deep/er/: .hidden/ is pruned, linkdir is a symlink and never followed.
+    assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesQueued: 2, filesWaiting: 0, dirsScanned: 3, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('a.csv'), ['pending']);
     assert.deepEqual(s.states('deep/er/b.csv'), ['pending']);
     for (const skipped of ['upload.csv.filepart', '.hidden/c.csv', 'link.txt', 'linkdir/secret.txt']) {
@@ -79,7 +80,7 @@ void describe('scanTree', () => {
     s.oldFile('a.csv');
     await scanTree(s.target, '', s.observer, s.log);
     const again = await scanTree(s.target, '', s.observer, s.log);
-    assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesQueued: 0, filesWaiting: 0, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.equal(s.ledger.story('a.csv').generations.length, 1);
   });
 
@@ -101,10 +102,32 @@ void describe('scanTree', () => {
     const s = setup(t, 300);
     writeFile(s.root, 'fresh.csv', 'just written');
     const tally = await scanTree(s.target, '', s.observer, s.log);
-    assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesQueued: 0, filesWaiting: 1, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesQueued: 0, filesWaiting: 1, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('fresh.csv'), []);
     await waitUntil('the fresh file to be taken', () => s.states('fresh.csv').length === 1, 5000);
     assert.deepEqual(s.states('fresh.csv'), ['pending']);
+  });
+
+  void it('a directory of many batches is streamed, the event loop turning between batches; a non-UTF-8 name is skipped and counted', async (t) => {
+    const s = setup(t);
+    const n = 1000; // about four of the walk's batches of entries
+    for (let i = 0; i < n; i += 1) s.oldFile(`big/f${i}.csv`);
+    const badName = Buffer.from([0x62, 0x61, 0x64, 0xff, 0x2e, 0x63, 0x73, 0x76]); // "bad\xff.csv"
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${s.root}/big/`), badName]), 'latin-1 name\n');
+    let turns = 0;
+    let scanning = true;
+    const turn = (): void => {
+      turns += 1;
+      if (scanning) setImmediate(turn);
+    };
+    setImmediate(turn);
+    const tally = await scanTree(s.target, '', s.observer, s.log);
+    scanning = false;
+    assert.equal(tally.filesQueued, n);
+    assert.equal(tally.dirsScanned, 2);
+    assert.equal(tally.entriesSkipped, 1);
+    assert.ok(turns >= 3, `the event loop turned ${turns} times during the scan`);
+    assert.ok(s.logs.some((line) => line.nameHex === badName.toString('hex') && line.level === 50), 'the skipped name is logged by its bytes');
   });
 
   void it('an entry that cannot be stat-ed is logged and skipped; the rest of the tree is still scanned', async (t) => {

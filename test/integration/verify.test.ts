@@ -9,6 +9,7 @@ import { MemoryStore } from '../../src/s3/memory-store.js';
 import { ManualClock, openTestLedger, silentLog, targetConfig, tempDir } from '../support/fixtures.js';
 
 const TARGET = targetConfig({ path: '/srv/in', bucket: 'archive', prefix: 'p/' });
+const WHOLE = [{ target: TARGET, relDir: '' }];
 const OWNER = 'pid:1:1:reconcile';
 
 function sha(text: string): string {
@@ -69,7 +70,7 @@ void describe('verifyArchived', () => {
   void test('objects S3 holds as recorded are verified from the listing alone: no HEAD', async (t) => {
     const { ledger, store } = setup(t);
     for (const name of ['b.csv', 'a.csv', 'sub/c.csv', 'été.csv']) await archived(ledger, store, name, `content of ${name}`);
-    const result = await verifyArchived([TARGET], 0, { ledger, store, log: silentLog, dryRun: false });
+    const result = await verifyArchived(WHOLE, 0, { ledger, store, log: silentLog, dryRun: false });
     assert.deepEqual({ verified: result.verified, findings: result.findings, heads: result.heads }, { verified: 4, findings: [], heads: 0 });
     assert.equal(store.calls.filter((c) => c.operation === 'head').length, 0);
   });
@@ -83,7 +84,7 @@ void describe('verifyArchived', () => {
     const other = Buffer.from('someone else wrote this');
     await store.put({ bucket: TARGET.bucket, key: 'p/foreign.csv', body: other, sizeBytes: other.length, sha256: sha('someone else wrote this'), metadata: {}, partSizeBytes: 5 * 1024 * 1024 });
 
-    const result = await verifyArchived([TARGET], 0, { ledger, store, log: silentLog, dryRun: false });
+    const result = await verifyArchived(WHOLE, 0, { ledger, store, log: silentLog, dryRun: false });
     assert.equal(result.verified, 1);
     assert.deepEqual(
       result.findings.map((f) => [f.relPath, f.reason]),
@@ -101,7 +102,7 @@ void describe('verifyArchived', () => {
     const { ledger, store } = setup(t);
     await archived(ledger, store, 'gone.csv', 'deleted behind our back');
     store.deleteLatest(TARGET.bucket, 'p/gone.csv');
-    const result = await verifyArchived([TARGET], 0, { ledger, store, log: silentLog, dryRun: true });
+    const result = await verifyArchived(WHOLE, 0, { ledger, store, log: silentLog, dryRun: true });
     assert.deepEqual(result.findings.map((f) => f.reason), ['missing']);
     assert.deepEqual(ledger.story('gone.csv').generations.map((g) => g.state), ['archived']);
   });
@@ -109,7 +110,7 @@ void describe('verifyArchived', () => {
   void test('an ETag other than the recorded one (a multipart ETag, a copy) is settled by a HEAD of our sha256', async (t) => {
     const { ledger, store } = setup(t);
     await archived(ledger, store, 'same.csv', 'same bytes', 1000, '"recorded-by-a-multipart-completion-2"');
-    const result = await verifyArchived([TARGET], 0, { ledger, store, log: silentLog, dryRun: false });
+    const result = await verifyArchived(WHOLE, 0, { ledger, store, log: silentLog, dryRun: false });
     assert.deepEqual({ verified: result.verified, findings: result.findings, heads: result.heads }, { verified: 1, findings: [], heads: 1 });
   });
 
@@ -133,8 +134,19 @@ void describe('verifyArchived', () => {
       archivedObjectsInScope: (target: string, bucket: string, prefix: string, sinceMs: number) =>
         ledger.archivedObjectsInScope(target, bucket, prefix, sinceMs, 4),
     };
-    const result = await verifyArchived([TARGET], 0, { ledger: pagedLedger, store: polling, log: silentLog, dryRun: false });
+    const result = await verifyArchived(WHOLE, 0, { ledger: pagedLedger, store: polling, log: silentLog, dryRun: false });
     assert.equal(result.verified, 25);
+  });
+
+  void test('a directory in the target (--target DIR) checks only the files under it, listing only its keys', async (t) => {
+    const { ledger, store } = setup(t);
+    for (const relPath of ['a/in.csv', 'a/deeper/in2.csv', 'a0.csv', 'ab/out.csv', 'b/out.csv', 'top.csv']) await archived(ledger, store, relPath, relPath, 1000);
+    store.deleteLatest(TARGET.bucket, 'p/a/deeper/in2.csv');
+    store.deleteLatest(TARGET.bucket, 'p/ab/out.csv');
+    const result = await verifyArchived([{ target: TARGET, relDir: 'a' }], 0, { ledger, store, log: silentLog, dryRun: true });
+    assert.equal(result.verified, 1, 'a/in.csv');
+    assert.deepEqual(result.findings.map((f) => f.relPath), ['a/deeper/in2.csv'], 'ab/ is another directory');
+    assert.equal(result.listed, 1, 'only keys under p/a/ are listed');
   });
 
   void test('only files with mtime at or after --since are checked', async (t) => {
@@ -142,7 +154,7 @@ void describe('verifyArchived', () => {
     await archived(ledger, store, 'old.csv', 'old', 1000);
     await archived(ledger, store, 'new.csv', 'new', 5000);
     store.deleteLatest(TARGET.bucket, 'p/old.csv');
-    const result = await verifyArchived([TARGET], 5000, { ledger, store, log: silentLog, dryRun: false });
+    const result = await verifyArchived(WHOLE, 5000, { ledger, store, log: silentLog, dryRun: false });
     assert.equal(result.verified, 1);
     assert.deepEqual(result.findings, [], 'the old file is out of scope');
   });

@@ -194,9 +194,40 @@ void describe('mistakes are refused, naming the key and the file', () => {
       FILE,
     );
     const narrowed = selectTargets(config, ['/srv/a']);
-    assert.deepEqual(narrowed.targets, [config.targets[0]]);
-    assert.equal(narrowed.targets[0]?.prefix, 'a/');
-    assertConfigError(() => selectTargets(config, ['/srv/a/sub']), FILE, /--target \/srv\/a\/sub: not a configured target/, /\/srv\/b/);
+    assert.deepEqual(narrowed.config.targets, [config.targets[0]]);
+    assert.equal(narrowed.config.targets[0]?.prefix, 'a/');
+    assert.deepEqual(narrowed.subtrees, [{ target: config.targets[0], relDir: '' }]);
+    assert.equal(narrowed.partial, true, 'one target of two');
+    assert.equal(selectTargets(config, ['/srv/b', '/srv/a']).partial, false, 'every target, whole');
+    assertConfigError(() => selectTargets(config, ['/srv/c']), FILE, /--target \/srv\/c: not a configured target or a directory in one/, /\/srv\/b/);
+    assertConfigError(() => selectTargets(config, ['/srv/ab']), FILE, /--target \/srv\/ab: not a configured target/);
+  });
+
+  void test('reconcile --target DIR inside a target scopes the pass to that subtree, keys still relative to the target', (t) => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sftppush-select-'));
+    t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(root, 'in', 'a', 'b'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'in', '.hidden'));
+    fs.mkdirSync(path.join(root, 'other'));
+    const config = validateConfig({ s3: { bucket: 'abc' }, targets: [{ path: path.join(root, 'in') }, { path: path.join(root, 'other') }] }, FILE);
+    const [inTarget] = config.targets;
+
+    const sub = selectTargets(config, [path.join(root, 'in', 'a', 'b')]);
+    assert.deepEqual(sub.config.targets, [inTarget]);
+    assert.deepEqual(sub.subtrees, [{ target: inTarget, relDir: 'a/b' }]);
+    assert.equal(sub.partial, true);
+    // A relative DIR is taken from the working directory; a subtree inside another one named is walked once.
+    const cwd = process.cwd();
+    try {
+      process.chdir(path.join(root, 'in'));
+      assert.deepEqual(selectTargets(config, ['a/b', 'a']).subtrees, [{ target: inTarget, relDir: 'a' }]);
+      assert.deepEqual(selectTargets(config, ['a', '.']).subtrees, [{ target: inTarget, relDir: '' }]);
+    } finally {
+      process.chdir(cwd);
+    }
+    assertConfigError(() => selectTargets(config, [path.join(root, 'in', 'nope')]), FILE, /--target .*in\/nope: not an existing directory/);
+    assertConfigError(() => selectTargets(config, [path.join(root, 'in', '.hidden')]), FILE, /--target .*\.hidden: ignored by the target's ignore globs/);
+    assertConfigError(() => selectTargets(config, [root]), FILE, /--target .*: not a configured target or a directory in one/);
   });
 
   void test('upload.after other than "keep" is refused as not supported yet', () => {

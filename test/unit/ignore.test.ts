@@ -66,3 +66,19 @@ void describe('custom ignore globs', () => {
     assertIgnored(createIgnoreMatcher([]), ['.hidden', 'a.tmp', 'x/.y/z'], false);
   });
 });
+
+void describe('the test a walk makes for each entry', () => {
+  void test('gives the whole-path answer for every entry whose directory is not ignored (a walk prunes the others)', () => {
+    const globSets = [[...DEFAULT_IGNORE], ['staging/*.csv', '*.lock'], ['**/outgoing/**'], []];
+    const paths = ['a.csv', '.hidden', 'x/a.tmp', 'staging/a.csv', 'staging/sub/a.csv', 'in/job.lock', 'outgoing/a', 'x/outgoing/y/a.csv', 'März/a b.csv'];
+    for (const globs of globSets) {
+      const ignored = createIgnoreMatcher(globs);
+      for (const relPath of paths) {
+        const segments = relPath.split('/');
+        const parentIgnored = segments.slice(1).some((_, i) => ignored(segments.slice(0, i + 1).join('/')));
+        if (parentIgnored) continue;
+        assert.equal(ignored.entry(relPath, segments.at(-1)!), ignored(relPath), `${relPath} with ${JSON.stringify(globs)}`);
+      }
+    }
+  });
+});
