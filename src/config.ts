@@ -149,6 +149,7 @@ export function loadConfig(file: string, overrides: ConfigOverrides = {}, option
 
 /** Validates an already-parsed TOML document (exported for tests and for callers without a file). */
 export function validateConfig(raw: Record<string, unknown>, file: string): Config {
+  refuseCredentials(raw, file);
   refuseLaterStageKeys(raw, file);
   const result = fileSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
@@ -216,6 +217,27 @@ function refuseLaterStageKeys(raw: Record<string, unknown>, file: string): void 
     const section = raw[head];
     const present = tail === undefined ? section !== undefined : isTable(section) && section[tail] !== undefined;
     if (present) throw new ConfigError(`${file}: ${key}: ${feature} is not supported yet`);
+  }
+}
+
+/** Key names that hold (or point at) AWS credentials, in any table. */
+const CREDENTIAL_KEY = /access[_-]?key|secret|session[_-]?token|credential|password/i;
+
+/**
+ * Credentials never live in config.toml (a file operators copy, commit and attach to tickets): a key that looks
+ * like one is refused by name, pointing at the default chain, and its value is never repeated.
+ * @throws ConfigError naming the key and the file.
+ */
+function refuseCredentials(raw: Record<string, unknown>, file: string, at = ''): void {
+  for (const [key, value] of Object.entries(raw)) {
+    const name = at === '' ? key : `${at}.${key}`;
+    if (CREDENTIAL_KEY.test(key)) {
+      throw new ConfigError(
+        `${file}: ${name}: credentials never live in config.toml; use the AWS default chain ` +
+          '(AWS_PROFILE, the environment, an instance or task role; see README "Install")',
+      );
+    }
+    if (isTable(value)) refuseCredentials(value, file, name);
   }
 }
 

@@ -241,6 +241,19 @@ void describe('mistakes are refused, naming the key and the file', () => {
     }
   });
 
+  void test('credentials in config.toml are refused by key, pointing at the default chain, never echoing the value', () => {
+    const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    for (const [extra, key] of [
+      [{ s3: { bucket: 'abc', access_key_id: 'AKIAIOSFODNN7EXAMPLE' } }, 's3.access_key_id'],
+      [{ s3: { bucket: 'abc', secret_access_key: secret } }, 's3.secret_access_key'],
+      [{ s3: { bucket: 'abc', aws_session_token: secret } }, 's3.aws_session_token'],
+      [{ credentials: { secret } }, 'credentials'],
+    ] as const) {
+      const message = assertConfigError(() => validateConfig(minimal(extra), FILE), FILE, new RegExp(`${key.replace('.', '\\.')}: credentials never live`), /default chain/);
+      assert.ok(!message.includes(secret) && !message.includes('AKIA'), message);
+    }
+  });
+
   void test('keys of later stages are refused by name, never silently ignored', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ metrics: { listen: '127.0.0.1:9100' } }, /metrics: .*not supported yet/],
