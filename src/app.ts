@@ -212,7 +212,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         random: Math.random,
         settings: {
           ...config.upload,
-          storageClass: config.s3.storageClass,
+          objectOptions: config.s3.objectOptions,
           quarantinePrefix: config.s3.quarantinePrefix,
           archiveLimits: config.archive,
           settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000,

@@ -5,6 +5,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError, errnoCode } from './errors.js';
 import type { ArchiveLimits } from './extract/limits.js';
+import type { ObjectOptions } from './s3/object-store.js';
 import { createIgnoreMatcher } from './observe/ignore.js';
 
 /** One watched directory tree and where its files go. */
@@ -32,7 +33,8 @@ export interface Config {
     readonly endpoint: string | undefined;
     readonly forcePathStyle: boolean;
     readonly region: string | undefined;
-    readonly storageClass: string | undefined;
+    /** storage_class, sse, kms_key_id, tags: how every object is stored. */
+    readonly objectOptions: ObjectOptions;
     /** `auto`: probe the endpoint once per bucket; true: conditional writes required; false: HEAD before every write. */
     readonly conditionalWrites: 'auto' | boolean;
   };
@@ -69,9 +71,6 @@ const MIB = 1024 * 1024;
  */
 const LATER_STAGE_KEYS: Record<string, string> = {
   metrics: 'the [metrics] endpoint',
-  's3.sse': 'server-side encryption',
-  's3.kms_key_id': 'server-side encryption with KMS',
-  's3.tags': 'object tags',
 };
 
 const storageClasses = [
@@ -92,6 +91,8 @@ const targetSchema = z.strictObject({
 });
 
 const GIB = 1024 * 1024 * 1024;
+const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+const TAG_TEXT_RULE = 'S3 tags allow only letters, digits, spaces and + - = . _ : / @';
 const ARCHIVE_DEFAULTS = { max_total_bytes: 10 * GIB, max_members: 100_000, max_ratio: 200 } as const;
 
 const fileSchema = z.strictObject({
@@ -103,6 +104,13 @@ const fileSchema = z.strictObject({
     force_path_style: z.boolean().default(false),
     region: z.string().min(1).optional(),
     storage_class: z.enum(storageClasses).optional(),
+    sse: z.enum(['AES256', 'aws:kms'], { error: 'must be "AES256" or "aws:kms"' }).optional(),
+    kms_key_id: z.string().min(1).optional(),
+    // S3's own limits: 10 tags, keys up to 128 characters, values up to 256, letters, digits, spaces and + - = . _ : / @.
+    tags: z
+      .record(z.string().min(1).max(128).regex(TAG_TEXT, TAG_TEXT_RULE), z.string().max(256).regex(TAG_TEXT, TAG_TEXT_RULE))
+      .refine((tags) => Object.keys(tags).length <= 10, 'S3 allows at most 10 tags per object')
+      .optional(),
     conditional_writes: z.union([z.literal('auto'), z.boolean()], { error: 'must be "auto", true or false' }).default('auto'),
   }),
   ledger: z.strictObject({ path: z.string().min(1).default('var/ledger.db') }).default({ path: 'var/ledger.db' }),
@@ -169,6 +177,9 @@ export function validateConfig(raw: Record<string, unknown>, file: string): Conf
     throw new ConfigError(`${file}: reconcile.schedule: not a valid cron expression (${cron.error?.message ?? 'invalid'})`);
   }
   refuseOverlappingTargets(parsed.targets.map((t) => path.resolve(path.dirname(path.resolve(file)), t.path)), file);
+  if (parsed.s3.kms_key_id !== undefined && parsed.s3.sse !== 'aws:kms') {
+    throw new ConfigError(`${file}: s3.kms_key_id is set, but s3.sse is not "aws:kms"`);
+  }
   if (parsed.upload.part_size_mb > parsed.upload.multipart_threshold_mb) {
     throw new ConfigError(`${file}: upload.part_size_mb must not exceed upload.multipart_threshold_mb`);
   }
@@ -283,7 +294,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
       endpoint: s3.endpoint,
       forcePathStyle: s3.force_path_style,
       region: s3.region,
-      storageClass: s3.storage_class,
+      objectOptions: { storageClass: s3.storage_class, sse: s3.sse, kmsKeyId: s3.kms_key_id, tags: s3.tags },
       conditionalWrites: s3.conditional_writes,
     },
     ledger: { path: path.resolve(base, parsed.ledger.path) },

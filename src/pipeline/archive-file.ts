@@ -25,7 +25,7 @@ import {
 } from '../ledger/ledger.js';
 import { sameStat } from '../ledger/observation.js';
 import { lastChangeMs } from '../observe/completion.js';
-import type { ObjectStore } from '../s3/object-store.js';
+import type { ObjectOptions, ObjectStore } from '../s3/object-store.js';
 import type { SourceFile, SourceFs, SourceStat } from '../source/source-fs.js';
 import { archiveMembers } from './archive-members.js';
 import { retryDelayMs } from './backoff.js';
@@ -53,7 +53,8 @@ export interface ArchiveSettings {
   readonly multipartThresholdBytes: number;
   readonly partSizeBytes: number;
   readonly maxBackoffSeconds: number;
-  readonly storageClass: string | undefined;
+  /** `[s3]` storage_class, sse, kms_key_id, tags. */
+  readonly objectOptions: ObjectOptions;
   /** `s3.quarantine_prefix`: where a rejected file's original bytes go. */
   readonly quarantinePrefix: string;
   /** `[archive]`: what one archive may expand to. */
@@ -163,7 +164,7 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
         store: deps.store,
         mode: await deps.writeMode(target.bucket),
         log,
-        storageClass: deps.settings.storageClass,
+        objectOptions: deps.settings.objectOptions,
         partSizeBytes: deps.settings.partSizeBytes,
         lastObjectAt: (bucket, key) => deps.ledger.lastObjectAt(bucket, key),
         assertStillCurrent: stillCurrent,

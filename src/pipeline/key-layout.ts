@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { lookup } from 'mime-types';
 import type { ArchiveFormat } from '../extract/classify.js';
 import { SftppushError } from '../errors.js';
 
@@ -67,6 +68,14 @@ export function quarantineKeyFor(quarantinePrefix: string, relPath: string): str
   } catch {
     return `${quarantinePrefix}long-names/${createHash('sha256').update(relPath).digest('hex')}`;
   }
+}
+
+/**
+ * The Content-Type an object is served with, by the extension of its key's last segment (`x.csv` is
+ * `text/csv`), from the mime-types database; `application/octet-stream` when it names none. Pure.
+ */
+export function contentTypeFor(key: string): string {
+  return lookup(key.slice(key.lastIndexOf('/') + 1)) || 'application/octet-stream';
 }
 
 /** The metadata every object carries (DESIGN.md); values are ASCII-safe because HTTP headers must be. */

@@ -3,7 +3,8 @@ import { Transform, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { SourceChangedError, StoreError } from '../errors.js';
 import type { ArchivedObject, RecordedObject } from '../ledger/ledger.js';
-import type { ObjectStore } from '../s3/object-store.js';
+import type { ObjectOptions, ObjectStore } from '../s3/object-store.js';
+import { contentTypeFor } from './key-layout.js';
 import { writeThroughGate, type WriteMode } from './write-gate.js';
 
 /** One object to store: its bytes (in memory, or a stream read once and checked against `sha256`). */
@@ -23,7 +24,7 @@ export interface StoreDeps {
   readonly store: Pick<ObjectStore, 'put' | 'head'>;
   readonly mode: WriteMode;
   readonly log: Logger;
-  readonly storageClass: string | undefined;
+  readonly objectOptions: ObjectOptions;
   readonly partSizeBytes: number;
   /** What the ledger last recorded at a key (Ledger.lastObjectAt). */
   readonly lastObjectAt: (bucket: string, key: string) => RecordedObject | undefined;
@@ -49,7 +50,8 @@ export async function storeObject(object: ObjectToStore, deps: StoreDeps): Promi
       sizeBytes: object.sizeBytes,
       sha256: object.sha256,
       metadata: object.metadata,
-      storageClass: deps.storageClass,
+      options: deps.objectOptions,
+      contentType: contentTypeFor(object.key),
       partSizeBytes: deps.partSizeBytes,
       expected: deps.lastObjectAt(object.bucket, object.key),
       // A multipart upload HEADs first: a HEAD costs less than parts a failed precondition would discard.

@@ -76,7 +76,8 @@ export async function writeThroughGate(write: GatedWrite, deps: GateDeps): Promi
         sizeBytes: write.sizeBytes,
         sha256: write.sha256,
         metadata: write.metadata,
-        storageClass: write.storageClass,
+        options: write.options,
+        contentType: write.contentType,
         partSizeBytes: write.partSizeBytes,
         condition,
       };

@@ -10,7 +10,7 @@ export type StoreOperation = 'put' | 'head';
 export interface StoredVersion extends ObjectHead {
   readonly versionId: string;
   readonly body: Buffer;
-  readonly storageClass: string | undefined;
+  readonly options: PutObjectRequest['options'];
 }
 
 /** One call the store received, in order: lets a test assert e.g. that a first attempt never HEADs. */
@@ -108,8 +108,8 @@ export class MemoryStore implements ObjectStore {
     if (fault) return Promise.reject(fault.error);
     const latest = this.objects.get(objectId(bucket, key))?.at(-1);
     if (!latest) return Promise.resolve(undefined);
-    const { etag, versionId, checksumSha256, sizeBytes, metadata } = latest;
-    return Promise.resolve({ etag, versionId, checksumSha256, sizeBytes, metadata: { ...metadata } });
+    const { etag, versionId, checksumSha256, sizeBytes, metadata, contentType, sse } = latest;
+    return Promise.resolve({ etag, versionId, checksumSha256, sizeBytes, metadata: { ...metadata }, contentType, sse });
   }
 
   async *list(bucket: string, prefix: string): AsyncIterable<ListedObject> {
@@ -162,7 +162,9 @@ export class MemoryStore implements ObjectStore {
       // Header names are case-insensitive: S3 answers with them in lower case.
       metadata: Object.freeze(Object.fromEntries(Object.entries(request.metadata).map(([n, v]) => [n.toLowerCase(), v]))),
       body,
-      storageClass: request.storageClass,
+      options: request.options,
+      contentType: request.contentType,
+      sse: request.options?.sse,
     };
     const id = objectId(request.bucket, request.key);
     this.objects.set(id, [...(this.objects.get(id) ?? []), Object.freeze(version)]);

@@ -7,6 +7,19 @@ import { StoreError } from '../errors.js';
  */
 export type WriteCondition = { readonly ifNoneMatch: '*' } | { readonly ifMatch: string };
 
+/**
+ * How every object is stored (`[s3]` storage_class, sse, kms_key_id, tags): set on the single PUT or on the
+ * multipart upload's creation alike, so a large file is never stored differently from a small one.
+ */
+export interface ObjectOptions {
+  readonly storageClass?: string | undefined;
+  /** Server-side encryption: S3-managed keys (`AES256`) or KMS (`aws:kms`, with `kmsKeyId` or the bucket's key). */
+  readonly sse?: 'AES256' | 'aws:kms' | undefined;
+  readonly kmsKeyId?: string | undefined;
+  /** Object tags (S3 allows 10), written with the object, never in a second request. */
+  readonly tags?: Readonly<Record<string, string>> | undefined;
+}
+
 /** One object to write. The store sends exactly these bytes or fails; it never retries a write with other bytes. */
 export interface PutObjectRequest {
   readonly bucket: string;
@@ -17,7 +30,9 @@ export interface PutObjectRequest {
   /** Hex SHA-256 of the content; goes into the `sha256` metadata so a later attempt can recognise the object. */
   readonly sha256: string;
   readonly metadata: Readonly<Record<string, string>>;
-  readonly storageClass?: string | undefined;
+  readonly options?: ObjectOptions | undefined;
+  /** The Content-Type the object is served with. */
+  readonly contentType?: string | undefined;
   readonly partSizeBytes: number;
   /** Sent as If-None-Match / If-Match on the PUT or the multipart completion; absent: an unconditional write. */
   readonly condition?: WriteCondition | undefined;
@@ -34,6 +49,9 @@ export interface StoredObject {
 export interface ObjectHead extends StoredObject {
   readonly sizeBytes: number;
   readonly metadata: Readonly<Record<string, string>>;
+  readonly contentType?: string | undefined;
+  /** The server-side encryption S3 applied (`AES256`, `aws:kms`), if it says. */
+  readonly sse?: string | undefined;
 }
 
 /** One key's latest version as a listing shows it (ListObjectsV2: 1000 per request). */

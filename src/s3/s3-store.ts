@@ -128,7 +128,13 @@ export class S3Store implements ObjectStore {
         Body: request.body,
         ContentLength: inMemory ? request.sizeBytes : undefined,
         Metadata: { ...request.metadata },
-        StorageClass: request.storageClass as StorageClass | undefined,
+        ContentType: request.contentType,
+        StorageClass: request.options?.storageClass as StorageClass | undefined,
+        ServerSideEncryption: request.options?.sse,
+        SSEKMSKeyId: request.options?.kmsKeyId,
+        // As a parameter, not lib-storage's `tags` option: that one tags a multipart object in a second request
+        // after completion (which a crash in between would skip); Tagging goes with the PUT or the creation.
+        Tagging: request.options?.tags ? new URLSearchParams(Object.entries(request.options.tags)).toString() : undefined,
         ChecksumAlgorithm: 'SHA256',
         ...(inMemory ? { ChecksumSHA256: Buffer.from(request.sha256, 'hex').toString('base64') } : {}),
         // lib-storage passes these on to the single PUT or to the multipart completion.
@@ -215,6 +221,8 @@ export class S3Store implements ObjectStore {
         checksumSha256: head.ChecksumSHA256,
         sizeBytes: head.ContentLength ?? 0,
         metadata: head.Metadata ?? {},
+        contentType: head.ContentType,
+        sse: head.ServerSideEncryption,
       };
     } catch (error) {
       if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404) return undefined;

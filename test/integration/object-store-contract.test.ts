@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 
-import { ListMultipartUploadsCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { GetObjectTaggingCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 
 import { SourceChangedError, StoreError } from '../../src/errors.js';
 import { MemoryStore } from '../../src/s3/memory-store.js';
@@ -26,6 +26,8 @@ interface Subject {
   latestBytes(key: string): Promise<Buffer>;
   /** Multipart uploads begun and neither completed nor aborted (parts S3 would keep billing for). */
   openUploads(): Promise<number>;
+  /** The latest version's tags. */
+  tags(key: string): Promise<Record<string, string>>;
 }
 
 interface SubjectFactory {
@@ -48,6 +50,7 @@ const memory: SubjectFactory = {
       versionIds: (key) => Promise.resolve(store.versions(BUCKET, key).map((v) => v.versionId)),
       latestBytes: (key) => Promise.resolve(store.versions(BUCKET, key).at(-1)?.body ?? Buffer.alloc(0)),
       openUploads: () => Promise.resolve(0),
+      tags: (key) => Promise.resolve({ ...(store.versions(BUCKET, key).at(-1)?.options?.tags ?? {}) }),
       close: () => Promise.resolve(),
     });
   },
@@ -70,6 +73,10 @@ const moto: SubjectFactory = {
       versionIds: async (key) => (await listVersions(server.client, BUCKET, key)).filter((v) => v.key === key).map((v) => v.versionId),
       latestBytes: async (key) => (await getObject(server.client, BUCKET, key)).body,
       openUploads: async () => (await server.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads?.length ?? 0,
+      async tags(key) {
+        const { TagSet = [] } = await server.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: key }));
+        return Object.fromEntries(TagSet.map((t): [string, string] => [t.Key ?? '', t.Value ?? '']));
+      },
       async close() {
         client.destroy();
         await server.stop();
@@ -187,6 +194,20 @@ for (const factory of [memory, moto]) {
       for await (const object of subject.store.list(BUCKET, 'list/')) listed.push(object);
       assert.deepEqual(listed.map((o) => o.key), ['list/a.csv', 'list/b.csv', 'list/sub/c.csv', 'list/\u00e9t\u00e9.csv']);
       assert.deepEqual(listed[0], { key: 'list/a.csv', sizeBytes: 'v2, the latest\n'.length, etag: latest.etag });
+    });
+
+    void test('content type, server-side encryption and tags are the same on a single PUT and a multipart upload', async () => {
+      const options = { sse: 'AES256', tags: { team: 'data ops', 'cost-centre': 'a/b=c+d@e' } } as const;
+      const small = randomBytes(1000);
+      const large = randomBytes(PART_SIZE + MIB);
+      await subject.store.put({ ...bufferPut('opts/small.csv', small), options, contentType: 'text/csv' });
+      await subject.store.put({ ...streamPut('opts/large.csv', Readable.from(chunksOf(large)), large), options, contentType: 'text/csv' });
+      for (const key of ['opts/small.csv', 'opts/large.csv']) {
+        const head = await subject.store.head(BUCKET, key);
+        assert.equal(head?.contentType, 'text/csv', key);
+        assert.equal(head?.sse, 'AES256', key);
+        assert.deepEqual(await subject.tags(key), { team: 'data ops', 'cost-centre': 'a/b=c+d@e' }, key);
+      }
     });
 
     void test('head of a key that was never written is undefined, not an error', async () => {

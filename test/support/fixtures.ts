@@ -62,7 +62,7 @@ export function archiveSettings(overrides: Partial<ArchiveSettings> = {}): Archi
     multipartThresholdBytes: 5 * MIB,
     partSizeBytes: 5 * MIB,
     maxBackoffSeconds: 60,
-    storageClass: undefined,
+    objectOptions: {},
     quarantinePrefix: '_quarantine/',
     archiveLimits: { maxTotalBytes: 1024 * MIB, maxMembers: 10_000, maxRatio: 200, maxMemberBytes: 1024 * MIB },
     settleMs: 30_000,

@@ -78,7 +78,7 @@ void describe('defaults', () => {
       endpoint: undefined,
       forcePathStyle: false,
       region: undefined,
-      storageClass: undefined,
+      objectOptions: { storageClass: undefined, sse: undefined, kmsKeyId: undefined, tags: undefined },
       conditionalWrites: 'auto',
     });
     assert.equal(config.ledger.path, '/etc/sftppush/var/ledger.db');
@@ -257,11 +257,19 @@ void describe('mistakes are refused, naming the key and the file', () => {
   void test('keys of later stages are refused by name, never silently ignored', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ metrics: { listen: '127.0.0.1:9100' } }, /metrics: .*not supported yet/],
-      [{ s3: { bucket: 'abc', sse: 'AES256' } }, /s3\.sse: .*not supported yet/],
-      [{ s3: { bucket: 'abc', kms_key_id: 'k' } }, /s3\.kms_key_id: .*not supported yet/],
-      [{ s3: { bucket: 'abc', tags: { team: 'x' } } }, /s3\.tags: .*not supported yet/],
     ];
     for (const [extra, pattern] of cases) assertConfigError(() => validateConfig(minimal(extra), FILE), FILE, pattern);
+  });
+
+  void test('server-side encryption and tags are read; mistakes name their key', () => {
+    const kms = validateConfig(minimal({ s3: { bucket: 'abc', sse: 'aws:kms', kms_key_id: 'alias/archive', tags: { team: 'data', env: 'prod' } } }), FILE);
+    assert.deepEqual(kms.s3.objectOptions, { storageClass: undefined, sse: 'aws:kms', kmsKeyId: 'alias/archive', tags: { team: 'data', env: 'prod' } });
+    assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', sse: 'aes256' } }), FILE), FILE, /s3\.sse: must be "AES256" or "aws:kms"/);
+    assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', sse: 'AES256', kms_key_id: 'k' } }), FILE), FILE, /s3\.kms_key_id .*not "aws:kms"/);
+    const eleven = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`t${i}`, 'v']));
+    assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', tags: eleven } }), FILE), FILE, /s3\.tags: S3 allows at most 10/);
+    assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', tags: { team: 5 } } }), FILE), FILE, /s3\.tags\.team/);
+    assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', tags: { team: 'a&b' } } }), FILE), FILE, /s3\.tags\.team: S3 tags allow only/);
   });
 
   void test('[archive] limits and per-target extract/keep_archive are read; a bad value names its key', () => {
