@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { assertTargetsExist, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
-import { ConfigError, describeCause, StoreError } from './errors.js';
+import { ConfigError, describeCause, SftppushError, StoreError } from './errors.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
 import { Ledger } from './ledger/ledger.js';
@@ -307,12 +307,34 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
   }
 }
 
+/**
+ * Start-up checks of a service (issue 10): a missing or denied bucket, or a policy under which S3 answers
+ * 403 for a missing key (every write gate's HEAD would fail forever), stops it now, naming the bucket and the
+ * permission. An endpoint that cannot be asked now is not fatal: the service starts and files wait in retry.
+ * @throws SftppushError E_S3_ACCESS (exit 1).
+ */
+async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logger): Promise<void> {
+  const prefixes = new Map<string, string>();
+  for (const target of config.targets) prefixes.set(target.bucket, target.prefix);
+  for (const [bucket, prefix] of prefixes) {
+    let problem: string | undefined;
+    try {
+      problem = await store.checkAccess(bucket, prefix);
+    } catch (error) {
+      log.warn({ bucket, error: describeCause(error) }, 'S3 cannot be reached now: starting anyway, files wait in retry');
+      continue;
+    }
+    if (problem) throw new SftppushError('E_S3_ACCESS', problem);
+  }
+}
+
 async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise<never>): Promise<number> {
   const { ledger, observer, pool, reconciler } = core;
   warnAboutRuntime(log);
   try {
-    // A service connects at start: a refused configuration (conditional_writes) stops it here, exit 2.
-    await core.s3();
+    // A service connects at start: a refused configuration (conditional_writes) stops it here, exit 2; a
+    // bucket it cannot use, exit 1.
+    await assertBucketsUsable((await core.s3()).store, config, log);
     core.recover();
   } catch (error) {
     // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.

@@ -112,6 +112,11 @@ export class MemoryStore implements ObjectStore {
     return Promise.resolve({ etag, versionId, checksumSha256, sizeBytes, metadata: { ...metadata }, contentType, sse });
   }
 
+  checkAccess(bucket: string): Promise<string | undefined> {
+    const exists = !this.buckets || this.buckets.has(bucket);
+    return Promise.resolve(exists ? undefined : `bucket ${bucket} does not exist (create it, with versioning on)`);
+  }
+
   async *list(bucket: string, prefix: string): AsyncIterable<ListedObject> {
     await Promise.resolve();
     for (const key of this.keys(bucket).filter((k) => k.startsWith(prefix))) {

@@ -95,4 +95,11 @@ export interface ObjectStore {
   head(bucket: string, key: string): Promise<ObjectHead | undefined>;
   /** Every key under `prefix` with its latest version's size and ETag, in key order. @throws StoreError */
   list(bucket: string, prefix: string): AsyncIterable<ListedObject>;
+  /**
+   * Whether this service can use `bucket` under `keyPrefix` (exists, not denied, a missing key answers "not
+   * found"), asked at start. Reads only.
+   * @returns undefined when it can, else what is wrong, naming the bucket and the permission, for a person.
+   * @throws StoreError (retryable) when the store cannot be asked now.
+   */
+  checkAccess(bucket: string, keyPrefix: string): Promise<string | undefined>;
 }

@@ -1,5 +1,6 @@
 import {
   DeleteObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -208,6 +209,36 @@ export class S3Store implements ObjectStore {
       .send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: written.VersionId }))
       .catch(() => undefined);
     return 'ignored';
+  }
+
+  /**
+   * What this service may do with a bucket, asked once at start: HeadBucket (missing: 404; denied: 403), then a
+   * HEAD of a random key under `keyPrefix` that cannot exist, which must answer 404: S3 answers 403 instead when
+   * the policy lacks s3:ListBucket, and every "is it there yet?" of the write gate would then fail forever.
+   * @returns undefined when all is well, else what is wrong, for a person.
+   * @throws StoreError (retryable) when S3 cannot be asked now (unreachable, 5xx): the answer is unknown.
+   */
+  async checkAccess(bucket: string, keyPrefix: string): Promise<string | undefined> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch (error) {
+      const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+      if (status === 404) return `bucket ${bucket} does not exist (create it, with versioning on)`;
+      if (status === 403) return `access to bucket ${bucket} is denied (the policy needs s3:ListBucket on it: see README "Install")`;
+      throw new StoreError('head-bucket', bucket, true, { cause: error });
+    }
+    const key = `${keyPrefix}${PROBE_KEY_SEGMENT}${randomUUID()}`;
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return undefined;
+    } catch (error) {
+      const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+      if (status === 404) return undefined;
+      if (status === 403) {
+        return `a HEAD of a missing key in bucket ${bucket} answers 403, not 404: the policy lacks s3:ListBucket (or s3:GetObject) on ${keyPrefix}* (see README "Install")`;
+      }
+      throw new StoreError('head', `s3://${bucket}/${key}`, true, { cause: error });
+    }
   }
 
   private async headVersion(bucket: string, key: string, versionId: string | undefined): Promise<ObjectHead | undefined> {

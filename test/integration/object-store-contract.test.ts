@@ -210,6 +210,11 @@ for (const factory of [memory, moto]) {
       }
     });
 
+    void test('checkAccess: a usable bucket is fine, a missing one is named', async () => {
+      assert.equal(await subject.store.checkAccess(BUCKET, 'some/prefix/'), undefined);
+      assert.match((await subject.store.checkAccess('no-such-bucket-here', '')) ?? '', /bucket no-such-bucket-here does not exist/);
+    });
+
     void test('head of a key that was never written is undefined, not an error', async () => {
       assert.equal(await subject.store.head(BUCKET, 'never/written.csv'), undefined);
     });
