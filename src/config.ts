@@ -177,6 +177,14 @@ export function validateConfig(raw: Record<string, unknown>, file: string): Conf
     throw new ConfigError(`${file}: reconcile.schedule: not a valid cron expression (${cron.error?.message ?? 'invalid'})`);
   }
   refuseOverlappingTargets(parsed.targets.map((t) => path.resolve(path.dirname(path.resolve(file)), t.path)), file);
+  refuseSharedKeys(
+    parsed.targets.map((t) => ({
+      path: path.resolve(path.dirname(path.resolve(file)), t.path),
+      bucket: t.bucket ?? parsed.s3.bucket,
+      prefix: t.prefix ?? parsed.s3.prefix,
+    })),
+    file,
+  );
   if (parsed.s3.kms_key_id !== undefined && parsed.s3.sse !== 'aws:kms') {
     throw new ConfigError(`${file}: s3.kms_key_id is set, but s3.sse is not "aws:kms"`);
   }
@@ -250,6 +258,25 @@ function refuseCredentials(raw: Record<string, unknown>, file: string, at = ''):
     }
     if (isTable(value)) refuseCredentials(value, file, name);
   }
+}
+
+/**
+ * Two targets writing to one bucket under prefixes one of which starts the other (`""` starts every prefix)
+ * could give two files one key (`a/` + `b/x.csv` and `a/b/` + `x.csv`): refuse it, naming both.
+ * @throws ConfigError naming both targets' keys and the file.
+ */
+function refuseSharedKeys(destinations: readonly { path: string; bucket: string; prefix: string }[], file: string): void {
+  destinations.forEach((a, i) => {
+    destinations.forEach((b, j) => {
+      if (i < j && a.bucket === b.bucket && (a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix))) {
+        throw new ConfigError(
+          `${file}: targets[${j}] (${b.path}) prefix ${JSON.stringify(b.prefix)} and targets[${i}] (${a.path}) prefix ` +
+            `${JSON.stringify(a.prefix)} share bucket ${a.bucket}: two files could get one key; give each [[targets]] ` +
+            'a prefix of its own, neither starting the other (two --target flags share one: use the config file)',
+        );
+      }
+    });
+  });
 }
 
 /**

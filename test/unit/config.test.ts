@@ -209,7 +209,10 @@ void describe('mistakes are refused, naming the key and the file', () => {
     fs.mkdirSync(path.join(root, 'in', 'a', 'b'), { recursive: true });
     fs.mkdirSync(path.join(root, 'in', '.hidden'));
     fs.mkdirSync(path.join(root, 'other'));
-    const config = validateConfig({ s3: { bucket: 'abc' }, targets: [{ path: path.join(root, 'in') }, { path: path.join(root, 'other') }] }, FILE);
+    const config = validateConfig(
+      { s3: { bucket: 'abc' }, targets: [{ path: path.join(root, 'in'), prefix: 'in/' }, { path: path.join(root, 'other'), prefix: 'other/' }] },
+      FILE,
+    );
     const [inTarget] = config.targets;
 
     const sub = selectTargets(config, [path.join(root, 'in', 'a', 'b')]);
@@ -276,7 +279,7 @@ void describe('mistakes are refused, naming the key and the file', () => {
     const config = validateConfig(
       minimal({
         archive: { max_members: 10, max_ratio: 50.5, max_total_bytes: 1000 },
-        targets: [{ path: '/srv/a', extract: false }, { path: '/srv/b', keep_archive: true }],
+        targets: [{ path: '/srv/a', prefix: 'a/', extract: false }, { path: '/srv/b', prefix: 'b/', keep_archive: true }],
       }),
       FILE,
     );
@@ -321,7 +324,7 @@ void describe('loadConfig with command-line overrides', () => {
       prefix: 'flag/',
       endpoint: 'http://127.0.0.1:9000',
       ledger: 'flag.db',
-      targets: ['flag-a', '/abs/flag-b'],
+      targets: ['flag-a'],
       concurrency: 3,
     });
     assert.equal(config.s3.bucket, 'flag-bucket');
@@ -331,11 +334,10 @@ void describe('loadConfig with command-line overrides', () => {
     assert.equal(config.upload.concurrency, 3);
     assert.deepEqual(
       config.targets.map((t) => [t.path, t.bucket, t.prefix]),
-      [
-        [path.resolve('flag-a'), 'flag-bucket', 'flag/'],
-        ['/abs/flag-b', 'flag-bucket', 'flag/'],
-      ],
+      [[path.resolve('flag-a'), 'flag-bucket', 'flag/']],
     );
+    // Two --target directories would share one prefix: refused, naming both directories.
+    assertConfigError(() => loadConfig(file, { targets: ['flag-a', '/abs/flag-b'] }), file, /\/abs\/flag-b.*flag-a.*share bucket/);
   });
 
   void test('an empty --target list keeps the file targets', () => {
@@ -357,11 +359,23 @@ void describe('loadConfig with command-line overrides', () => {
   void test('two targets that are the same directory, or one inside the other, are refused naming both', () => {
     for (const [outer, inner] of [['data', 'data'], ['data', 'data/inbox']]) {
       assertConfigError(
-        () => validateConfig(minimal({ targets: [{ path: outer }, { path: inner }] }), FILE),
+        () => validateConfig(minimal({ targets: [{ path: outer, prefix: '1/' }, { path: inner, prefix: '2/' }] }), FILE),
         FILE,
         /targets\[1\]\.path: .* overlaps targets\[0\]\.path/,
       );
     }
-    assert.doesNotThrow(() => validateConfig(minimal({ targets: [{ path: 'data' }, { path: 'data-2' }] }), FILE));
+    assert.doesNotThrow(() => validateConfig(minimal({ targets: [{ path: 'data', prefix: 'd1/' }, { path: 'data-2', prefix: 'd2/' }] }), FILE));
+  });
+
+  void test('two targets whose prefixes in one bucket could give two files one key are refused naming both', () => {
+    const cases: [Record<string, unknown>[], RegExp][] = [
+      [[{ path: '/a' }, { path: '/b' }], /targets\[1\] \(\/b\) prefix "" and targets\[0\] \(\/a\) prefix "" share bucket archive-bucket/],
+      [[{ path: '/a', prefix: 'in/' }, { path: '/b', prefix: 'in/b/' }], /targets\[1\] \(\/b\) prefix "in\/b\/" and targets\[0\] \(\/a\) prefix "in\/"/],
+      [[{ path: '/a', prefix: 'x' }, { path: '/b', prefix: 'xy/' }], /share bucket/],
+    ];
+    for (const [targets, pattern] of cases) assertConfigError(() => validateConfig(minimal({ targets }), FILE), FILE, pattern);
+    // Other buckets, or prefixes neither of which starts the other, cannot collide.
+    assert.doesNotThrow(() => validateConfig(minimal({ targets: [{ path: '/a' }, { path: '/b', bucket: 'other-bucket' }] }), FILE));
+    assert.doesNotThrow(() => validateConfig(minimal({ targets: [{ path: '/a', prefix: 'a/' }, { path: '/b', prefix: 'b/' }] }), FILE));
   });
 });
