@@ -6,7 +6,7 @@ SHELL := /bin/bash
 NODE_BIN ?= node
 TEST_FILES = $(shell find dist/test -name '*.test.js' | sort)
 
-.PHONY: install build lint test unit demo clean
+.PHONY: install build lint test unit demo clean check-moto
 
 # npm sets NODE to its node's path in the scripts it runs (`npm test`): only NODE=24, or NODE given to make, selects.
 ifeq ($(NODE),24)
@@ -35,7 +35,11 @@ build: install
 lint: build
 	npx eslint .
 
-test: lint
+# The tests run S3 against a real moto_server: without one, say so at once, not after a build and a timeout.
+check-moto:
+	@command -v moto_server >/dev/null || { echo "moto_server not found: pip install 'moto[server]' (the tests run S3 against it; see README)" >&2; exit 1; }
+
+test: check-moto lint
 	$(NODE_BIN) --test --test-concurrency=2 --test-timeout=300000 $(TEST_FILES)
 
 unit: build

@@ -26,6 +26,8 @@ export interface TargetConfig {
 export interface Config {
   /** The file the configuration came from (or a description when there was none), for messages. */
   readonly source: string;
+  /** The targets came from `--target` flags, not the file: messages about them name the flag. */
+  readonly targetsFromFlags: boolean;
   readonly s3: {
     readonly bucket: string;
     readonly prefix: string;
@@ -150,9 +152,20 @@ type FileConfig = z.infer<typeof fileSchema>;
  * @throws ConfigError naming the file and the key.
  */
 export function loadConfig(file: string, overrides: ConfigOverrides = {}, options: { optional?: boolean } = {}): Config {
-  const raw = options.optional && !existsSync(file) ? {} : readToml(file);
+  const missing = options.optional === true && !existsSync(file);
+  const raw = missing ? {} : readToml(file);
   applyOverrides(raw, overrides);
-  return validateConfig(raw, file);
+  let config: Config;
+  try {
+    config = validateConfig(raw, file);
+  } catch (error) {
+    // The flags alone were not enough: the missing file is the news, not a key missing from it.
+    if (missing && error instanceof ConfigError) {
+      throw new ConfigError(`no config file found at ${file}: give --config FILE (or --bucket and --target); ${error.message}`);
+    }
+    throw error;
+  }
+  return overrides.targets !== undefined && overrides.targets.length > 0 ? Object.freeze({ ...config, targetsFromFlags: true }) : config;
 }
 
 /** Validates an already-parsed TOML document (exported for tests and for callers without a file). */
@@ -314,6 +327,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
   const s3 = parsed.s3;
   return {
     source: file,
+    targetsFromFlags: false,
     s3: {
       bucket: s3.bucket,
       prefix: s3.prefix,
@@ -377,7 +391,11 @@ export function assertTargetsExist(config: Config): void {
       // reported below
     }
     if (!isDirectory) {
-      throw new ConfigError(`${config.source}: targets[${index}].path: ${target.path} is not an existing directory`);
+      throw new ConfigError(
+        config.targetsFromFlags
+          ? `--target ${target.path}: not an existing directory`
+          : `${config.source}: targets[${index}].path: ${target.path} is not an existing directory`,
+      );
     }
   });
 }

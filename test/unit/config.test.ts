@@ -340,6 +340,14 @@ void describe('loadConfig with command-line overrides', () => {
     assertConfigError(() => loadConfig(file, { targets: ['flag-a', '/abs/flag-b'] }), file, /\/abs\/flag-b.*flag-a.*share bucket/);
   });
 
+  void test('no config file where one was looked for (no --config given): the message says so first', () => {
+    const nowhere = path.join(os.tmpdir(), `sftppush-no-config-${process.pid}`, 'config.toml');
+    assertConfigError(() => loadConfig(nowhere, {}, { optional: true }), `no config file found at ${nowhere}`, /give --config FILE/);
+    // Flags alone can configure a run: then the missing file is no error.
+    const config = loadConfig(nowhere, { bucket: 'flag-bucket', targets: ['/srv/in'] }, { optional: true });
+    assert.equal(config.targetsFromFlags, true);
+  });
+
   void test('an empty --target list keeps the file targets', () => {
     const file = writeConfig(text);
     assert.deepEqual(loadConfig(file, { targets: [] }).targets.map((t) => path.basename(t.path)), ['from-file']);
