@@ -151,23 +151,33 @@ export async function sftpAvailable(): Promise<boolean> {
   return (await sftpSetupProblem()) === undefined;
 }
 
-// sshd runs detached from this process (the script backgrounds it); make sure none outlives a test run
-// whose test forgot stop() or crashed.
+// sshd runs detached from this process (the script backgrounds it, in a session of its own, so a Ctrl-C
+// at the terminal never reaches it); make sure none outlives a test run whose test forgot stop(), crashed, or
+// was interrupted: on exit, and on SIGINT, SIGTERM or SIGHUP, which are then delivered again as they came.
 const livePids = new Set<number>();
 let exitHookInstalled = false;
 function trackPid(pid: number): void {
   livePids.add(pid);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const p of livePids) {
-      try {
-        process.kill(p, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
+  process.once('exit', stopLive);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      stopLive();
+      process.kill(process.pid, signal);
+    });
+  }
+}
+
+function stopLive(): void {
+  for (const p of livePids) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {
+      /* already gone */
     }
-  });
+  }
+  livePids.clear();
 }
 
 function parseInfo(stdout: string): Map<string, string> {
