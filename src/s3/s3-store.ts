@@ -1,5 +1,6 @@
 import {
   DeleteObjectCommand,
+  GetBucketVersioningCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -19,6 +20,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { SftppushError, StoreError } from '../errors.js';
 import {
   PreconditionFailedError,
+  type BucketVersioning,
   PROBE_KEY_SEGMENT,
   type ConditionalWriteSupport,
   type ListedObject,
@@ -202,6 +204,19 @@ export class S3Store implements ObjectStore {
       .send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: written.VersionId }))
       .catch(() => undefined);
     return 'ignored';
+  }
+
+  /**
+   * The bucket's versioning (GetBucketVersioning): `Off` for a bucket where it was never turned on.
+   * @throws StoreError when S3 cannot be asked (unreachable, denied, no such bucket).
+   */
+  async versioning(bucket: string): Promise<BucketVersioning> {
+    try {
+      const { Status } = await this.client.send(new GetBucketVersioningCommand({ Bucket: bucket }));
+      return Status ?? 'Off';
+    } catch (error) {
+      throw new StoreError('get bucket versioning', `s3://${bucket}`, isRetryable(error), { cause: error });
+    }
   }
 
   private async headVersion(bucket: string, key: string, versionId: string | undefined): Promise<ObjectHead | undefined> {
