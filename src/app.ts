@@ -3,13 +3,15 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { assertTargetsExist, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
+import { assertTargetsExist, prepareAfterDirectories, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
 import { ConfigError, describeCause, SftppushError, StoreError } from './errors.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
 import { Ledger } from './ledger/ledger.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
+import { carryOutAfterAction } from './pipeline/after-action.js';
+import { parseAfterAction } from './pipeline/after-plan.js';
 import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js';
 import { nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
@@ -18,6 +20,7 @@ import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
 import type { ObjectStore } from './s3/object-store.js';
+import { checkBucketVersioning } from './s3/versioning-check.js';
 import { WriteModes } from './s3/write-mode.js';
 import { Inotify } from './watch/inotify.js';
 import { Watcher } from './watch/watcher.js';
@@ -106,6 +109,12 @@ interface Core {
   closeS3: () => void;
   /** Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. */
   recover: () => void;
+  /**
+   * Start-up: carries out the after-archive actions (delete, move) a stopped process recorded as due but did
+   * not finish (a crash between the archive's commit and the unlink or rename). Each is a step of its file's
+   * story that says so.
+   */
+  finishDueAfterActions: () => Promise<void>;
 }
 
 interface CoreOptions {
@@ -156,6 +165,8 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     }
     // A dry run writes nothing: no probe (it may write where the header is ignored).
     if (dryRun) return { store, writeModes };
+    // @throws VersioningRequiredError: a target deletes or moves sources into a bucket without versioning.
+    await checkBucketVersioning(config.targets, (bucket) => store.versioning(bucket), log);
     for (const bucket of prefixOf.keys()) {
       try {
         await writeModes.modeFor(bucket);
@@ -257,6 +268,24 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
       if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     },
+    async finishDueAfterActions() {
+      if (dryRun) return;
+      const due = ledger.adoptDueAfterActions(owner, (rowOwner) => isOwnerAlive(rowOwner, probe));
+      if (due.length === 0) return;
+      log.warn({ due: due.length }, 'after-archive actions a stopped process left due: finishing them');
+      for (const row of due) {
+        const recovery = `finished at start after ${row.previousOwner} stopped`;
+        const action = parseAfterAction(row.action);
+        if (!action) {
+          ledger.settleAfterAction(row.fileId, owner, 'failed', `unknown action ${JSON.stringify(row.action)}; source kept (${recovery})`);
+          continue;
+        }
+        await carryOutAfterAction(
+          { fileId: row.fileId, owner, target: row.target, relPath: row.relPath, action, hashed: row.hashed, recovery },
+          { ledger, source: nodeSourceFs, log, targetFor: (targetPath) => targets.get(targetPath) },
+        );
+      }
+    },
   };
 }
 
@@ -291,6 +320,7 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
   let fail: (error: unknown) => void = () => undefined;
   const fatal = new Promise<never>((_, reject) => (fail = reject));
   assertTargetsExist(config);
+  prepareAfterDirectories(config);
   // One watch per ledger, for the life of the process. @throws InstanceLockedError: exit 1, naming the holder.
   const lock = InstanceLock.acquire(config.ledger.path, { pid: process.pid });
   let core: Core;
@@ -336,6 +366,7 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
     // bucket it cannot use, exit 1.
     await assertBucketsUsable((await core.s3()).store, config, log);
     core.recover();
+    await core.finishDueAfterActions();
   } catch (error) {
     // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.
     observer.close();
@@ -412,6 +443,7 @@ export async function runReconcileOnce(
   const started = Date.now();
   let fatalError: unknown;
   assertTargetsExist(config);
+  if (!options.dryRun) prepareAfterDirectories(config);
   const partial = options.sinceMs !== undefined || options.targetsPartial;
   const subtrees = options.subtrees ?? config.targets.map((target) => ({ target, relDir: '' }));
   const core = buildCore(config, log, {
@@ -439,6 +471,7 @@ export async function runReconcileOnce(
   try {
     warnAboutRuntime(log);
     core.recover();
+    await core.finishDueAfterActions();
     if (!options.dryRun) pool.start();
     const tally = await reconciler.scan('command');
     if (!options.dryRun) {

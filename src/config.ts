@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { validateCronExpression } from 'cron';
 import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -7,6 +7,7 @@ import { ConfigError, errnoCode } from './errors.js';
 import type { ArchiveLimits } from './extract/limits.js';
 import type { ObjectOptions } from './s3/object-store.js';
 import { createIgnoreMatcher } from './observe/ignore.js';
+import { parseAfterAction, type AfterAction } from './pipeline/after-plan.js';
 
 /** One watched directory tree and where its files go. */
 export interface TargetConfig {
@@ -21,6 +22,10 @@ export interface TargetConfig {
   readonly extract: boolean;
   /** With extract: also store the original archive under its own key. */
   readonly keepArchive: boolean;
+  /** What becomes of a source once its archive is verified and recorded (`after`, else `upload.after`). */
+  readonly after: AfterAction;
+  /** The key that set `after` (`targets[N].after` or `upload.after`), for messages. */
+  readonly afterKey: string;
 }
 
 export interface Config {
@@ -44,7 +49,8 @@ export interface Config {
   readonly reconcile: { readonly schedule: string; readonly settleSeconds: number };
   readonly upload: {
     readonly concurrency: number;
-    readonly after: 'keep';
+    /** The default `after` of targets that do not set their own. */
+    readonly after: AfterAction;
     readonly multipartThresholdBytes: number;
     readonly partSizeBytes: number;
     readonly maxBackoffSeconds: number;
@@ -90,6 +96,7 @@ const targetSchema = z.strictObject({
   quiet_ms: z.number().int().min(0).max(3_600_000).default(0),
   extract: z.boolean().default(true),
   keep_archive: z.boolean().default(false),
+  after: z.string().optional(),
 });
 
 const GIB = 1024 * 1024 * 1024;
@@ -180,11 +187,6 @@ export function validateConfig(raw: Record<string, unknown>, file: string): Conf
     throw new ConfigError(`${file}: ${formatIssue(first)}`);
   }
   const parsed = result.data;
-  if (parsed.upload.after !== 'keep') {
-    throw new ConfigError(
-      `${file}: upload.after = "${parsed.upload.after}" is not supported yet (only "keep"; delete and move come with the operations stage)`,
-    );
-  }
   const cron = validateCronExpression(parsed.reconcile.schedule);
   if (!cron.valid) {
     throw new ConfigError(`${file}: reconcile.schedule: not a valid cron expression (${cron.error?.message ?? 'invalid'})`);
@@ -204,7 +206,33 @@ export function validateConfig(raw: Record<string, unknown>, file: string): Conf
   if (parsed.upload.part_size_mb > parsed.upload.multipart_threshold_mb) {
     throw new ConfigError(`${file}: upload.part_size_mb must not exceed upload.multipart_threshold_mb`);
   }
-  return deepFreeze(toConfig(parsed, file));
+  const config = toConfig(parsed, file);
+  refuseMoveIntoTargets(config);
+  return deepFreeze(config);
+}
+
+/**
+ * `keep`, `delete` or `move:DIR` (DIR relative to the config file's directory).
+ * @throws ConfigError naming the key and the file.
+ */
+function afterActionOf(text: string, key: string, file: string, base: string): AfterAction {
+  const action = parseAfterAction(text);
+  if (!action) throw new ConfigError(`${file}: ${key}: expected "keep", "delete" or "move:DIR", got ${JSON.stringify(text)}`);
+  return action.kind === 'move' ? { kind: 'move', dir: realpathIfExists(path.resolve(base, action.dir)) } : action;
+}
+
+/** A source moved into a watched tree would be seen again, as a new file, and archived again: refuse it. */
+function refuseMoveIntoTargets(config: Config): void {
+  for (const target of config.targets) {
+    if (target.after.kind !== 'move') continue;
+    const dir = target.after.dir;
+    const index = config.targets.findIndex((t) => dir === t.path || dir.startsWith(`${t.path}${path.sep}`));
+    if (index >= 0) {
+      throw new ConfigError(
+        `${config.source}: ${target.afterKey}: move:${dir} is inside targets[${index}].path ${config.targets[index]!.path}: moved files would be archived again`,
+      );
+    }
+  }
 }
 
 function readToml(file: string): Record<string, unknown> {
@@ -325,6 +353,7 @@ function formatIssue(issue: z.core.$ZodIssue | undefined): string {
 function toConfig(parsed: FileConfig, file: string): Config {
   const base = path.dirname(path.resolve(file));
   const s3 = parsed.s3;
+  const defaultAfter = afterActionOf(parsed.upload.after, 'upload.after', file, base);
   return {
     source: file,
     targetsFromFlags: false,
@@ -342,7 +371,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
     reconcile: { schedule: parsed.reconcile.schedule, settleSeconds: parsed.reconcile.settle_seconds },
     upload: {
       concurrency: parsed.upload.concurrency,
-      after: 'keep',
+      after: defaultAfter,
       multipartThresholdBytes: parsed.upload.multipart_threshold_mb * MIB,
       partSizeBytes: parsed.upload.part_size_mb * MIB,
       maxBackoffSeconds: parsed.upload.max_backoff_seconds,
@@ -353,7 +382,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
       maxRatio: parsed.archive.max_ratio,
       maxMemberBytes: parsed.archive.max_member_bytes ?? parsed.archive.max_total_bytes,
     },
-    targets: parsed.targets.map((target) => ({
+    targets: parsed.targets.map((target, index) => ({
       path: realpathIfExists(path.resolve(base, target.path)),
       ignore: target.ignore,
       bucket: target.bucket ?? s3.bucket,
@@ -361,6 +390,8 @@ function toConfig(parsed: FileConfig, file: string): Config {
       quietMs: target.quiet_ms,
       extract: target.extract,
       keepArchive: target.keep_archive,
+      after: target.after === undefined ? defaultAfter : afterActionOf(target.after, `targets[${index}].after`, file, base),
+      afterKey: target.after === undefined ? 'upload.after' : `targets[${index}].after`,
     })),
   };
 }
@@ -398,6 +429,30 @@ export function assertTargetsExist(config: Config): void {
       );
     }
   });
+}
+
+/**
+ * Makes the directories `after = "move:DIR"` moves into, and refuses one on another filesystem than its
+ * target: a move is link(2) + unlink(2), atomic and never overwriting, which a copy across filesystems could
+ * not be. Checked when a command that archives starts.
+ * @throws ConfigError naming the key and the file.
+ */
+export function prepareAfterDirectories(config: Config): void {
+  for (const target of config.targets) {
+    if (target.after.kind !== 'move') continue;
+    const dir = target.after.dir;
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      throw new ConfigError(`${config.source}: ${target.afterKey}: cannot create ${dir} (${errnoCode(error) ?? String(error)})`);
+    }
+    if (statSync(dir).dev !== statSync(target.path).dev) {
+      throw new ConfigError(
+        `${config.source}: ${target.afterKey}: ${dir} is on another filesystem than ${target.path}; ` +
+          'a move is a link and an unlink (atomic, never overwriting), so DIR must be on the same filesystem',
+      );
+    }
+  }
 }
 
 function deepFreeze<T>(value: T): T {

@@ -15,8 +15,18 @@ import { PROBE_KEY_SEGMENT } from './s3/object-store.js';
  * - `after-put`: S3 answered the PutObject or the multipart completion; the ledger does not know yet.
  * - `after-member`: the ledger recorded one member of an archive; the others are not all stored yet.
  * - `after-commit`: the ledger recorded the archive.
+ * - `after-archive-record`: the ledger recorded the archive and its target's `after` action (delete, move) as
+ *   due; the source is not touched yet. Reached only when a target's `after` is not `keep`.
  */
-export const KILL_POINTS = ['after-claim', 'during-put', 'during-multipart', 'after-put', 'after-member', 'after-commit'] as const;
+export const KILL_POINTS = [
+  'after-claim',
+  'during-put',
+  'during-multipart',
+  'after-put',
+  'after-member',
+  'after-commit',
+  'after-archive-record',
+] as const;
 export type KillPoint = (typeof KILL_POINTS)[number];
 
 export const KILL_AT_VARIABLE = 'SFTPPUSH_TEST_KILL_AT';

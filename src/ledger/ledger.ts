@@ -32,6 +32,25 @@ export interface RecordedObject {
   readonly sha256: string;
 }
 
+/** How an after-archive action ended: carried out, not needed or not allowed (see planAfterAction), or an error. */
+export type AfterOutcome = 'done' | 'skipped' | 'failed';
+
+/** An after-archive action a stopped process left due, taken over by this one. */
+export interface DueAfterAction {
+  readonly fileId: number;
+  /** As formatAfterAction wrote it: `delete` or `move:/abs/dir`. */
+  readonly action: string;
+  /** This process, which now owes it. */
+  readonly owner: string;
+  /** The stopped process that archived the generation. */
+  readonly previousOwner: string;
+  readonly dueAt: number;
+  readonly target: string;
+  readonly relPath: string;
+  /** The identity of the bytes archived (the stat recorded with the archive). */
+  readonly hashed: FileStat;
+}
+
 /** An object an archived generation's proof holds, as `reconcile --verify` checks it against S3. */
 export interface ArchivedKey {
   /** The path's latest (archived) generation: what is reopened when the object is missing. */
@@ -368,7 +387,7 @@ export class Ledger {
    * Marks a claimed row archived with the proof that S3 holds its content.
    * @returns whether the path changed while the worker held it (the caller re-observes it).
    */
-  markArchived(claim: ClaimRef, stat: FileStat, sha256: string, proof: ArchiveProof): { dirty: boolean } {
+  markArchived(claim: ClaimRef, stat: FileStat, sha256: string, proof: ArchiveProof, afterAction?: string): { dirty: boolean } {
     const { id } = claim;
     return this.db.transaction(() => {
       const now = this.now();
@@ -393,7 +412,58 @@ export class Ledger {
         for (const object of proof.objects) this.insertObject(id, object, now);
       }
       this.setStat(id, stat);
+      // Due in the same commit as "archived": a crash before the unlink or rename leaves it here for the next start.
+      if (afterAction !== undefined) {
+        this.stmt(`INSERT INTO after_actions (file_id, action, state, owner, due_at) VALUES (?, ?, 'due', ?, ?)`).run(
+          id,
+          afterAction,
+          claim.owner,
+          now,
+        );
+      }
       return { dirty: dirty === 1 };
+    }).immediate();
+  }
+
+  /**
+   * Takes over the after-archive actions whose owner is verifiably gone (a crash between the archive's commit
+   * and the unlink or rename): they become `owner`'s, to carry out now. Called once when a process starts,
+   * like recoverAbandoned; a live process's due actions (it is carrying them out) are left alone.
+   */
+  adoptDueAfterActions(owner: string, isOwnerAlive: (owner: string) => boolean): DueAfterAction[] {
+    return this.db.transaction(() => {
+      const rows = this.stmt(
+        `SELECT a.file_id AS fileId, a.action, a.owner, a.due_at AS dueAt, f.target, f.rel_path AS relPath,
+         f.size_bytes AS sizeBytes, f.mtime_ms AS mtimeMs, f.inode, CAST(f.ctime_ns AS TEXT) AS ctimeNs
+         FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = 'due' ORDER BY a.file_id`,
+      ).all() as (Omit<DueAfterAction, 'hashed' | 'previousOwner'> & { owner: string } & Omit<FileStat, 'ctimeNs'> & { ctimeNs: string })[];
+      const adopted = rows.filter((row) => row.owner !== owner && !isOwnerAlive(row.owner));
+      const take = this.stmt(`UPDATE after_actions SET owner = ? WHERE file_id = ? AND state = 'due' AND owner = ?`);
+      for (const row of adopted) take.run(owner, row.fileId, row.owner);
+      return adopted.map(({ fileId, action, owner: previousOwner, dueAt, target, relPath, sizeBytes, mtimeMs, inode, ctimeNs }) => ({
+        fileId,
+        action,
+        owner,
+        previousOwner,
+        dueAt,
+        target,
+        relPath,
+        hashed: { sizeBytes, mtimeMs, inode, ctimeNs: BigInt(ctimeNs) },
+      }));
+    }).immediate();
+  }
+
+  /**
+   * Records how a due after-archive action ended, as a step of the file's story (a history row). Only the
+   * owner of a due action may settle it. @returns false (nothing written) when it was not due under `owner`.
+   */
+  settleAfterAction(fileId: number, owner: string, outcome: AfterOutcome, detail: string): boolean {
+    return this.db.transaction(() => {
+      const { changes } = this.stmt(
+        `UPDATE after_actions SET state = ?, detail = ?, settled_at = ? WHERE file_id = ? AND state = 'due' AND owner = ?`,
+      ).run(outcome, detail, this.now(), fileId, owner);
+      if (changes === 1) this.addHistory(fileId, 'archived', 'archived', `after: ${detail}`);
+      return changes === 1;
     }).immediate();
   }
 

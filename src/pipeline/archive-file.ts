@@ -27,6 +27,8 @@ import { sameStat } from '../ledger/observation.js';
 import { lastChangeMs } from '../observe/completion.js';
 import type { ObjectOptions, ObjectStore } from '../s3/object-store.js';
 import type { SourceFile, SourceFs, SourceStat } from '../source/source-fs.js';
+import { carryOutAfterAction } from './after-action.js';
+import { dueAfterAction } from './after-plan.js';
 import { archiveMembers } from './archive-members.js';
 import { retryDelayMs } from './backoff.js';
 import { KeyLayoutError, objectKeyFor, objectMetadata, quarantineKeyFor } from './key-layout.js';
@@ -45,6 +47,7 @@ export type ArchiveLedger = Pick<
   | 'reserveKeys'
   | 'recordObject'
   | 'recordedObjects'
+  | 'settleAfterAction'
 >;
 
 export interface ArchiveSettings {
@@ -82,7 +85,7 @@ export interface ArchiveDeps {
   /** How writes to a bucket are gated (probed once per bucket; see write-gate.ts). @throws StoreError */
   readonly writeMode: (bucket: string) => Promise<WriteMode>;
   /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
-  readonly checkpoint?: (point: Extract<KillPoint, 'after-commit' | 'after-member'>) => void;
+  readonly checkpoint?: (point: Extract<KillPoint, 'after-commit' | 'after-member' | 'after-archive-record'>) => void;
   /** Called with the size of each object this step wrote to S3 (not one found there already): a byte counter. */
   readonly onUploaded?: (bytes: number) => void;
   /** Whether the watcher has seen a writer at work on the path since its last close (Observer.isBeingWritten). */
@@ -211,10 +214,10 @@ async function archivePlain(held: HeldFile): Promise<Finished> {
   );
   await held.stillCurrent();
   if (sameAsPrevious && object.foundByHead) {
-    finish(held, content.sha256, { kind: 'duplicate', duplicateOf: previous.id });
+    await finish(held, content.sha256, { kind: 'duplicate', duplicateOf: previous.id });
     return { state: 'duplicate', fields: { key, bytes: before.sizeBytes, duplicateOf: previous.id } };
   }
-  finish(held, content.sha256, { kind: 'uploaded', objects: [object] });
+  await finish(held, content.sha256, { kind: 'uploaded', objects: [object] });
   return {
     state: 'archived',
     fields: { key, bytes: before.sizeBytes, versionId: object.versionId, foundByHead: object.foundByHead, foundBy: object.foundBy },
@@ -345,11 +348,22 @@ async function assertUnchanged(source: SourceFs, absolutePath: string, before: S
   if (now && !sameStat(before, now)) throw new SourceChangedError(relPath, 'changed during upload');
 }
 
-/** Records the archive; the path changed meanwhile (dirty) is looked at again. */
-export function finish(held: HeldFile, sha256: string, proof: ArchiveProof): void {
-  const { dirty } = held.deps.ledger.markArchived(held.claim, held.before, sha256, proof);
-  held.deps.checkpoint?.('after-commit');
-  if (dirty) held.deps.reobserve(held.target, held.claim.relPath);
+/**
+ * Records the archive, and in the same commit the target's `after` action as due; the path changed meanwhile
+ * (dirty) is looked at again. Then carries out the action, on the source only if it still holds the bytes
+ * hashed: a crash before it ends leaves the action due for the next start (Core.finishDueAfterActions).
+ */
+export async function finish(held: HeldFile, sha256: string, proof: ArchiveProof): Promise<void> {
+  const { claim, target, deps } = held;
+  const after = dueAfterAction(target.after);
+  const { dirty } = deps.ledger.markArchived(claim, held.before, sha256, proof, after);
+  deps.checkpoint?.('after-commit');
+  if (dirty) deps.reobserve(target, claim.relPath);
+  if (after === undefined) return;
+  await carryOutAfterAction(
+    { fileId: claim.id, owner: claim.owner, target: claim.target, relPath: claim.relPath, action: target.after, hashed: held.before },
+    { ledger: deps.ledger, source: deps.source, log: deps.log, targetFor: deps.targetFor, checkpoint: deps.checkpoint },
+  );
 }
 
 function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error: unknown): ArchiveOutcome {

@@ -119,10 +119,10 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
   const objects = planned.length + (original ? 1 : 0);
   const fields = { format, members: members.length, objects, ...tally };
   if (sameAsPrevious && tally.resumed === 0 && tally.foundByHead === objects) {
-    finish(held, sha256, { kind: 'duplicate', duplicateOf: previous.id });
+    await finish(held, sha256, { kind: 'duplicate', duplicateOf: previous.id });
     return { state: 'duplicate', fields: { ...fields, duplicateOf: previous.id } };
   }
-  finish(held, sha256, { kind: 'members', count: objects, foundByHead: tally.foundByHead });
+  await finish(held, sha256, { kind: 'members', count: objects, foundByHead: tally.foundByHead });
   if (members.length === 0) log.warn({ format }, 'archive has no members: stored as it is');
   return { state: 'archived', fields };
 }

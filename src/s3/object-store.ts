@@ -61,6 +61,9 @@ export interface ListedObject {
   readonly etag: string | undefined;
 }
 
+/** A bucket's versioning status, as GetBucketVersioning answers it (`Off`: never enabled). */
+export type BucketVersioning = 'Enabled' | 'Suspended' | 'Off';
+
 /** How the endpoint treats conditional writes, as probed once (`s3.conditional_writes = "auto"`). */
 export type ConditionalWriteSupport = 'honoured' | 'refused' | 'ignored';
 

@@ -1,5 +1,6 @@
 import {
   DeleteObjectCommand,
+  GetBucketVersioningCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -20,6 +21,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { SftppushError, StoreError } from '../errors.js';
 import {
   PreconditionFailedError,
+  type BucketVersioning,
   PROBE_KEY_SEGMENT,
   type ConditionalWriteSupport,
   type ListedObject,
@@ -238,6 +240,19 @@ export class S3Store implements ObjectStore {
         return `a HEAD of a missing key in bucket ${bucket} answers 403, not 404: the policy lacks s3:ListBucket (or s3:GetObject) on ${keyPrefix}* (see README "Install")`;
       }
       throw new StoreError('head', `s3://${bucket}/${key}`, true, { cause: error });
+    }
+  }
+
+  /**
+   * The bucket's versioning (GetBucketVersioning): `Off` for a bucket where it was never turned on.
+   * @throws StoreError when S3 cannot be asked (unreachable, denied, no such bucket).
+   */
+  async versioning(bucket: string): Promise<BucketVersioning> {
+    try {
+      const { Status } = await this.client.send(new GetBucketVersioningCommand({ Bucket: bucket }));
+      return Status ?? 'Off';
+    } catch (error) {
+      throw new StoreError('get bucket versioning', `s3://${bucket}`, isRetryable(error), { cause: error });
     }
   }
 

@@ -58,11 +58,12 @@ void describe('sftppush command line', () => {
     assert.ok(result.stderr.includes(config), result.stderr);
   });
 
-  void it('a later-stage value exits 2 saying it is not supported yet', async (t) => {
-    const config = writeConfig(tempDir(t), ['[s3]', 'bucket = "cli-bucket"', '[upload]', 'after = "delete"', '[[targets]]', 'path = "."']);
+  void it('credentials in config.toml exit 2 naming the key, pointing at the default chain, without echoing them', async (t) => {
+    const config = writeConfig(tempDir(t), ['[s3]', 'bucket = "cli-bucket"', 'secret_access_key = "wJalrXUtnFEMIK7MDENGbPxRfiCY"', '[[targets]]', 'path = "."']);
     const result = await sftppush(['reconcile', '--config', config]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /upload\.after.*not supported yet/);
+    assert.match(result.stderr, /s3\.secret_access_key: credentials never live in config\.toml; use the AWS default chain/);
+    assert.doesNotMatch(result.stderr, /wJalrXUtnFEMIK7MDENGbPxRfiCY/);
   });
 
   void it('an unknown flag, and a --since that is neither a date nor a span, exit 2 naming the flag', async () => {

@@ -50,7 +50,17 @@ export function openTestLedger(
 
 /** A target as loadConfig would build it, with test defaults. */
 export function targetConfig(overrides: Partial<TargetConfig> & Pick<TargetConfig, 'path'>): TargetConfig {
-  return { ignore: [], bucket: 'sftppush-test', prefix: '', quietMs: 0, extract: true, keepArchive: false, ...overrides };
+  return {
+    ignore: [],
+    bucket: 'sftppush-test',
+    prefix: '',
+    quietMs: 0,
+    extract: true,
+    keepArchive: false,
+    after: { kind: 'keep' },
+    afterKey: 'upload.after',
+    ...overrides,
+  };
 }
 
 const MIB = 1024 * 1024;

@@ -128,6 +128,8 @@ export function watchHarness(t: Pick<TestContext, 'after'>, options: WatchHarnes
     quietMs: 0,
     extract: true,
     keepArchive: false,
+    after: { kind: 'keep' },
+    afterKey: 'upload.after',
   };
   const sink = new RecordingSink(target.ignore);
   const logs: LogRecord[] = [];

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { DEFAULT_IGNORE, loadConfig, selectTargets, validateConfig, type Config } from '../../src/config.js';
+import { DEFAULT_IGNORE, loadConfig, prepareAfterDirectories, selectTargets, validateConfig, type Config } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
 /** The shipped demo configuration at the repository root (tests run from dist/test/unit). */
@@ -58,7 +58,7 @@ void describe('the shipped config.toml', () => {
     assert.equal(config.reconcile.schedule, '*/5 * * * *');
     assert.equal(config.reconcile.settleSeconds, 30);
     assert.equal(config.upload.concurrency, 8);
-    assert.equal(config.upload.after, 'keep');
+    assert.deepEqual(config.upload.after, { kind: 'keep' });
     assert.equal(config.targets.length, 1);
     // An existing target is watched at its real path (a symlinked target must be named one way).
     const target = path.join(dir, 'local_test_dir');
@@ -85,7 +85,7 @@ void describe('defaults', () => {
     assert.deepEqual(config.reconcile, { schedule: '*/5 * * * *', settleSeconds: 30 });
     assert.deepEqual(config.upload, {
       concurrency: 8,
-      after: 'keep',
+      after: { kind: 'keep' },
       multipartThresholdBytes: 16 * 1024 * 1024,
       partSizeBytes: 8 * 1024 * 1024,
       maxBackoffSeconds: 900,
@@ -99,6 +99,8 @@ void describe('defaults', () => {
         quietMs: 0,
         extract: true,
         keepArchive: false,
+        after: { kind: 'keep' },
+        afterKey: 'upload.after',
       },
     ]);
     const GIB = 1024 * 1024 * 1024;
@@ -233,14 +235,58 @@ void describe('mistakes are refused, naming the key and the file', () => {
     assertConfigError(() => selectTargets(config, [root]), FILE, /--target .*: not a configured target or a directory in one/);
   });
 
-  void test('upload.after other than "keep" is refused as not supported yet', () => {
-    for (const after of ['delete', 'move:/x']) {
-      assertConfigError(
-        () => validateConfig(minimal({ upload: { after } }), FILE),
-        FILE,
-        new RegExp(`upload\\.after = "${after}"`),
-        /not supported yet/,
-      );
+  void test('after is per target, upload.after the default; move:DIR resolves against the config directory', () => {
+    const config = validateConfig(
+      minimal({
+        upload: { after: 'delete' },
+        targets: [{ path: '/srv/a' }, { path: '/srv/b', after: 'keep' }, { path: '/srv/c', after: 'move:done' }],
+      }),
+      FILE,
+    );
+    assert.deepEqual(config.upload.after, { kind: 'delete' });
+    assert.deepEqual(
+      config.targets.map((t) => [t.after, t.afterKey]),
+      [
+        [{ kind: 'delete' }, 'upload.after'],
+        [{ kind: 'keep' }, 'targets[1].after'],
+        [{ kind: 'move', dir: '/etc/sftppush/done' }, 'targets[2].after'],
+      ],
+    );
+  });
+
+  void test('a bad after, or a move:DIR inside a watched target, is refused naming the key', () => {
+    assertConfigError(() => validateConfig(minimal({ upload: { after: 'remove' } }), FILE), FILE, /upload\.after: expected "keep", "delete" or "move:DIR", got "remove"/);
+    assertConfigError(() => validateConfig(minimal({ targets: [{ path: '/srv/a', after: 'move:' }] }), FILE), FILE, /targets\[0\]\.after: expected/);
+    assertConfigError(
+      () => validateConfig(minimal({ targets: [{ path: '/srv/a', after: 'move:/srv/b/done' }, { path: '/srv/b' }] }), FILE),
+      FILE,
+      /targets\[0\]\.after: move:\/srv\/b\/done is inside targets\[1\]\.path \/srv\/b/,
+    );
+    assertConfigError(
+      () => validateConfig(minimal({ upload: { after: 'move:/srv/a' }, targets: [{ path: '/srv/a' }] }), FILE),
+      FILE,
+      /upload\.after: move:\/srv\/a is inside targets\[0\]\.path/,
+    );
+  });
+
+  void test('a move:DIR on another filesystem than its target is refused at start, naming the key; DIR is created', (t) => {
+    const root = fs.mkdtempSync(path.join(scratch, 'after-'));
+    const target = path.join(root, 'in');
+    fs.mkdirSync(target);
+    const same = validateConfig(minimal({ targets: [{ path: target, after: `move:${path.join(root, 'done', 'x')}` }] }), FILE);
+    prepareAfterDirectories(same);
+    assert.ok(fs.statSync(path.join(root, 'done', 'x')).isDirectory(), 'DIR created');
+    // /dev/shm is a tmpfs on Linux: another filesystem than the scratch directory's, where the machine has both.
+    if (!fs.existsSync('/dev/shm') || fs.statSync('/dev/shm').dev === fs.statSync(root).dev) {
+      t.skip('no second filesystem to move to');
+      return;
+    }
+    const elsewhere = fs.mkdtempSync('/dev/shm/sftppush-after-');
+    try {
+      const config = validateConfig(minimal({ targets: [{ path: target, after: `move:${elsewhere}` }] }), FILE);
+      assertConfigError(() => prepareAfterDirectories(config), FILE, /targets\[0\]\.after: .* is on another filesystem than /);
+    } finally {
+      fs.rmSync(elsewhere, { recursive: true, force: true });
     }
   });
 

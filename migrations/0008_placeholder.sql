@@ -1,0 +1,1 @@
+-- Placeholder for another branch's 0008 (the migrations runner refuses gaps); dropped at merge.
