@@ -272,7 +272,9 @@ void describe('sftppush reconcile (one shot)', () => {
     writeFiles(s.target, files);
     const writtenAt = Date.now();
 
-    const run = await reconcile(s.config, '--settle', '2');
+    // 4 s: long enough that a loaded 2-core machine starts the child well within it (at 2 s one started late
+    // enough to find every file settled already, so nothing was waited for).
+    const run = await reconcile(s.config, '--settle', '4');
     const sinceWrite = Date.now() - writtenAt;
     assert.equal(run.code, 0, tail(run.stderr));
     assert.ok(run.result.counts.waiting > 0, `counts.waiting ${run.result.counts.waiting}`);
@@ -280,8 +282,8 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(run.result.counts.uploaded, 5);
     assert.equal(run.result.counts.failed, 0);
     assert.deepEqual(run.result.unfinished, []);
-    // Taken only once mtime and ctime were 2 s old: the run cannot end sooner than 2 s after the writes.
-    assert.ok(sinceWrite >= 2000, `ended ${sinceWrite} ms after the writes`);
+    // Taken only once mtime and ctime were 4 s old: the run cannot end sooner than 4 s after the writes.
+    assert.ok(sinceWrite >= 4000, `ended ${sinceWrite} ms after the writes`);
     assert.deepEqual(await versionCounts(moto, s.bucket), Object.fromEntries(Object.keys(files).map((f) => [`p/${f}`, 1])));
     await assertLatestHolds(moto, s.bucket, files);
     assert.equal((await status(s.config)).counts.archived, 5);

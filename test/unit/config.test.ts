@@ -239,7 +239,7 @@ void describe('mistakes are refused, naming the key and the file', () => {
     const config = validateConfig(
       minimal({
         upload: { after: 'delete' },
-        targets: [{ path: '/srv/a' }, { path: '/srv/b', after: 'keep' }, { path: '/srv/c', after: 'move:done' }],
+        targets: [{ path: '/srv/a', prefix: 'a/' }, { path: '/srv/b', prefix: 'b/', after: 'keep' }, { path: '/srv/c', prefix: 'c/', after: 'move:done' }],
       }),
       FILE,
     );
@@ -258,7 +258,7 @@ void describe('mistakes are refused, naming the key and the file', () => {
     assertConfigError(() => validateConfig(minimal({ upload: { after: 'remove' } }), FILE), FILE, /upload\.after: expected "keep", "delete" or "move:DIR", got "remove"/);
     assertConfigError(() => validateConfig(minimal({ targets: [{ path: '/srv/a', after: 'move:' }] }), FILE), FILE, /targets\[0\]\.after: expected/);
     assertConfigError(
-      () => validateConfig(minimal({ targets: [{ path: '/srv/a', after: 'move:/srv/b/done' }, { path: '/srv/b' }] }), FILE),
+      () => validateConfig(minimal({ targets: [{ path: '/srv/a', prefix: 'a/', after: 'move:/srv/b/done' }, { path: '/srv/b', prefix: 'b/' }] }), FILE),
       FILE,
       /targets\[0\]\.after: move:\/srv\/b\/done is inside targets\[1\]\.path \/srv\/b/,
     );
