@@ -182,6 +182,9 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
     } catch (error) {
       // Bad input retrying cannot fix: keep the original bytes in S3 and say why (DESIGN.md, "States").
       if (error instanceof ArchiveRejectedError || error instanceof KeyLayoutError || error instanceof KeyConflictError) {
+        // A "broken archive" may be one being rewritten under us (truncated, replaced): only bytes that are still
+        // the ones opened are judged; otherwise the file is looked at again.
+        await assertSameBytes(held);
         return await quarantine(held, error);
       }
       throw error;
@@ -242,13 +245,14 @@ export function reserveKeys(held: HeldFile, planned: readonly PlannedObject[]): 
 async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutError | KeyConflictError): Promise<Finished> {
   const { claim, target, file, before, deps } = held;
   const key = quarantineKeyFor(deps.settings.quarantinePrefix, claim.relPath);
-  const sha256 = await file.sha256();
-  const inMemory = before.sizeBytes <= deps.settings.multipartThresholdBytes;
+  // The same checked read as a plain file's: a short read or a changed stat is a change, never a short body
+  // sent under the old length (which S3 would wait for until the request timed out).
+  const { sha256, body } = await readContent(file, before, claim.relPath, deps.settings);
   const object = await storeObject(
     {
       bucket: target.bucket,
       key,
-      body: inMemory ? await file.readAll(before.sizeBytes) : () => pipeline(file.stream(), verifyingHash(sha256, claim.relPath), () => undefined),
+      body,
       sizeBytes: before.sizeBytes,
       sha256,
       metadata: objectMetadata({ relPath: claim.relPath, sha256, sourceSha256: sha256, mtimeMs: before.mtimeMs }),
@@ -312,7 +316,7 @@ interface Content {
  * bytes hashed. Large files are hashed in a first pass and streamed in a second whose hash must match, or
  * the upload is aborted before S3 completes it: a file written to meanwhile can never leave a torn object.
  */
-async function readContent(file: SourceFile, before: SourceStat, relPath: string, settings: ArchiveSettings): Promise<Content> {
+export async function readContent(file: SourceFile, before: SourceStat, relPath: string, settings: ArchiveSettings): Promise<Content> {
   if (before.sizeBytes <= settings.multipartThresholdBytes) {
     const buffer = await file.readAll(before.sizeBytes);
     const after = await file.stat();
@@ -339,6 +343,12 @@ export function assertNoWriter(held: HeldFile): void {
   if (deps.isBeingWritten?.(target, claim.relPath) || file.writerProbe() === 'writer') {
     throw new SourceChangedError(claim.relPath, 'a writer has it open again');
   }
+}
+
+/** The open descriptor and the path still hold the bytes opened. @throws SourceChangedError otherwise. */
+async function assertSameBytes(held: HeldFile): Promise<void> {
+  if (!sameStat(held.before, await held.file.stat())) throw new SourceChangedError(held.claim.relPath, 'written to while being read');
+  await held.stillCurrent();
 }
 
 /** Stat by path after the upload: a replaced or rewritten file must be archived again, not marked done. */

@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
-import { SourceChangedError, StoreError } from '../errors.js';
+import { ArchiveRejectedError, SourceChangedError, StoreError } from '../errors.js';
 import type { ArchiveFormat } from '../extract/classify.js';
 import { eachFileEntry, inspectArchive, readWhole, type ArchiveSource } from '../extract/members.js';
 import type { ArchivedObject, PlannedObject } from '../ledger/ledger.js';
-import { assertNoWriter, finish, reserveKeys, type Finished, type HeldFile } from './archive-file.js';
+import { assertNoWriter, finish, readContent, reserveKeys, type Finished, type HeldFile } from './archive-file.js';
 import { archiveStem, memberKeyFor, objectKeyFor, objectMetadata } from './key-layout.js';
 import { storeObject, verifyingHash } from './store-object.js';
 
@@ -92,18 +92,25 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
         await storeMember(member, plan, onceStream(await entry.open(), plan, claim.relPath));
       }
     });
+  } catch (error) {
+    // The first pass validated these very bytes: a structure error now means they changed under us.
+    if (error instanceof ArchiveRejectedError) {
+      throw new SourceChangedError(claim.relPath, `no longer the archive validated (${error.message})`);
+    }
+    throw error;
   } finally {
     // Every upload started is settled before the outcome is decided (or the file closed): none is left running.
     await window.settle();
   }
   await window.drain();
   if (original && recorded.get(original.key)?.sha256 !== sha256) {
-    const inMemory = before.sizeBytes <= deps.settings.multipartThresholdBytes;
+    const content = await readContent(file, before, claim.relPath, deps.settings);
+    if (content.sha256 !== sha256) throw new SourceChangedError(claim.relPath, 'changed while its members were stored');
     const object = await storeObject(
       {
         bucket: original.bucket,
         key: original.key,
-        body: inMemory ? await file.readAll(before.sizeBytes) : () => pipeline(file.stream(), verifyingHash(sha256, claim.relPath), () => undefined),
+        body: content.body,
         sizeBytes: before.sizeBytes,
         sha256,
         metadata: objectMetadata({ relPath: claim.relPath, sha256, sourceSha256: sha256, mtimeMs: before.mtimeMs }),

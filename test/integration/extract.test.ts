@@ -14,7 +14,7 @@ import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../sr
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import { nodeSourceFs } from '../../src/source/source-fs.js';
 import * as fixtures from '../support/archives.js';
-import { archiveSettings, ManualClock, openTestLedger, silentLog, statOf, targetConfig, tempDir } from '../support/fixtures.js';
+import { archiveSettings, ManualClock, openTestLedger, silentLog, statOf, targetConfig, tempDir, withDeadline } from '../support/fixtures.js';
 import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
 let moto: MotoServer;
@@ -276,3 +276,52 @@ async function assertBombRejected(w: World, fixture: fixtures.HostileArchive): P
   assert.ok(seconds < 20, `rejected in ${seconds.toFixed(1)} s`);
   assert.ok(rssGrowthMiB < 100, `RSS grew ${rssGrowthMiB.toFixed(0)} MiB`);
 }
+
+void describe('an archive rewritten while it is being stored', () => {
+  /**
+   * The real filesystem, except that right after the validating pass (the archive's whole-file hash comes next)
+   * the sender rewrites the file in place with `replacement`: the second pass reads other bytes than the first.
+   */
+  function rewrittenAfterValidation(w: World, relPath: string, replacement: Buffer): ArchiveDeps {
+    let fired = false;
+    return {
+      ...w.deps,
+      source: {
+        stat: (p) => nodeSourceFs.stat(p),
+        async open(p) {
+          const file = await nodeSourceFs.open(p);
+          return {
+            ...file,
+            async sha256() {
+              const digest = await file.sha256();
+              if (!fired && p === path.join(w.root, relPath)) {
+                fired = true;
+                fs.writeFileSync(p, replacement);
+              }
+              return digest;
+            },
+          };
+        },
+      },
+    };
+  }
+
+  for (const [name, make] of [['zip', fixtures.zipArchive], ['tar.gz', fixtures.tarGzArchive]] as const) {
+    void test(`a ${name} truncated to a small other archive: looked at again, never quarantined, never a hang`, async (t) => {
+      const w = await world(t);
+      const archive = await make(w.fixtures);
+      const small = await fixtures.emptyZip(w.fixtures);
+      const relPath = path.basename(archive.path);
+      fs.renameSync(archive.path, path.join(w.root, relPath));
+      w.ledger.observe(w.target.path, relPath, statOf(path.join(w.root, relPath)));
+      const claim = w.ledger.claimNext('pid:test');
+      assert.ok(claim);
+      const outcome = await withDeadline('the archive step', archiveClaimed(claim, rewrittenAfterValidation(w, relPath, fs.readFileSync(small.path))), 30_000);
+      assert.equal(outcome, 'requeued');
+      const row = w.ledger.story(relPath, w.target.path).generations.at(-1);
+      assert.equal(row?.state, 'pending');
+      assert.match(row.lastError ?? '', /changed/);
+      assert.deepEqual((await listVersions(s3, w.bucket)).filter((v) => v.key.startsWith('_quarantine/')), [], 'nothing quarantined');
+    });
+  }
+});
