@@ -5,6 +5,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError, errnoCode } from './errors.js';
 import type { ArchiveLimits } from './extract/limits.js';
+import { parseListenAddress, type ListenAddress } from './metrics/listen-address.js';
 import { createIgnoreMatcher } from './observe/ignore.js';
 
 /** One watched directory tree and where its files go. */
@@ -48,6 +49,14 @@ export interface Config {
   /** `[archive]`: what one archive may expand to (extract/limits.ts). */
   readonly archive: ArchiveLimits;
   readonly targets: readonly TargetConfig[];
+  /** `[metrics]`: the Prometheus and health endpoint of `watch`; absent, none is served. */
+  readonly metrics?: MetricsConfig | undefined;
+}
+
+export interface MetricsConfig {
+  readonly listen: ListenAddress;
+  /** `/healthz` reports S3 unhealthy once it has not answered for this long (and asks it when idle for half). */
+  readonly s3StaleSeconds: number;
 }
 
 /** Command-line values that override the file (flags win). */
@@ -68,7 +77,6 @@ const MIB = 1024 * 1024;
  * never silently ignored: an operator who sets `after = "delete"` must not believe files are being deleted.
  */
 const LATER_STAGE_KEYS: Record<string, string> = {
-  metrics: 'the [metrics] endpoint',
   's3.sse': 'server-side encryption',
   's3.kms_key_id': 'server-side encryption with KMS',
   's3.tags': 'object tags',
@@ -92,6 +100,9 @@ const targetSchema = z.strictObject({
 });
 
 const GIB = 1024 * 1024 * 1024;
+
+/** `metrics.s3_stale_seconds`: how long S3 may go without answering before `/healthz` says so. */
+export const DEFAULT_S3_STALE_SECONDS = 60;
 const ARCHIVE_DEFAULTS = { max_total_bytes: 10 * GIB, max_members: 100_000, max_ratio: 200 } as const;
 
 const fileSchema = z.strictObject({
@@ -131,6 +142,17 @@ const fileSchema = z.strictObject({
     })
     .default(ARCHIVE_DEFAULTS),
   targets: z.array(targetSchema).min(1, 'at least one [[targets]] entry is required'),
+  metrics: z
+    .strictObject({
+      listen: z.string().transform((value, context) => {
+        const address = parseListenAddress(value);
+        if (typeof address !== 'string') return address;
+        context.addIssue({ code: 'custom', message: `${JSON.stringify(value)}: ${address}` });
+        return z.NEVER;
+      }),
+      s3_stale_seconds: z.number().int().min(1).max(86_400).default(DEFAULT_S3_STALE_SECONDS),
+    })
+    .optional(),
 });
 
 type FileConfig = z.infer<typeof fileSchema>;
@@ -288,6 +310,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
       extract: target.extract,
       keepArchive: target.keep_archive,
     })),
+    metrics: parsed.metrics && { listen: parsed.metrics.listen, s3StaleSeconds: parsed.metrics.s3_stale_seconds },
   };
 }
 

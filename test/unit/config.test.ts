@@ -243,12 +243,33 @@ void describe('mistakes are refused, naming the key and the file', () => {
 
   void test('keys of later stages are refused by name, never silently ignored', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ metrics: { listen: '127.0.0.1:9100' } }, /metrics: .*not supported yet/],
       [{ s3: { bucket: 'abc', sse: 'AES256' } }, /s3\.sse: .*not supported yet/],
       [{ s3: { bucket: 'abc', kms_key_id: 'k' } }, /s3\.kms_key_id: .*not supported yet/],
       [{ s3: { bucket: 'abc', tags: { team: 'x' } } }, /s3\.tags: .*not supported yet/],
     ];
     for (const [extra, pattern] of cases) assertConfigError(() => validateConfig(minimal(extra), FILE), FILE, pattern);
+  });
+
+  void test('[metrics] is off when absent; listen is HOST:PORT, and a bad value names the key and the file', () => {
+    assert.equal(validateConfig(minimal({}), FILE).metrics, undefined);
+    const on = validateConfig(minimal({ metrics: { listen: '127.0.0.1:9464' } }), FILE).metrics;
+    assert.deepEqual(on, { listen: { host: '127.0.0.1', port: 9464 }, s3StaleSeconds: 60 });
+    assert.deepEqual(validateConfig(minimal({ metrics: { listen: '[::1]:1', s3_stale_seconds: 5 } }), FILE).metrics, {
+      listen: { host: '::1', port: 1 },
+      s3StaleSeconds: 5,
+    });
+    assert.deepEqual(validateConfig(minimal({ metrics: { listen: 'localhost:9464' } }), FILE).metrics?.listen, { host: 'localhost', port: 9464 });
+    for (const listen of ['9464', ':9464', '127.0.0.1', '127.0.0.1:0', '127.0.0.1:70000', '::1:9464', '[127.0.0.1]:9464', 'a b:1', 'http://x:1']) {
+      assertConfigError(() => validateConfig(minimal({ metrics: { listen } }), FILE), FILE, /metrics\.listen: /);
+    }
+    assertConfigError(() => validateConfig(minimal({ metrics: { listen: 9464 } }), FILE), FILE, /metrics\.listen: /);
+    assertConfigError(() => validateConfig(minimal({ metrics: {} }), FILE), FILE, /metrics\.listen: required key is missing/);
+    assertConfigError(() => validateConfig(minimal({ metrics: { listen: '127.0.0.1:1', port: 2 } }), FILE), FILE, /unknown key metrics\.port/);
+    assertConfigError(
+      () => validateConfig(minimal({ metrics: { listen: '127.0.0.1:1', s3_stale_seconds: 0 } }), FILE),
+      FILE,
+      /metrics\.s3_stale_seconds/,
+    );
   });
 
   void test('[archive] limits and per-target extract/keep_archive are read; a bad value names its key', () => {
