@@ -7,6 +7,8 @@ import { assertTargetsExist, prepareAfterDirectories, subtreePath, type Config, 
 import { ConfigError, describeCause, SftppushError, StoreError } from './errors.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
+import type { MetricsEndpoint } from './metrics/endpoint.js';
+import { noMetrics, type Metrics } from './metrics/metrics.js';
 import { Ledger } from './ledger/ledger.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
@@ -82,6 +84,8 @@ export function processProbe(self: string, otherWatchHoldsLock: () => boolean): 
 interface S3Side {
   readonly store: ObjectStore;
   readonly writeModes: WriteModes;
+  /** Asks S3 something cheap, so an idle service knows whether it answers (S3Store.ping). Never throws. */
+  readonly ping: (timeoutMs: number) => Promise<void>;
 }
 
 /** The parts every command that archives needs, wired together. The watcher is added by `watch` only. */
@@ -115,6 +119,8 @@ interface Core {
    * story that says so.
    */
   finishDueAfterActions: () => Promise<void>;
+  /** Where the core reports what it does (noMetrics unless `[metrics]` is on). */
+  metrics: Metrics;
 }
 
 interface CoreOptions {
@@ -126,10 +132,11 @@ interface CoreOptions {
   /** Whether a `watch` other than this process holds the instance lock (false for `watch` itself). */
   readonly otherWatchHoldsLock: () => boolean;
   readonly onFatal: (error: unknown) => void;
+  readonly metrics: Metrics;
 }
 
 function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
-  const { onFatal } = options;
+  const { onFatal, metrics } = options;
   const ledger = openLedger(config);
   const checkpoint = testKillPoints(log);
   const owner = ownerId(options.role);
@@ -144,10 +151,13 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       forcePathStyle: config.s3.forcePathStyle,
       maxSockets: config.upload.concurrency * 2,
       logger: sdkLogger(log),
+      onAttempt: (attempt) => metrics.s3Attempt(attempt),
     });
     addKillPoints(client, checkpoint);
     const store = new S3Store(client);
     const prefixOf = new Map(config.targets.map((t) => [t.bucket, t.prefix]));
+    const [pingBucket, pingPrefix] = [...prefixOf][0] ?? [config.s3.bucket, config.s3.prefix];
+    const ping = (timeoutMs: number): Promise<void> => store.ping(pingBucket, pingPrefix, timeoutMs);
     const writeModes = new WriteModes({
       setting: config.s3.conditionalWrites,
       probe: (bucket) => store.probeConditionalWrites(bucket, prefixOf.get(bucket) ?? ''),
@@ -164,7 +174,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       );
     }
     // A dry run writes nothing: no probe (it may write where the header is ignored).
-    if (dryRun) return { store, writeModes };
+    if (dryRun) return { store, writeModes, ping };
     // @throws VersioningRequiredError: a target deletes or moves sources into a bucket without versioning.
     await checkBucketVersioning(config.targets, (bucket) => store.versioning(bucket), log);
     for (const bucket of prefixOf.keys()) {
@@ -175,7 +185,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         log.warn({ bucket, error: error.message }, 'cannot probe the endpoint for conditional writes now: will probe at the first write');
       }
     }
-    return { store, writeModes };
+    return { store, writeModes, ping };
   };
   const s3 = (): Promise<S3Side> => (s3Side ??= connectS3());
   const uploaded = { bytes: 0 };
@@ -188,8 +198,9 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     log,
     settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000,
     now: Date.now,
-    onQueued: () => {
+    onQueued: (target) => {
       queued.count += 1;
+      metrics.fileQueued(target.path);
       pool.wake();
     },
     onFatal,
@@ -233,9 +244,13 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         writeMode: (bucket) => writeModes.modeFor(bucket),
         checkpoint,
         isBeingWritten: (target, relPath) => observer.isBeingWritten(target, relPath),
-        onUploaded: (bytes) => void (uploaded.bytes += bytes),
+        onUploaded: (bytes, durationMs) => {
+          uploaded.bytes += bytes;
+          metrics.objectUploaded(claim.target, bytes, durationMs);
+        },
       });
       outcomes[outcome] += 1;
+      metrics.fileFinished(claim.target, outcome);
       return outcome;
     },
   });
@@ -247,7 +262,10 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     log,
     now: Date.now,
     beforePass: () => passHooks.beforePass?.(),
-    afterPass: () => passHooks.afterPass?.(),
+    afterPass: (pass) => {
+      metrics.reconcilePassFinished(pass);
+      passHooks.afterPass?.();
+    },
     scope: options.scope,
   });
   const probe = processProbe(owner, options.otherWatchHoldsLock);
@@ -261,6 +279,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     outcomes,
     queued,
     uploaded,
+    metrics,
     closeS3: () => client?.destroy(),
     recover() {
       // A dry run changes no state. Otherwise only rows whose owner is verifiably gone: never a live process's, never our own.
@@ -321,17 +340,26 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
   const fatal = new Promise<never>((_, reject) => (fail = reject));
   assertTargetsExist(config);
   prepareAfterDirectories(config);
+  // prom-client takes a tenth of a second to load: only a watch with [metrics] loads it.
+  const endpoint = config.metrics
+    ? new (await import('./metrics/endpoint.js')).MetricsEndpoint(config.metrics, config.targets.map((t) => t.path), Date.now)
+    : undefined;
   // One watch per ledger, for the life of the process. @throws InstanceLockedError: exit 1, naming the holder.
   const lock = InstanceLock.acquire(config.ledger.path, { pid: process.pid });
   let core: Core;
   try {
-    core = buildCore(config, log, { role: 'watch', otherWatchHoldsLock: () => false, onFatal: (error) => fail(error) });
+    core = buildCore(config, log, {
+      role: 'watch',
+      otherWatchHoldsLock: () => false,
+      onFatal: (error) => fail(error),
+      metrics: endpoint?.metrics ?? noMetrics,
+    });
   } catch (error) {
     lock.release();
     throw error;
   }
   try {
-    return await watchWith(core, config, log, fatal);
+    return await watchWith(core, config, log, fatal, endpoint);
   } finally {
     lock.release();
   }
@@ -358,17 +386,34 @@ async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logg
   }
 }
 
-async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise<never>): Promise<number> {
+async function watchWith(
+  core: Core,
+  config: Config,
+  log: Logger,
+  fatal: Promise<never>,
+  endpoint: MetricsEndpoint | undefined,
+): Promise<number> {
   const { ledger, observer, pool, reconciler } = core;
   warnAboutRuntime(log);
+  // Set once the watches are in place: until then /healthz says they are not.
+  const watching: { watcher?: Watcher } = {};
   try {
+    // Before S3: a metrics port another process holds stops the service at once (MetricsListenError, exit 1).
+    await endpoint?.listen(config.source, {
+      ledgerStatus: () => ledger.status(),
+      ledgerOpen: () => ledger.isOpen,
+      watchHealth: () => watching.watcher?.health(),
+    }, log);
     // A service connects at start: a refused configuration (conditional_writes) stops it here, exit 2; a
     // bucket it cannot use, exit 1.
-    await assertBucketsUsable((await core.s3()).store, config, log);
+    const { store, ping } = await core.s3();
+    await assertBucketsUsable(store, config, log);
+    endpoint?.startHeartbeat(ping);
     core.recover();
     await core.finishDueAfterActions();
   } catch (error) {
     // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.
+    await endpoint?.close();
     observer.close();
     core.closeS3();
     ledger.close();
@@ -380,6 +425,7 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
     log,
     createInotify: (onEvents) => new Inotify(onEvents),
     onRescanNeeded: (reason) => reconciler.scanInBackground(reason),
+    onOverflow: () => core.metrics.inotifyOverflow(),
     now: Date.now,
   });
   // Every pass heals the watches first (ENOSPC refusals, a re-created target root, what an overflow lost),
@@ -389,6 +435,7 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
   const stopped = waitForSignal(log);
   // Watches first, then the scan: a file landing in between is seen by one or the other, never by neither.
   watcher.start();
+  watching.watcher = watcher;
   pool.start();
   log.info(
     { targets: config.targets.map((t) => t.path), watches: watcher.watchCount, bucket: config.s3.bucket, config: config.source },
@@ -405,6 +452,8 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
     log.fatal({ error }, 'stopping after a fatal error');
     return 1;
   } finally {
+    // Scrapes stop first: what follows closes what they read.
+    await endpoint?.close();
     reconciler.stop();
     watcher.close();
     observer.close();
@@ -453,6 +502,8 @@ export async function runReconcileOnce(
     onFatal: (error) => (fatalError = error),
     scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees },
     settleMs: options.settleSeconds === undefined ? undefined : options.settleSeconds * 1000,
+    // A one-shot pass serves no endpoint: its summary is its report.
+    metrics: noMetrics,
   });
   const { ledger, observer, pool, reconciler } = core;
   const progress = await startProgress(

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { ConfigError, errnoCode } from './errors.js';
 import type { ArchiveLimits } from './extract/limits.js';
 import type { ObjectOptions } from './s3/object-store.js';
+import { parseListenAddress, type ListenAddress } from './metrics/listen-address.js';
 import { createIgnoreMatcher } from './observe/ignore.js';
 import { parseAfterAction, type AfterAction } from './pipeline/after-plan.js';
 
@@ -58,6 +59,14 @@ export interface Config {
   /** `[archive]`: what one archive may expand to (extract/limits.ts). */
   readonly archive: ArchiveLimits;
   readonly targets: readonly TargetConfig[];
+  /** `[metrics]`: the Prometheus and health endpoint of `watch`; absent, none is served. */
+  readonly metrics?: MetricsConfig | undefined;
+}
+
+export interface MetricsConfig {
+  readonly listen: ListenAddress;
+  /** `/healthz` reports S3 unhealthy once it has not answered for this long (and asks it when idle for half). */
+  readonly s3StaleSeconds: number;
 }
 
 /** Command-line values that override the file (flags win). */
@@ -72,14 +81,6 @@ export interface ConfigOverrides {
 
 export const DEFAULT_IGNORE = ['*.filepart', '*.part', '*.tmp', '.*'] as const;
 const MIB = 1024 * 1024;
-
-/**
- * Keys and values the contract (DESIGN.md) names but a later stage implements. They are refused by name,
- * never silently ignored: an operator who sets `after = "delete"` must not believe files are being deleted.
- */
-const LATER_STAGE_KEYS: Record<string, string> = {
-  metrics: 'the [metrics] endpoint',
-};
 
 const storageClasses = [
   'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING',
@@ -102,6 +103,9 @@ const targetSchema = z.strictObject({
 const GIB = 1024 * 1024 * 1024;
 const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
 const TAG_TEXT_RULE = 'S3 tags allow only letters, digits, spaces and + - = . _ : / @';
+
+/** `metrics.s3_stale_seconds`: how long S3 may go without answering before `/healthz` says so. */
+export const DEFAULT_S3_STALE_SECONDS = 60;
 const ARCHIVE_DEFAULTS = { max_total_bytes: 10 * GIB, max_members: 100_000, max_ratio: 200 } as const;
 
 const fileSchema = z.strictObject({
@@ -148,6 +152,17 @@ const fileSchema = z.strictObject({
     })
     .default(ARCHIVE_DEFAULTS),
   targets: z.array(targetSchema).min(1, 'at least one [[targets]] entry is required'),
+  metrics: z
+    .strictObject({
+      listen: z.string().transform((value, context) => {
+        const address = parseListenAddress(value);
+        if (typeof address !== 'string') return address;
+        context.addIssue({ code: 'custom', message: `${JSON.stringify(value)}: ${address}` });
+        return z.NEVER;
+      }),
+      s3_stale_seconds: z.number().int().min(1).max(86_400).default(DEFAULT_S3_STALE_SECONDS),
+    })
+    .optional(),
 });
 
 type FileConfig = z.infer<typeof fileSchema>;
@@ -178,7 +193,6 @@ export function loadConfig(file: string, overrides: ConfigOverrides = {}, option
 /** Validates an already-parsed TOML document (exported for tests and for callers without a file). */
 export function validateConfig(raw: Record<string, unknown>, file: string): Config {
   refuseCredentials(raw, file);
-  refuseLaterStageKeys(raw, file);
   const result = fileSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     // A misspelt key usually also leaves a required one missing: name the misspelling first.
@@ -268,15 +282,6 @@ function applyOverrides(raw: Record<string, unknown>, overrides: ConfigOverrides
   if (overrides.concurrency !== undefined) table('upload').concurrency = overrides.concurrency;
   if (overrides.targets !== undefined && overrides.targets.length > 0) {
     raw.targets = overrides.targets.map((dir) => ({ path: path.resolve(dir) }));
-  }
-}
-
-function refuseLaterStageKeys(raw: Record<string, unknown>, file: string): void {
-  for (const [key, feature] of Object.entries(LATER_STAGE_KEYS)) {
-    const [head = '', tail] = key.split('.');
-    const section = raw[head];
-    const present = tail === undefined ? section !== undefined : isTable(section) && section[tail] !== undefined;
-    if (present) throw new ConfigError(`${file}: ${key}: ${feature} is not supported yet`);
   }
 }
 
@@ -393,6 +398,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
       after: target.after === undefined ? defaultAfter : afterActionOf(target.after, `targets[${index}].after`, file, base),
       afterKey: target.after === undefined ? 'upload.after' : `targets[${index}].after`,
     })),
+    metrics: parsed.metrics && { listen: parsed.metrics.listen, s3StaleSeconds: parsed.metrics.s3_stale_seconds },
   };
 }
 

@@ -256,6 +256,11 @@ export class Ledger {
     return new Ledger(db, options.now ?? Date.now, options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS);
   }
 
+  /** Whether the database is open (until close(); /healthz reports it). */
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }

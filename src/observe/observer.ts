@@ -22,7 +22,7 @@ export interface ObserverDeps {
   readonly settleMs: number;
   readonly now: () => number;
   /** Called when a generation became claimable, so idle workers wake at once instead of polling. */
-  readonly onQueued: () => void;
+  readonly onQueued: (target: TargetConfig) => void;
   /** The ledger failed while recording an observation made in the background: the service must stop. */
   readonly onFatal: (error: unknown) => void;
   /** `reconcile --dry-run`: decide and count, never write the ledger, never wait. */
@@ -201,7 +201,7 @@ export class Observer {
     if (outcome === 'queued' || outcome === 'updated') {
       this.deps.log.debug({ target: target.path, path: relPath, bytes: stat.sizeBytes, outcome }, 'observed');
     }
-    if (outcome === 'queued' || outcome === 'updated') this.deps.onQueued();
+    if (outcome === 'queued' || outcome === 'updated') this.deps.onQueued(target);
     return outcome;
   }
 

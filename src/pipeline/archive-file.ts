@@ -87,7 +87,11 @@ export interface ArchiveDeps {
   /** Named instants a crash test may kill the process at (kill-points.ts); a no-op in production. */
   readonly checkpoint?: (point: Extract<KillPoint, 'after-commit' | 'after-member' | 'after-archive-record'>) => void;
   /** Called with the size of each object this step wrote to S3 (not one found there already): a byte counter. */
-  readonly onUploaded?: (bytes: number) => void;
+  /**
+   * Called with the size of each object this step wrote to S3 (not one found there already) and how long its
+   * gated write took (HEADs and the SDK's part retries included).
+   */
+  readonly onUploaded?: (bytes: number, durationMs: number) => void;
   /** Whether the watcher has seen a writer at work on the path since its last close (Observer.isBeingWritten). */
   readonly isBeingWritten?: (target: TargetConfig, relPath: string) => boolean;
 }
@@ -172,6 +176,7 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
         lastObjectAt: (bucket, key) => deps.ledger.lastObjectAt(bucket, key),
         assertStillCurrent: stillCurrent,
         onUploaded: deps.onUploaded,
+        now: deps.now,
       },
     };
     assertNoWriter(held);

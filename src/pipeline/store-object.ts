@@ -30,8 +30,9 @@ export interface StoreDeps {
   readonly lastObjectAt: (bucket: string, key: string) => RecordedObject | undefined;
   /** Throws when the source changed since it was read: called before writing over other content. */
   readonly assertStillCurrent: () => Promise<void>;
-  /** Told the size of each object written (not one found in S3 already). */
-  readonly onUploaded?: ((bytes: number) => void) | undefined;
+  /** Told the size of each object written (not one found in S3 already) and how long its write took. */
+  readonly onUploaded?: ((bytes: number, durationMs: number) => void) | undefined;
+  readonly now: () => number;
 }
 
 /**
@@ -42,6 +43,7 @@ export interface StoreDeps {
  */
 export async function storeObject(object: ObjectToStore, deps: StoreDeps): Promise<ArchivedObject> {
   const inMemory = Buffer.isBuffer(object.body);
+  const started = deps.now();
   const result = await writeThroughGate(
     {
       bucket: object.bucket,
@@ -62,7 +64,7 @@ export async function storeObject(object: ObjectToStore, deps: StoreDeps): Promi
   );
   if (!result.foundByHead) {
     verifyChecksum(result.checksumSha256, object, `s3://${object.bucket}/${object.key}`);
-    deps.onUploaded?.(object.sizeBytes);
+    deps.onUploaded?.(object.sizeBytes, deps.now() - started);
   }
   return { bucket: object.bucket, key: object.key, sha256: object.sha256, sizeBytes: object.sizeBytes, ...result };
 }

@@ -17,8 +17,8 @@ export interface ReconcilerDeps {
    * whatever landed while a directory had none. Absent for a one-shot `reconcile`.
    */
   readonly beforePass?: () => void;
-  /** Runs after every pass, failed or not (the watcher's health is recorded for `status`). */
-  readonly afterPass?: () => void;
+  /** Runs after every pass, failed or not (the watcher's health is recorded for `status`, metrics count it). */
+  readonly afterPass?: (pass: FinishedPass) => void;
   /** What each pass looks at: all files of every target unless a one-shot `reconcile` says otherwise. */
   readonly scope?: PassScope;
 }
@@ -32,6 +32,14 @@ export interface PassScope {
   readonly partial: boolean;
   /** What the pass walks (--target: whole targets, or directories in them); absent: every target, whole. */
   readonly subtrees?: readonly TargetSubtree[];
+}
+
+/** How a pass ended. */
+export interface FinishedPass {
+  /** Why it ran: `startup`, `schedule`, `inotify-overflow`, `command`, … */
+  readonly reason: string;
+  readonly durationMs: number;
+  readonly failed: boolean;
 }
 
 /**
@@ -105,6 +113,7 @@ export class Reconciler {
     const total = emptyTally();
     this.passTally = total;
     const failed: string[] = [];
+    let passFailed = true;
     try {
       for (const { target, relDir } of subtrees) {
         try {
@@ -117,6 +126,7 @@ export class Reconciler {
       }
       if (failed.length > 0) throw new SftppushError('E_TARGET_MISSING', failed.join('; '));
       this.deps.ledger.finishReconcile(runId, total);
+      passFailed = false;
       this.deps.log.info({ reason, ...total, ms: this.deps.now() - started }, 'reconcile scan finished');
       return total;
     } catch (error) {
@@ -124,7 +134,7 @@ export class Reconciler {
       this.deps.log.error({ reason, error: describeCause(error) }, 'reconcile scan failed');
       throw error;
     } finally {
-      this.deps.afterPass?.();
+      this.deps.afterPass?.({ reason, durationMs: this.deps.now() - started, failed: passFailed });
     }
   }
 }

@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { SftppushError, StoreError } from '../errors.js';
+import { classifyAttempt, type S3Attempt } from './request-outcome.js';
 import {
   PreconditionFailedError,
   type BucketVersioning,
@@ -39,6 +40,8 @@ export interface S3StoreOptions {
   readonly maxSockets: number;
   /** Where the SDK's own warnings go (it writes to the console otherwise). */
   readonly logger?: SdkLogger | undefined;
+  /** Told how every request attempt ended (metrics, and whether S3 answers: /healthz). Must not throw. */
+  readonly onAttempt?: ((attempt: S3Attempt) => void) | undefined;
 }
 
 /** Requests the SDK's default of 3 attempts applies to; writes get exactly one (see WritesOnceRetryStrategy). */
@@ -81,6 +84,21 @@ const tagWriteFailures: FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutp
   }
 };
 
+/** Runs once per attempt, inside the retry loop: reports how each attempt ended. */
+function reportAttempts(onAttempt: (attempt: S3Attempt) => void): FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutputTypes> {
+  return (next, context) => async (args) => {
+    const operation = context.commandName ?? 'unknown';
+    try {
+      const output = await next(args);
+      onAttempt(classifyAttempt(operation, undefined));
+      return output;
+    } catch (error) {
+      onAttempt(classifyAttempt(operation, error));
+      throw error;
+    }
+  };
+}
+
 /**
  * Builds the process's one S3 client. Credentials come from the AWS default chain (env, profile, SSO,
  * instance role); they are never read, logged or stored by sftppush. Without an endpoint the SDK also
@@ -109,6 +127,13 @@ export function createS3Client(options: S3StoreOptions): S3Client {
     relation: 'after',
     toMiddleware: 'retryMiddleware',
   });
+  if (options.onAttempt) {
+    client.middlewareStack.addRelativeTo(reportAttempts(options.onAttempt), {
+      name: 'sftppushReportAttempts',
+      relation: 'after',
+      toMiddleware: 'retryMiddleware',
+    });
+  }
   return client;
 }
 
@@ -254,6 +279,18 @@ export class S3Store implements ObjectStore {
     } catch (error) {
       throw new StoreError('get bucket versioning', `s3://${bucket}`, isRetryable(error), { cause: error });
     }
+  }
+
+  /**
+   * Asks S3 something cheap (a HEAD of a key under `keyPrefix` that is never written), so an idle service
+   * still knows whether S3 answers. The answer itself does not matter (404, or 403 without s3:ListBucket):
+   * the client's onAttempt hears how it ended. Never throws; gives up after `timeoutMs`.
+   */
+  async ping(bucket: string, keyPrefix: string, timeoutMs: number): Promise<void> {
+    const key = `${keyPrefix}${PROBE_KEY_SEGMENT}ping`;
+    await this.client
+      .send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: AbortSignal.timeout(timeoutMs) })
+      .catch(() => undefined);
   }
 
   private async headVersion(bucket: string, key: string, versionId: string | undefined): Promise<ObjectHead | undefined> {

@@ -42,6 +42,8 @@ export interface WatcherDeps {
   readonly createInotify: (onEvents: (events: InotifyEvent[]) => void) => InotifyPort;
   /** Something was missed (overflow, watch limit, an unmount): a full rescan must run. */
   readonly onRescanNeeded: (reason: string) => void;
+  /** The inotify queue overflowed (counted by metrics; the rescan is asked for through onRescanNeeded). */
+  readonly onOverflow?: () => void;
   readonly now: () => number;
 }
 
@@ -318,6 +320,7 @@ export class Watcher {
 
   private handleOverflow(): void {
     this.lastOverflowAtMs = this.deps.now();
+    this.deps.onOverflow?.();
     this.deps.log.warn(
       'inotify queue overflowed: events were lost, rescanning every target. ' +
         'If this repeats, raise fs.inotify.max_queued_events (sysctl -w fs.inotify.max_queued_events=65536)',

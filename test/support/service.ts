@@ -65,6 +65,8 @@ export interface ServiceOptions {
   readonly noBucket?: boolean;
   /** Another endpoint than moto's (a fault proxy in front of it). */
   readonly endpoint?: string;
+  /** Extra TOML at the end of the file, after [[targets]] (e.g. a `[metrics]` table). */
+  readonly tailToml?: string;
 }
 
 export interface StartOptions {
@@ -168,6 +170,7 @@ function configToml(options: ServiceOptions): string {
     '[[targets]]',
     'path = "target"',
     options.targetToml ?? '',
+    options.tailToml ?? '',
     '',
   ].join('\n');
 }

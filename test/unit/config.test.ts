@@ -303,13 +303,6 @@ void describe('mistakes are refused, naming the key and the file', () => {
     }
   });
 
-  void test('keys of later stages are refused by name, never silently ignored', () => {
-    const cases: [Record<string, unknown>, RegExp][] = [
-      [{ metrics: { listen: '127.0.0.1:9100' } }, /metrics: .*not supported yet/],
-    ];
-    for (const [extra, pattern] of cases) assertConfigError(() => validateConfig(minimal(extra), FILE), FILE, pattern);
-  });
-
   void test('server-side encryption and tags are read; mistakes name their key', () => {
     const kms = validateConfig(minimal({ s3: { bucket: 'abc', sse: 'aws:kms', kms_key_id: 'alias/archive', tags: { team: 'data', env: 'prod' } } }), FILE);
     assert.deepEqual(kms.s3.objectOptions, { storageClass: undefined, sse: 'aws:kms', kmsKeyId: 'alias/archive', tags: { team: 'data', env: 'prod' } });
@@ -319,6 +312,28 @@ void describe('mistakes are refused, naming the key and the file', () => {
     assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', tags: eleven } }), FILE), FILE, /s3\.tags: S3 allows at most 10/);
     assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', tags: { team: 5 } } }), FILE), FILE, /s3\.tags\.team/);
     assertConfigError(() => validateConfig(minimal({ s3: { bucket: 'abc', tags: { team: 'a&b' } } }), FILE), FILE, /s3\.tags\.team: S3 tags allow only/);
+  });
+
+  void test('[metrics] is off when absent; listen is HOST:PORT, and a bad value names the key and the file', () => {
+    assert.equal(validateConfig(minimal({}), FILE).metrics, undefined);
+    const on = validateConfig(minimal({ metrics: { listen: '127.0.0.1:9464' } }), FILE).metrics;
+    assert.deepEqual(on, { listen: { host: '127.0.0.1', port: 9464 }, s3StaleSeconds: 60 });
+    assert.deepEqual(validateConfig(minimal({ metrics: { listen: '[::1]:1', s3_stale_seconds: 5 } }), FILE).metrics, {
+      listen: { host: '::1', port: 1 },
+      s3StaleSeconds: 5,
+    });
+    assert.deepEqual(validateConfig(minimal({ metrics: { listen: 'localhost:9464' } }), FILE).metrics?.listen, { host: 'localhost', port: 9464 });
+    for (const listen of ['9464', ':9464', '127.0.0.1', '127.0.0.1:0', '127.0.0.1:70000', '::1:9464', '[127.0.0.1]:9464', 'a b:1', 'http://x:1']) {
+      assertConfigError(() => validateConfig(minimal({ metrics: { listen } }), FILE), FILE, /metrics\.listen: /);
+    }
+    assertConfigError(() => validateConfig(minimal({ metrics: { listen: 9464 } }), FILE), FILE, /metrics\.listen: /);
+    assertConfigError(() => validateConfig(minimal({ metrics: {} }), FILE), FILE, /metrics\.listen: required key is missing/);
+    assertConfigError(() => validateConfig(minimal({ metrics: { listen: '127.0.0.1:1', port: 2 } }), FILE), FILE, /unknown key metrics\.port/);
+    assertConfigError(
+      () => validateConfig(minimal({ metrics: { listen: '127.0.0.1:1', s3_stale_seconds: 0 } }), FILE),
+      FILE,
+      /metrics\.s3_stale_seconds/,
+    );
   });
 
   void test('[archive] limits and per-target extract/keep_archive are read; a bad value names its key', () => {

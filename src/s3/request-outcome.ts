@@ -1,0 +1,47 @@
+/**
+ * Why an S3 request attempt failed, in words an operator alerts on. `network`: no connection or a reset;
+ * `timeout`: no answer in time; `throttled`: SlowDown, 429 and the like; `server`: another 5xx; `denied`: 403;
+ * `no-such-bucket`; `client`: any other 4xx S3 refused (an expected 404 of a HEAD, or a 412 of a conditional
+ * write, is an answer, not an error); `invalid-response`: a 2xx/3xx the SDK could not read (a proxy's page).
+ */
+export type S3ErrorKind = 'network' | 'timeout' | 'throttled' | 'server' | 'denied' | 'no-such-bucket' | 'client' | 'invalid-response';
+
+export const S3_ERROR_KINDS: readonly S3ErrorKind[] = [
+  'network', 'timeout', 'throttled', 'server', 'denied', 'no-such-bucket', 'client', 'invalid-response',
+];
+
+/** How one attempt of one S3 request ended (each SDK retry is an attempt of its own). */
+export interface S3Attempt {
+  /** The SDK command, e.g. `PutObjectCommand`. */
+  readonly operation: string;
+  /** S3 answered with a status of its own below 500: it is reachable and serving (a 404 or 403 counts, a 503 not). */
+  readonly answered: boolean;
+  /** Set when the attempt failed in a way worth counting. */
+  readonly error: S3ErrorKind | undefined;
+}
+
+const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException']);
+const TIMEOUTS = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'AbortError']);
+
+/** Classifies one attempt from the error it threw (undefined: it succeeded). Pure. */
+export function classifyAttempt(operation: string, error: unknown): S3Attempt {
+  if (error === undefined) return { operation, answered: true, error: undefined };
+  const failure = error as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number } };
+  const name = typeof failure.name === 'string' ? failure.name : '';
+  const code = typeof failure.code === 'string' ? failure.code : '';
+  const status = failure.$metadata?.httpStatusCode;
+  if (status === undefined) {
+    const timedOut = TIMEOUTS.has(name) || code === 'ETIMEDOUT' || code === 'ESOCKETTIMEDOUT';
+    return { operation, answered: false, error: timedOut ? 'timeout' : 'network' };
+  }
+  const answered = status < 500;
+  if (THROTTLING.has(name) || status === 429) return { operation, answered, error: 'throttled' };
+  if (status >= 500) return { operation, answered, error: 'server' };
+  if (status < 400) return { operation, answered: false, error: 'invalid-response' };
+  if (status === 403) return { operation, answered, error: 'denied' };
+  if (status === 408) return { operation, answered, error: 'timeout' };
+  if (name === 'NoSuchBucket') return { operation, answered, error: 'no-such-bucket' };
+  // A missing key (a HEAD's 404) and a failed precondition are how S3 answers questions we ask on purpose.
+  if (status === 404 || status === 412 || status === 304) return { operation, answered, error: undefined };
+  return { operation, answered, error: 'client' };
+}
