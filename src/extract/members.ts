@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
-import { ArchiveRejectedError, describeCause } from '../errors.js';
+import { ArchiveRejectedError, describeCause, SftppushError } from '../errors.js';
 import type { SourceFile } from '../source/source-fs.js';
 import type { ArchiveFormat } from './classify.js';
 import { ExtractionBudget, type ArchiveLimits } from './limits.js';
@@ -127,7 +127,7 @@ export async function readWhole(stream: Readable): Promise<Buffer> {
 
 /**
  * Runs `step`, turning an archive library's error (yauzl, tar-stream, zlib) into a rejection naming the
- * member being read. A system call's error (EIO, ENOENT: it has a `syscall`) is the disk's, not the
+ * member being read; the visitor's own errors stay what they are. A system call's error (EIO, ENOENT: it has a `syscall`) is the disk's, not the
  * archive's: it stays as it is, to be retried.
  */
 async function rejectingStructure<T>(
@@ -138,7 +138,8 @@ async function rejectingStructure<T>(
   try {
     return await step();
   } catch (error) {
-    if (error instanceof ArchiveRejectedError || (error as { syscall?: unknown } | null)?.syscall !== undefined) throw error;
+    // Our own errors (a rejection, S3's answer to a member's upload, a change seen) pass as they are.
+    if (error instanceof SftppushError || (error as { syscall?: unknown } | null)?.syscall !== undefined) throw error;
     throw new ArchiveRejectedError(structureRule(error, format), member?.(), describeCause(error));
   }
 }

@@ -86,6 +86,17 @@ export type ArchiveProof =
   /** An archive's members, each already recorded by recordObject as S3 took it. */
   | { readonly kind: 'members'; readonly count: number; readonly foundByHead: number };
 
+/** An object recorded for a generation, as a resumed or changed archive sees it. */
+export interface RecordedMember {
+  readonly id: number;
+  readonly bucket: string;
+  readonly key: string;
+  readonly sha256: string;
+  readonly versionId: string | null;
+  /** Found in S3 rather than written by us: never ours to withdraw. */
+  readonly foundByHead: boolean;
+}
+
 /** An object a generation is about to write (planned_objects): its key reserved against every other path. */
 export interface PlannedObject {
   /** Path inside the archive; undefined for the file itself (a plain file, or an archive kept whole). */
@@ -557,9 +568,26 @@ export class Ledger {
   }
 
   /** The objects recorded for a generation so far, by key: what a resumed archive need not write again. */
-  recordedObjects(fileId: number): Map<string, { readonly sha256: string }> {
-    const rows = this.stmt(`SELECT key, sha256 FROM objects WHERE file_id = ?`).all(fileId) as { key: string; sha256: string }[];
-    return new Map(rows.map((row) => [row.key, { sha256: row.sha256 }]));
+  recordedObjects(fileId: number): Map<string, RecordedMember> {
+    const rows = this.stmt(
+      `SELECT id, bucket, key, sha256, version_id AS versionId, found_by_head AS foundByHead FROM objects WHERE file_id = ? ORDER BY id`,
+    ).all(fileId) as (Omit<RecordedMember, 'foundByHead'> & { foundByHead: number })[];
+    // By key, the last recorded wins: an earlier attempt's object at the same key was other content.
+    return new Map(rows.map((row) => [row.key, { ...row, foundByHead: row.foundByHead === 1 }]));
+  }
+
+  /**
+   * Forgets objects of a claimed generation that S3 no longer holds for it (withdrawn: its content changed
+   * before every member was stored), with a history note. @throws LedgerConflictError when not this claim's.
+   */
+  discardObjects(claim: ClaimRef, objects: readonly RecordedMember[], reason: string): void {
+    if (objects.length === 0) return;
+    this.db.transaction(() => {
+      this.assertHeld(claim);
+      const remove = this.stmt(`DELETE FROM objects WHERE id = ? AND file_id = ?`);
+      for (const object of objects) remove.run(object.id, claim.id);
+      this.addHistory(claim.id, 'working', 'working', `${objects.length} objects withdrawn: ${reason}`);
+    }).immediate();
   }
 
   private assertHeld(claim: ClaimRef): void {

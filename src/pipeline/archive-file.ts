@@ -47,6 +47,7 @@ export type ArchiveLedger = Pick<
   | 'reserveKeys'
   | 'recordObject'
   | 'recordedObjects'
+  | 'discardObjects'
   | 'settleAfterAction'
 >;
 
@@ -72,7 +73,7 @@ export interface ArchiveSettings {
 /** Everything one archive step touches, passed in so tests can put a fault anywhere. */
 export interface ArchiveDeps {
   readonly ledger: ArchiveLedger;
-  readonly store: Pick<ObjectStore, 'put' | 'head'>;
+  readonly store: Pick<ObjectStore, 'put' | 'head' | 'deleteVersion'>;
   readonly source: SourceFs;
   readonly log: Logger;
   readonly now: () => number;

@@ -21,7 +21,7 @@ export interface ObjectToStore {
 }
 
 export interface StoreDeps {
-  readonly store: Pick<ObjectStore, 'put' | 'head'>;
+  readonly store: Pick<ObjectStore, 'put' | 'head' | 'deleteVersion'>;
   readonly mode: WriteMode;
   readonly log: Logger;
   readonly objectOptions: ObjectOptions;

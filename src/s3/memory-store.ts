@@ -112,6 +112,14 @@ export class MemoryStore implements ObjectStore {
     return Promise.resolve({ etag, versionId, checksumSha256, sizeBytes, metadata: { ...metadata }, contentType, sse });
   }
 
+  deleteVersion(bucket: string, key: string, versionId: string): Promise<void> {
+    const id = objectId(bucket, key);
+    const kept = (this.objects.get(id) ?? []).filter((v) => v.versionId !== versionId);
+    if (kept.length > 0) this.objects.set(id, kept);
+    else this.objects.delete(id);
+    return Promise.resolve();
+  }
+
   checkAccess(bucket: string): Promise<string | undefined> {
     const exists = !this.buckets || this.buckets.has(bucket);
     return Promise.resolve(exists ? undefined : `bucket ${bucket} does not exist (create it, with versioning on)`);

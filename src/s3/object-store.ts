@@ -105,4 +105,10 @@ export interface ObjectStore {
    * @throws StoreError (retryable) when the store cannot be asked now.
    */
   checkAccess(bucket: string, keyPrefix: string): Promise<string | undefined>;
+  /**
+   * Removes one version this service wrote (DeleteObject with its VersionId): a torn archive's members are
+   * withdrawn, and the key's previous version is S3's latest again. Idempotent: a version already gone is no
+   * error. @throws StoreError
+   */
+  deleteVersion(bucket: string, key: string, versionId: string): Promise<void>;
 }

@@ -293,6 +293,15 @@ export class S3Store implements ObjectStore {
       .catch(() => undefined);
   }
 
+  async deleteVersion(bucket: string, key: string, versionId: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+    } catch (error) {
+      if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404) return;
+      throw new StoreError('delete version', `s3://${bucket}/${key}?versionId=${versionId}`, isRetryable(error), { cause: error });
+    }
+  }
+
   private async headVersion(bucket: string, key: string, versionId: string | undefined): Promise<ObjectHead | undefined> {
     try {
       const head = await this.client.send(

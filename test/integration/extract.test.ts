@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import type { TargetConfig } from '../../src/config.js';
+import { StoreError } from '../../src/errors.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
@@ -324,4 +325,45 @@ void describe('an archive rewritten while it is being stored', () => {
       assert.deepEqual((await listVersions(s3, w.bucket)).filter((v) => v.key.startsWith('_quarantine/')), [], 'nothing quarantined');
     });
   }
+});
+
+void describe('an archive whose content changes before every member is stored', () => {
+  void test('the members stored of the old content are withdrawn: no torn archive stays at its keys', async (t) => {
+    const w = await world(t);
+    const old = await fixtures.zipArchive(w.fixtures); // mixed.zip: a.csv, b.csv, y/z.csv
+    const relPath = 'mixed.zip';
+    fs.renameSync(old.path, path.join(w.root, relPath));
+    w.ledger.observe(w.target.path, relPath, statOf(path.join(w.root, relPath)));
+    // S3 takes the first member, then throttles: the attempt ends in retry with part of the old content stored.
+    let puts = 0;
+    const throttled: ArchiveDeps = {
+      ...w.deps,
+      settings: { ...w.deps.settings, concurrency: 1 },
+      store: {
+        ...store,
+        put: (request) =>
+          (puts += 1) === 1 ? store.put(request) : Promise.reject(new StoreError('put', request.key, true, { cause: new Error('SlowDown') })),
+        head: (bucket, key) => store.head(bucket, key),
+        deleteVersion: (bucket, key, versionId) => store.deleteVersion(bucket, key, versionId),
+      },
+    };
+    const first = w.ledger.claimNext('pid:test');
+    assert.ok(first);
+    assert.equal(await archiveClaimed(first, throttled), 'retry');
+    assert.equal((await listVersions(s3, w.bucket)).length, 1, 'one member of the old content stored');
+
+    // The client uploads other content under the same name: a zip with other members.
+    const replacement = await fixtures.utf8NamesZip(w.fixtures);
+    fs.writeFileSync(path.join(w.root, relPath), fs.readFileSync(replacement.path));
+    w.ledger.observe(w.target.path, relPath, statOf(path.join(w.root, relPath)));
+    const second = w.ledger.claimNext('pid:test');
+    assert.equal(second?.id, first.id, 'the same generation, started over');
+    assert.equal(await archiveClaimed(second, w.deps), 'archived');
+
+    const versions = await listVersions(s3, w.bucket);
+    assert.deepEqual(versions.map((v) => v.key).sort(), replacement.members.map((m) => `mixed/${m.name}`).sort(), 'only the new content');
+    const story = w.ledger.story(relPath, w.target.path);
+    assert.deepEqual(story.objects.map((o) => o.key).sort(), replacement.members.map((m) => `mixed/${m.name}`).sort());
+    assert.ok(story.history.some((h) => /1 objects withdrawn: the archive changed/.test(h.detail ?? '')));
+  });
 });

@@ -215,6 +215,16 @@ for (const factory of [memory, moto]) {
       assert.match((await subject.store.checkAccess('no-such-bucket-here', '')) ?? '', /bucket no-such-bucket-here does not exist/);
     });
 
+    void test('deleteVersion removes that version only: the one before is the latest again; twice is no error', async () => {
+      const first = await subject.store.put(bufferPut('withdraw/x.csv', Buffer.from('first')));
+      const second = await subject.store.put(bufferPut('withdraw/x.csv', Buffer.from('second')));
+      assert.ok(second.versionId);
+      await subject.store.deleteVersion(BUCKET, 'withdraw/x.csv', second.versionId);
+      await subject.store.deleteVersion(BUCKET, 'withdraw/x.csv', second.versionId);
+      assert.deepEqual(await subject.versionIds('withdraw/x.csv'), [first.versionId]);
+      assert.deepEqual(await subject.latestBytes('withdraw/x.csv'), Buffer.from('first'));
+    });
+
     void test('head of a key that was never written is undefined, not an error', async () => {
       assert.equal(await subject.store.head(BUCKET, 'never/written.csv'), undefined);
     });

@@ -185,6 +185,7 @@ function faultyStore(inner: ArchiveDeps['store'], faults: StoreFaults): ArchiveD
       return faults.alterResult ? faults.alterResult(stored) : stored;
     },
     head: (bucket: string, key: string) => inner.head(bucket, key),
+    deleteVersion: (bucket: string, key: string, versionId: string) => inner.deleteVersion(bucket, key, versionId),
   };
   return wrapper;
 }

@@ -216,6 +216,7 @@ void test('a file whose upload failed is retried by the pool once its backoff pa
         ? Promise.reject(new StoreError('put', `s3://${request.bucket}/${request.key}`, true, { cause: new Error('SlowDown') }))
         : store.put(request),
     head: (bucket, key) => store.head(bucket, key),
+    deleteVersion: (bucket, key, versionId) => store.deleteVersion(bucket, key, versionId),
   };
   const pool = createPool(t, env, { archive: archiver(env, flaky) });
 
