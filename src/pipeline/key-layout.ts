@@ -41,11 +41,14 @@ export function memberKeyFor(prefix: string, relPath: string, format: ArchiveFor
 }
 
 /**
- * A file name without its archive extension: `e.zip` -> `e`, `e.tgz` -> `e`, `d.csv.gz` -> `d.csv`. A name
+ * A file name without its archive extension: `e.zip` -> `e`, `e.tgz` -> `e`, `d.csv.gz` -> `d.csv` (a gz
+ * named `.tgz` that holds no tar: `x.tar`, as gunzip names it). A name
  * without one (a zip named `data`), or nothing but one (`.zip`), stays whole. Pure.
  */
 export function archiveStem(fileName: string, format: ArchiveFormat): string {
   const lower = fileName.toLowerCase();
+  // A gzip named `.tgz` whose content is no tar is still named as gunzip names it: `x.tgz` -> `x.tar`.
+  if (format === 'gz' && lower.endsWith('.tgz') && lower.length > 4) return `${fileName.slice(0, -4)}.tar`;
   const suffix = STEM_SUFFIXES[format].find((s) => lower.endsWith(s) && lower.length > s.length);
   return suffix ? fileName.slice(0, -suffix.length) : fileName;
 }

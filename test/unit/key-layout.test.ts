@@ -118,6 +118,9 @@ void describe('memberKeyFor (archives)', () => {
     assert.equal(archiveStem('data', 'zip'), 'data');
     assert.equal(archiveStem('.zip', 'zip'), '.zip');
     assert.equal(archiveStem('REPORT.ZIP', 'zip'), 'REPORT');
+    // A .tgz whose content is no tar is one gzip: its member is named as gunzip names it.
+    assert.equal(archiveStem('notar.tgz', 'gz'), 'notar.tar');
+    assert.equal(archiveStem('notar.tar.gz', 'gz'), 'notar.tar');
   });
 
   void test('a member key over S3 limit is a KeyLayoutError', () => {
