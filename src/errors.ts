@@ -33,13 +33,15 @@ export class StoreError extends SftppushError {
 }
 
 /**
- * The process is stopping and abandoned this upload (the grace period ran out, or a second signal): its
- * multipart upload is aborted, nothing was completed. The row is given back, not counted as a failure.
+ * The process is stopping and abandoned this upload, or a request of the same step (the grace period ran
+ * out, or a second signal): its multipart upload is aborted, nothing was completed. The row is given back,
+ * not counted as a failure.
  */
 export class UploadAbandonedError extends StoreError {
   override readonly code = 'E_S3_ABANDONED';
-  constructor(key: string) {
-    super('put', key, true, { cause: new Error('abandoned: the service is stopping') });
+  /** @param operation the request cut (`put`, or a `head` of the same archive step). */
+  constructor(key: string, operation = 'put') {
+    super(operation, key, true, { cause: new Error('abandoned: the service is stopping') });
   }
 }
 

@@ -246,7 +246,8 @@ export class S3Store implements ObjectStore, MultipartUploads {
    * Stopping now: abandons every upload in flight (their puts reject with UploadAbandonedError; a single PUT
    * that landed anyway is found by the gate next time), fails every later put at once, and aborts each
    * multipart upload this process opened and did not close, so no parts are left behind.
-   * @returns the uploads aborted, and those S3 could not be asked to abort (the next start does).
+   * @returns the uploads aborted (by this call, or by lib-storage's own abort of an upload whose parts were
+   *   cut: S3 then no longer knows it), and those S3 could not be asked to abort (the next start does).
    */
   async abandonUploads(): Promise<{ aborted: OpenUpload[]; failed: { upload: OpenUpload; error: StoreError }[] }> {
     this.abandoning = true;
@@ -258,7 +259,8 @@ export class S3Store implements ObjectStore, MultipartUploads {
     await Promise.all(
       [...this.open.values()].map(async (upload) => {
         try {
-          if (await this.abort(upload)) aborted.push(upload);
+          await this.abort(upload);
+          aborted.push(upload);
         } catch (error) {
           failed.push({ upload, error: error as StoreError });
         }
@@ -354,6 +356,8 @@ export class S3Store implements ObjectStore, MultipartUploads {
       };
     } catch (error) {
       if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404) return undefined;
+      // Cut by abandonUploads(): the file's step is abandoned, not failing (no retry counted, no warning).
+      if (this.abandoning) throw new UploadAbandonedError(`s3://${bucket}/${key}`, 'head');
       throw new StoreError('head', `s3://${bucket}/${key}`, isRetryable(error), { cause: error });
     }
   }
