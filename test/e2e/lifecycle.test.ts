@@ -34,7 +34,8 @@ void describe('lifecycle: stop, grace, multipart cleanup, ledger identity (child
     env.services.push(service);
     const run = await service.start();
     proxy.inject({ ...target.uploadPart('big.bin'), kind: 'stall', ms: 60_000, times: 1000 });
-    writeFile(service.targetDir, 'big.bin', LARGE);
+    // Renamed in once complete (`*.tmp` is ignored): a scan never sees it half-written.
+    fs.renameSync(writeFile(service.targetDir, 'big.tmp', LARGE), `${service.targetDir}/big.bin`);
     await waitUntil('a part of big.bin stored by moto', () => proxy.requests.some((r) => matches(target.uploadPart('big.bin'), r) && r.upstreamStatus === 200), 30_000);
     assert.deepEqual(await openUploads(bucket), ['big.bin'], 'the multipart upload is open at the signal');
     return { proxy, service, run };
