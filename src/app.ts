@@ -372,9 +372,13 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
   const ledgerCheck = setInterval(checkLedger, LEDGER_CHECK_MS);
   const signals = listenForSignals(log);
   // In the background: a slow or unreachable S3 must not hold up the start (the stop waits for it).
-  const cleanup = core.abortAbandonedUploads().catch((error: unknown) => {
-    log.warn({ error: describeCause(error) }, 'cannot clean up multipart uploads left open: the next start tries again');
-  });
+  let cleanedUp = false;
+  const cleanup = core
+    .abortAbandonedUploads()
+    .catch((error: unknown) => {
+      log.warn({ error: describeCause(error) }, 'cannot clean up multipart uploads left open: the next start tries again');
+    })
+    .finally(() => (cleanedUp = true));
   // Watches first, then the scan: a file landing in between is seen by one or the other, never by neither.
   watcher.start();
   pool.start();
@@ -400,6 +404,11 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
     // After a fatal error (the ledger is gone or failing) nothing in hand can be recorded: abandon it at once.
     const graceMs = code === 0 ? config.upload.stopGraceMs : 0;
     await stopWorkers(core, log, graceMs, signals.now);
+    if (!cleanedUp) {
+      // Still waiting on S3 (slow or unreachable): the stop is not held up by it; the ledger keeps the records.
+      log.info('stopping: the start-up multipart cleanup is cut short; the next start finishes it');
+      await (await core.s3()).s3Store.abandonUploads();
+    }
     await cleanup;
     core.closeS3();
     ledger.close();

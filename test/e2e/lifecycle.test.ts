@@ -93,6 +93,24 @@ void describe('lifecycle: stop, grace, multipart cleanup, ledger identity (child
     }
   });
 
+  void it('a stop while the start-up multipart cleanup waits on a stalled S3 listing is not held up by it', async () => {
+    const proxy = await startFaultProxy(env.moto.endpoint);
+    try {
+      const service = await createService({ moto: env.moto, bucket: 'stalled-cleanup', endpoint: proxy.endpoint, uploadToml: 'request_timeout_seconds = 600' });
+      env.services.push(service);
+      proxy.inject({ method: 'GET', match: (r) => r.query.has('uploads'), kind: 'stall', times: 10 });
+      const run = await service.start();
+      await waitUntil('the cleanup to list open uploads', () => proxy.requests.some((r) => r.query.has('uploads')), 20_000);
+      process.kill(run.pid, 'SIGTERM');
+      const exit = await exitWithin(run, 10_000, 'the stop should cut the stalled cleanup short');
+      assert.equal(exit.code, 0, `exit 0${describeLogs(run)}`);
+      assert.ok(run.logs.some((line) => line.msg.startsWith('stopping: the start-up multipart cleanup is cut short')), describeLogs(run));
+      assert.equal(run.logs.at(-1)?.msg, 'stopped');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   for (const how of ['deleted', 'replaced'] as const) {
     void it(`a ledger ${how} under the running service stops it: exit 1, naming the file`, async () => {
       const service = await createService({ moto: env.moto, bucket: `ledger-${how}`, settleSeconds: 0 });
