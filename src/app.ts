@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { assertTargetsExist, prepareAfterDirectories, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
 import { ConfigError, describeCause, SftppushError, StoreError } from './errors.js';
+import { abortAbandonedUploads } from './pipeline/abandoned-uploads.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
 import type { MetricsEndpoint } from './metrics/endpoint.js';
@@ -23,6 +24,8 @@ import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
 import type { ObjectStore } from './s3/object-store.js';
 import { checkBucketVersioning } from './s3/versioning-check.js';
+import { OutageReportingStore, S3Outage } from './s3/outage.js';
+import type { S3Store } from './s3/s3-store.js';
 import { WriteModes } from './s3/write-mode.js';
 import { Inotify } from './watch/inotify.js';
 import { Watcher } from './watch/watcher.js';
@@ -30,8 +33,8 @@ import { Watcher } from './watch/watcher.js';
 /** migrations/ ships next to dist/: two levels up from dist/src/app.js. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
-/** How long SIGTERM waits for files in hand before giving up (their rows recover at the next start). */
-const SHUTDOWN_GRACE_MS = 30_000;
+/** How often a running `watch` checks that its ledger file is still the one it opened (also at every pass). */
+const LEDGER_CHECK_MS = 5000;
 
 export function openLedger(config: Pick<Config, 'ledger'> & Partial<Pick<Config, 'upload'>>): Ledger {
   return Ledger.open(config.ledger.path, {
@@ -82,7 +85,10 @@ export function processProbe(self: string, otherWatchHoldsLock: () => boolean): 
 
 /** The S3 side of a process, connected (see Core.s3). */
 interface S3Side {
+  /** The store the pipeline uses: every request's fate goes to the outage log. */
   readonly store: ObjectStore;
+  /** The same store, for multipart cleanup at start and the abort at stop. */
+  readonly s3Store: S3Store;
   readonly writeModes: WriteModes;
   /** Asks S3 something cheap, so an idle service knows whether it answers (S3Store.ping). Never throws. */
   readonly ping: (timeoutMs: number) => Promise<void>;
@@ -121,6 +127,8 @@ interface Core {
   finishDueAfterActions: () => Promise<void>;
   /** Where the core reports what it does (noMetrics unless `[metrics]` is on). */
   metrics: Metrics;
+  /** Start-up: aborts the multipart uploads processes that are gone left open (pipeline/abandoned-uploads.ts). */
+  abortAbandonedUploads: () => Promise<void>;
 }
 
 interface CoreOptions {
@@ -152,15 +160,20 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       maxSockets: config.upload.concurrency * 2,
       logger: sdkLogger(log),
       onAttempt: (attempt) => metrics.s3Attempt(attempt),
+      requestTimeoutMs: config.upload.requestTimeoutMs,
     });
     addKillPoints(client, checkpoint);
-    const store = new S3Store(client);
+    const s3Store = new S3Store(client, {
+      opened: (upload) => ledger.recordOpenUpload({ ...upload, owner }),
+      closed: (uploadId) => ledger.forgetOpenUpload(uploadId),
+    });
+    const store = new OutageReportingStore(s3Store, new S3Outage(log, Date.now));
     const prefixOf = new Map(config.targets.map((t) => [t.bucket, t.prefix]));
     const [pingBucket, pingPrefix] = [...prefixOf][0] ?? [config.s3.bucket, config.s3.prefix];
-    const ping = (timeoutMs: number): Promise<void> => store.ping(pingBucket, pingPrefix, timeoutMs);
+    const ping = (timeoutMs: number): Promise<void> => s3Store.ping(pingBucket, pingPrefix, timeoutMs);
     const writeModes = new WriteModes({
       setting: config.s3.conditionalWrites,
-      probe: (bucket) => store.probeConditionalWrites(bucket, prefixOf.get(bucket) ?? ''),
+      probe: (bucket) => s3Store.probeConditionalWrites(bucket, prefixOf.get(bucket) ?? ''),
       log,
       source: config.source,
     });
@@ -174,9 +187,9 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       );
     }
     // A dry run writes nothing: no probe (it may write where the header is ignored).
-    if (dryRun) return { store, writeModes, ping };
+    if (dryRun) return { store, s3Store, writeModes, ping };
     // @throws VersioningRequiredError: a target deletes or moves sources into a bucket without versioning.
-    await checkBucketVersioning(config.targets, (bucket) => store.versioning(bucket), log);
+    await checkBucketVersioning(config.targets, (bucket) => s3Store.versioning(bucket), log);
     for (const bucket of prefixOf.keys()) {
       try {
         await writeModes.modeFor(bucket);
@@ -185,7 +198,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         log.warn({ bucket, error: error.message }, 'cannot probe the endpoint for conditional writes now: will probe at the first write');
       }
     }
-    return { store, writeModes, ping };
+    return { store, s3Store, writeModes, ping };
   };
   const s3 = (): Promise<S3Side> => (s3Side ??= connectS3());
   const uploaded = { bytes: 0 };
@@ -305,6 +318,18 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
         );
       }
     },
+    async abortAbandonedUploads() {
+      const places = config.targets.flatMap((t) => [
+        { bucket: t.bucket, prefix: t.prefix },
+        { bucket: t.bucket, prefix: config.s3.quarantinePrefix },
+      ]);
+      await abortAbandonedUploads(places, {
+        ledger,
+        uploads: (await s3()).s3Store,
+        isOwnerAlive: (uploadOwner) => isOwnerAlive(uploadOwner, probe),
+        log,
+      });
+    },
   };
 }
 
@@ -359,7 +384,7 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
     throw error;
   }
   try {
-    return await watchWith(core, config, log, fatal, endpoint);
+    return await watchWith(core, config, log, fatal, fail, endpoint);
   } finally {
     lock.release();
   }
@@ -391,9 +416,11 @@ async function watchWith(
   config: Config,
   log: Logger,
   fatal: Promise<never>,
+  fail: (error: unknown) => void,
   endpoint: MetricsEndpoint | undefined,
 ): Promise<number> {
   const { ledger, observer, pool, reconciler } = core;
+  let code = 1;
   warnAboutRuntime(log);
   // Set once the watches are in place: until then /healthz says they are not.
   const watching: { watcher?: Watcher } = {};
@@ -430,9 +457,28 @@ async function watchWith(
   });
   // Every pass heals the watches first (ENOSPC refusals, a re-created target root, what an overflow lost),
   // and leaves the watcher's health where `status` reads it.
-  core.passHooks.beforePass = () => void watcher.heal();
+  const checkLedger = (): void => {
+    try {
+      ledger.assertSameFile();
+    } catch (error) {
+      fail(error);
+    }
+  };
+  core.passHooks.beforePass = () => {
+    checkLedger();
+    watcher.heal();
+  };
   core.passHooks.afterPass = () => ledger.recordServiceState('watch', watcher.health());
-  const stopped = waitForSignal(log);
+  const ledgerCheck = setInterval(checkLedger, LEDGER_CHECK_MS);
+  const signals = listenForSignals(log);
+  // In the background: a slow or unreachable S3 must not hold up the start (the stop waits for it).
+  let cleanedUp = false;
+  const cleanup = core
+    .abortAbandonedUploads()
+    .catch((error: unknown) => {
+      log.warn({ error: describeCause(error) }, 'cannot clean up multipart uploads left open: the next start tries again');
+    })
+    .finally(() => (cleanedUp = true));
   // Watches first, then the scan: a file landing in between is seen by one or the other, never by neither.
   watcher.start();
   watching.watcher = watcher;
@@ -442,25 +488,37 @@ async function watchWith(
     'sftppush watching',
   );
   try {
-    const started = await Promise.race([reconciler.scan('startup').then(() => true), stopped.then(() => false), fatal]);
+    const started = await Promise.race([reconciler.scan('startup').then(() => true), signals.stop.then(() => false), fatal]);
     if (started) {
       reconciler.startSchedule(config.reconcile.schedule);
-      await Promise.race([stopped, fatal]);
+      await Promise.race([signals.stop, fatal]);
     }
-    return 0;
+    code = 0;
   } catch (error) {
     log.fatal({ error }, 'stopping after a fatal error');
-    return 1;
+    code = 1;
   } finally {
     // Scrapes stop first: what follows closes what they read.
     await endpoint?.close();
+    clearInterval(ledgerCheck);
     reconciler.stop();
     watcher.close();
     observer.close();
-    await shutdown(pool, log);
+    // After a fatal error (the ledger is gone or failing) nothing in hand can be recorded: abandon it at once.
+    const graceMs = code === 0 ? config.upload.stopGraceMs : 0;
+    await stopWorkers(core, log, graceMs, signals.now);
+    if (!cleanedUp) {
+      // Still waiting on S3 (slow or unreachable): the stop is not held up by it; the ledger keeps the records.
+      log.info('stopping: the start-up multipart cleanup is cut short; the next start finishes it');
+      await (await core.s3()).s3Store.abandonUploads();
+    }
+    await cleanup;
     core.closeS3();
     ledger.close();
+    signals.remove();
+    log.info({ exitCode: code }, 'stopped');
   }
+  return code;
 }
 
 /** `sftppush reconcile` options, as the CLI parsed them. */
@@ -599,31 +657,65 @@ function warnAboutRuntime(log: Logger): void {
   }
 }
 
-function waitForSignal(log: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, 'stopping: finishing files in hand');
+/**
+ * SIGTERM/SIGINT: `stop` (finish what is in hand, within the grace period). A second: `now` (abort the
+ * uploads in hand). A third: exit 1 at once, for an abort S3 does not answer. SIGHUP: configuration is read
+ * at start only, so it is logged and ignored (its default would kill the service mid-upload).
+ */
+function listenForSignals(log: Logger): { stop: Promise<void>; now: Promise<void>; remove: () => void } {
+  let received = 0;
+  let stop = (): void => undefined;
+  let now = (): void => undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    received += 1;
+    if (received === 1) {
+      log.info({ signal }, 'stopping: finishing files in hand (a second signal aborts them)');
+      stop();
+    } else if (received === 2) {
+      log.warn({ signal }, 'second signal: aborting the uploads in hand');
+      now();
+    } else {
+      log.error({ signal }, 'third signal: exiting now; the next start aborts what is left open');
+      process.exit(1);
+    }
+  };
+  const onHangup = (): void => {
+    log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the configuration is read at start only; restart the service to apply changes');
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHangup);
+  return {
+    stop: new Promise((resolve) => (stop = resolve)),
+    now: new Promise((resolve) => (now = resolve)),
+    remove() {
       process.removeListener('SIGTERM', onSignal);
       process.removeListener('SIGINT', onSignal);
-      // A second signal means "now": rows still working are recovered at the next start.
-      const now = (): never => process.exit(1);
-      process.once('SIGTERM', now);
-      process.once('SIGINT', now);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+      process.removeListener('SIGHUP', onHangup);
+    },
+  };
 }
 
-async function shutdown(pool: WorkerPool, log: Logger): Promise<void> {
-  const timer = setTimeout(() => {
-    log.error({ busy: pool.busy }, 'shutdown grace period over: exiting with files in hand');
-    process.exit(1);
-  }, SHUTDOWN_GRACE_MS);
-  timer.unref();
-  await pool.stop();
+/**
+ * Stops claiming and lets the files in hand finish for `graceMs`; then, or at a second signal, abandons
+ * them: their multipart uploads are aborted (none is left open) and their rows given back as pending.
+ */
+async function stopWorkers(core: Core, log: Logger, graceMs: number, now: Promise<void>): Promise<void> {
+  const stopped = core.pool.stop();
+  let timer: NodeJS.Timeout | undefined;
+  const graceOver = new Promise<'grace'>((resolve) => (timer = setTimeout(() => resolve('grace'), graceMs)));
+  const ended = await Promise.race([stopped.then(() => 'finished' as const), graceOver, now.then(() => 'signal' as const)]);
   clearTimeout(timer);
+  if (ended !== 'finished') {
+    if (ended === 'grace') log.warn({ busy: core.pool.busy, graceMs }, 'stop grace period over: aborting the uploads in hand');
+    const { s3Store } = await core.s3();
+    const { aborted, failed } = await s3Store.abandonUploads();
+    for (const upload of aborted) log.info({ key: upload.key, uploadId: upload.uploadId }, 'multipart upload aborted');
+    for (const { upload, error } of failed) {
+      log.error({ key: upload.key, uploadId: upload.uploadId, error: error.message }, 'cannot abort a multipart upload: the next start does');
+    }
+    await stopped;
+  }
 }
 
 export function resolveStatusPath(config: Pick<Config, 'targets'> | undefined, arg: string): {

@@ -55,6 +55,10 @@ export interface Config {
     readonly multipartThresholdBytes: number;
     readonly partSizeBytes: number;
     readonly maxBackoffSeconds: number;
+    /** An S3 request with no byte moving either way for this long is abandoned (a write then goes back through the gate). */
+    readonly requestTimeoutMs: number;
+    /** On SIGTERM/SIGINT, how long uploads in hand may take to finish before they are aborted. */
+    readonly stopGraceMs: number;
   };
   /** `[archive]`: what one archive may expand to (extract/limits.ts). */
   readonly archive: ArchiveLimits;
@@ -140,8 +144,18 @@ const fileSchema = z.strictObject({
       multipart_threshold_mb: z.number().int().min(5).max(5 * 1024).default(16),
       part_size_mb: z.number().int().min(5).max(5 * 1024).default(8),
       max_backoff_seconds: z.number().int().min(1).default(900),
+      request_timeout_seconds: z.number().min(1).max(3600).default(60),
+      stop_grace_seconds: z.number().min(0).max(3600).default(30),
     })
-    .default({ concurrency: 8, after: 'keep', multipart_threshold_mb: 16, part_size_mb: 8, max_backoff_seconds: 900 }),
+    .default({
+      concurrency: 8,
+      after: 'keep',
+      multipart_threshold_mb: 16,
+      part_size_mb: 8,
+      max_backoff_seconds: 900,
+      request_timeout_seconds: 60,
+      stop_grace_seconds: 30,
+    }),
   archive: z
     .strictObject({
       max_total_bytes: z.number().int().min(1).default(ARCHIVE_DEFAULTS.max_total_bytes),
@@ -380,6 +394,8 @@ function toConfig(parsed: FileConfig, file: string): Config {
       multipartThresholdBytes: parsed.upload.multipart_threshold_mb * MIB,
       partSizeBytes: parsed.upload.part_size_mb * MIB,
       maxBackoffSeconds: parsed.upload.max_backoff_seconds,
+      requestTimeoutMs: parsed.upload.request_timeout_seconds * 1000,
+      stopGraceMs: parsed.upload.stop_grace_seconds * 1000,
     },
     archive: {
       maxTotalBytes: parsed.archive.max_total_bytes,

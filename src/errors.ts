@@ -32,6 +32,29 @@ export class StoreError extends SftppushError {
   }
 }
 
+/**
+ * The process is stopping and abandoned this upload, or a request of the same step (the grace period ran
+ * out, or a second signal): its multipart upload is aborted, nothing was completed. The row is given back,
+ * not counted as a failure.
+ */
+export class UploadAbandonedError extends StoreError {
+  override readonly code = 'E_S3_ABANDONED';
+  /** @param operation the request cut (`put`, or a `head` of the same archive step). */
+  constructor(key: string, operation = 'put') {
+    super(operation, key, true, { cause: new Error('abandoned: the service is stopping') });
+  }
+}
+
+/**
+ * The ledger file at the configured path is no longer the one this process opened (deleted, or replaced by
+ * another file): writing on would record into a file nobody reads. The service stops (exit 1).
+ */
+export class LedgerReplacedError extends SftppushError {
+  constructor(file: string, detail: string) {
+    super('E_LEDGER_REPLACED', `ledger ${file} ${detail} under the running service: stopping (restart it to use the file now at that path)`);
+  }
+}
+
 /** The source file changed or was replaced while it was being read or uploaded. */
 export class SourceChangedError extends SftppushError {
   constructor(relPath: string, detail: string) {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { SftppushError } from '../errors.js';
+import { LedgerReplacedError, SftppushError } from '../errors.js';
 import { applyMigrations, readMigrations } from './migrations.js';
 import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
 import { FILE_STATES, isTransitionAllowed, type FileState } from './states.js';
@@ -235,6 +235,18 @@ function prefixEnd(prefix: string): string | null {
   return chars.join('') + String.fromCodePoint(last + 1);
 }
 
+/** A multipart upload a process opened and has not closed, as the ledger keeps it (see s3/multipart.ts). */
+export interface RecordedUpload {
+  readonly bucket: string;
+  readonly key: string;
+  readonly uploadId: string;
+  /** The process that opened it (ledger/ownership.ts): only a gone owner's uploads are aborted by another. */
+  readonly owner: string;
+}
+
+/** service_state names of open multipart uploads: one row each, removed when the upload is closed. */
+const OPEN_UPLOAD = 'multipart-upload:';
+
 export class Ledger {
   private readonly statements = new Map<string, Database.Statement>();
 
@@ -242,6 +254,9 @@ export class Ledger {
     private readonly db: Database.Database,
     private readonly now: () => number,
     private readonly maxWaitMs: number,
+    private readonly file: string,
+    /** The opened file's identity: a file at the path with another is not this ledger. */
+    private readonly identity: { readonly dev: number; readonly ino: number },
   ) {}
 
   /**
@@ -264,7 +279,24 @@ export class Ledger {
       db.close();
       throw error;
     }
-    return new Ledger(db, options.now ?? Date.now, options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS);
+    const { dev, ino } = statSync(file);
+    return new Ledger(db, options.now ?? Date.now, options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS, file, { dev, ino });
+  }
+
+  /**
+   * Checks that the file at the ledger's path is still the one this process opened. SQLite keeps writing
+   * to an open file after it is deleted or renamed away: without this, a service would record into a file
+   * nobody reads (and a new ledger at the path would not know what was archived).
+   * @throws LedgerReplacedError when the path is gone or holds another file.
+   */
+  assertSameFile(): void {
+    let now;
+    try {
+      now = statSync(this.file);
+    } catch {
+      throw new LedgerReplacedError(this.file, 'was deleted');
+    }
+    if (now.dev !== this.identity.dev || now.ino !== this.identity.ino) throw new LedgerReplacedError(this.file, 'was replaced by another file');
   }
 
   /** Whether the database is open (until close(); /healthz reports it). */
@@ -786,6 +818,23 @@ export class Ledger {
       scope: row.scope ? (JSON.parse(row.scope) as ReconcileScope) : null,
       counts: row.counts ? (JSON.parse(row.counts) as Record<string, number>) : null,
     };
+  }
+
+  /** A multipart upload was opened: until forgetOpenUpload, a crash leaves it to the next start to abort. */
+  recordOpenUpload(upload: RecordedUpload): void {
+    this.recordServiceState(`${OPEN_UPLOAD}${upload.uploadId}`, upload);
+  }
+
+  forgetOpenUpload(uploadId: string): void {
+    this.stmt(`DELETE FROM service_state WHERE name = ?`).run(`${OPEN_UPLOAD}${uploadId}`);
+  }
+
+  /** Every multipart upload recorded open, by any process that used this ledger. */
+  openUploads(): RecordedUpload[] {
+    const rows = this.stmt(`SELECT value FROM service_state WHERE name >= ? AND name < ?`).all(OPEN_UPLOAD, prefixEnd(OPEN_UPLOAD)) as {
+      value: string;
+    }[];
+    return rows.map((row) => JSON.parse(row.value) as RecordedUpload);
   }
 
   /** Records one piece of the service's own state (JSON) for `status`, replacing the previous value. */

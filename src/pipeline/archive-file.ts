@@ -12,6 +12,7 @@ import {
   SftppushError,
   SourceChangedError,
   StoreError,
+  UploadAbandonedError,
 } from '../errors.js';
 import { classify, HEAD_BYTES, magicOf, type Classification } from '../extract/classify.js';
 import type { ArchiveLimits } from '../extract/limits.js';
@@ -26,6 +27,7 @@ import {
 import { sameStat } from '../ledger/observation.js';
 import { lastChangeMs } from '../observe/completion.js';
 import type { ObjectOptions, ObjectStore } from '../s3/object-store.js';
+import { outageKind } from '../s3/outage.js';
 import type { SourceFile, SourceFs, SourceStat } from '../source/source-fs.js';
 import { carryOutAfterAction } from './after-action.js';
 import { dueAfterAction } from './after-plan.js';
@@ -395,7 +397,15 @@ function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error
     deps.ledger.requeue(claim, error.message, deps.now() + delayMs);
     return 'requeued';
   }
-  return retry(claim, deps, log, describeFailure(error), error instanceof StoreError && !error.retryable);
+  if (error instanceof UploadAbandonedError) {
+    // Stopping: the row is given back as it was, no attempt held against it; the next start takes it.
+    log.info({ state: 'pending', reason: error.message }, 'upload abandoned: the service is stopping');
+    deps.ledger.requeue(claim, error.message, deps.now());
+    return 'requeued';
+  }
+  // S3 itself failing is said once for all files (s3/outage.ts); each file's retry is then a detail.
+  const level = outageKind(error) ? 'debug' : error instanceof StoreError && !error.retryable ? 'error' : 'warn';
+  return retry(claim, deps, log, describeFailure(error), level);
 }
 
 function describeFailure(error: unknown): string {
@@ -404,11 +414,12 @@ function describeFailure(error: unknown): string {
   return code ? `${code}: ${describeCause(error)}` : describeCause(error);
 }
 
-function retry(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, reason: string, needsOperator = false): 'retry' {
+/** @param level `error`: an operator must act (denied, no such bucket); `debug`: part of an outage logged once. */
+function retry(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, reason: string, level: 'error' | 'warn' | 'debug' = 'warn'): 'retry' {
   const delayMs = retryDelayMs(claim.attempts, deps.settings.maxBackoffSeconds, deps.random);
   const fields = { state: 'retry', attempts: claim.attempts, retryInMs: delayMs, error: reason };
-  if (needsOperator) log.error(fields, 'archive failed: needs attention, will retry');
-  else log.warn(fields, 'archive failed: will retry');
+  if (level === 'error') log.error(fields, 'archive failed: needs attention, will retry');
+  else log[level](fields, 'archive failed: will retry');
   deps.ledger.scheduleRetry(claim, reason, deps.now() + delayMs);
   return 'retry';
 }

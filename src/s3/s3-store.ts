@@ -1,8 +1,10 @@
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetBucketVersioningCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -14,11 +16,19 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { FinalizeRequestMiddleware, Logger as SdkLogger, RetryErrorInfo, StandardRetryToken } from '@smithy/types';
+import type {
+  FinalizeRequestMiddleware,
+  HttpHandlerOptions,
+  InitializeMiddleware,
+  Logger as SdkLogger,
+  RetryErrorInfo,
+  StandardRetryToken,
+} from '@smithy/types';
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { SftppushError, StoreError } from '../errors.js';
+import { SftppushError, StoreError, UploadAbandonedError } from '../errors.js';
+import type { MultipartJournal, MultipartUploads, OpenUpload } from './multipart.js';
 import { classifyAttempt, type S3Attempt } from './request-outcome.js';
 import {
   PreconditionFailedError,
@@ -38,10 +48,34 @@ export interface S3StoreOptions {
   readonly forcePathStyle: boolean;
   /** Upper bound of requests in flight: sockets are kept alive and shared, one pool per process. */
   readonly maxSockets: number;
-  /** Where the SDK's own warnings go (it writes to the console otherwise). */
+  /** Where the SDK's and its HTTP handler's own warnings go (both write to the console otherwise). */
   readonly logger?: SdkLogger | undefined;
   /** Told how every request attempt ended (metrics, and whether S3 answers: /healthz). Must not throw. */
   readonly onAttempt?: ((attempt: S3Attempt) => void) | undefined;
+  /**
+   * A request with no byte moving either way for this long is abandoned (a socket idle timeout): a stalled
+   * answer then fails as a retryable error, and a write goes back through the gate, which finds what landed.
+   */
+  readonly requestTimeoutMs: number;
+}
+
+/**
+ * The SDK's HTTP handler, plus a way to abandon every request in flight at once (stopping): each request
+ * carries a signal that `abortInFlight()` fires; requests sent later get a fresh one.
+ */
+class StoppableHttpHandler extends NodeHttpHandler {
+  private inFlight = new AbortController();
+
+  override handle(request: Parameters<NodeHttpHandler['handle']>[0], options: HttpHandlerOptions = {}): ReturnType<NodeHttpHandler['handle']> {
+    const own = this.inFlight.signal;
+    const abortSignal = options.abortSignal ? AbortSignal.any([options.abortSignal as AbortSignal, own]) : own;
+    return super.handle(request, { ...options, abortSignal: abortSignal as HttpHandlerOptions['abortSignal'] });
+  }
+
+  abortInFlight(): void {
+    this.inFlight.abort();
+    this.inFlight = new AbortController();
+  }
 }
 
 /** Requests the SDK's default of 3 attempts applies to; writes get exactly one (see WritesOnceRetryStrategy). */
@@ -110,11 +144,15 @@ export function createS3Client(options: S3StoreOptions): S3Client {
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
     forcePathStyle: options.forcePathStyle,
-    requestHandler: new NodeHttpHandler({
+    requestHandler: new StoppableHttpHandler({
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
       connectionTimeout: 10_000,
-      requestTimeout: 120_000,
+      // Not `requestTimeout`: without throwOnRequestTimeout it only prints a console warning, and it would
+      // also cut a large part that is slow but moving. An idle socket is what a stalled answer looks like.
+      socketTimeout: options.requestTimeoutMs,
+      // The handler's warnings (socket pool at capacity) default to console.warn: they go to pino instead.
+      ...(options.logger ? { logger: options.logger } : {}),
     }),
     retryStrategy: new WritesOnceRetryStrategy(MAX_ATTEMPTS),
     ...(options.logger ? { logger: options.logger } : {}),
@@ -138,10 +176,23 @@ export function createS3Client(options: S3StoreOptions): S3Client {
 }
 
 /** ObjectStore on @aws-sdk/client-s3 and lib-storage's Upload (single PUT or multipart by size). */
-export class S3Store implements ObjectStore {
-  constructor(private readonly client: S3Client) {}
+export class S3Store implements ObjectStore, MultipartUploads {
+  /** Multipart uploads this process opened and has not closed, by upload id. */
+  private readonly open = new Map<string, OpenUpload>();
+  private readonly uploads = new Set<Upload>();
+  private abandoning = false;
+
+  /** @param journal told of every multipart upload this client opens and closes (the ledger keeps them). */
+  constructor(
+    private readonly client: S3Client,
+    private readonly journal?: MultipartJournal,
+  ) {
+    client.middlewareStack.add(this.trackMultipart, { step: 'initialize', name: 'sftppushTrackMultipart', override: true });
+  }
 
   async put(request: PutObjectRequest): Promise<StoredObject> {
+    const where = `s3://${request.bucket}/${request.key}`;
+    if (this.abandoning) throw new UploadAbandonedError(where);
     const inMemory = Buffer.isBuffer(request.body);
     const condition = request.condition;
     const upload = new Upload({
@@ -170,16 +221,19 @@ export class S3Store implements ObjectStore {
         ...(condition && 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : {}),
       },
     });
-    const where = `s3://${request.bucket}/${request.key}`;
     let stored: StoredObject;
+    this.uploads.add(upload);
     try {
       const result = await upload.done();
       stored = { etag: result.ETag, versionId: result.VersionId, checksumSha256: result.ChecksumSHA256 };
     } catch (error) {
+      if (this.abandoning) throw new UploadAbandonedError(where);
       // Our own verdict on the source (it changed while streaming) is not an S3 failure: pass it on as is.
       if (error instanceof SftppushError && !(error instanceof StoreError)) throw error;
       if (condition && isPreconditionFailure(error, condition)) throw new PreconditionFailedError(where, { cause: error });
       throw new StoreError('put', where, isRetryable(error), { cause: error });
+    } finally {
+      this.uploads.delete(upload);
     }
     if (stored.checksumSha256 !== undefined || inMemory) return stored;
     // Some servers leave the checksum out of the multipart completion: ask for the version we just wrote.
@@ -188,6 +242,90 @@ export class S3Store implements ObjectStore {
 
   head(bucket: string, key: string): Promise<ObjectHead | undefined> {
     return this.headVersion(bucket, key, undefined);
+  }
+
+  async *listOpen(bucket: string, prefix: string): AsyncIterable<OpenUpload> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
+      } catch (error) {
+        throw new StoreError('list-multipart', `s3://${bucket}/${prefix}`, isRetryable(error), { cause: error });
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key !== undefined && upload.UploadId !== undefined) yield { bucket, key: upload.Key, uploadId: upload.UploadId };
+      }
+      [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
+    } while (keyMarker !== undefined);
+  }
+
+  async abort(upload: OpenUpload): Promise<boolean> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }));
+      return true;
+    } catch (error) {
+      if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404) {
+        this.closed(upload.uploadId);
+        return false;
+      }
+      throw new StoreError('abort-multipart', `s3://${upload.bucket}/${upload.key}`, isRetryable(error), { cause: error });
+    }
+  }
+
+  /**
+   * Stopping now: abandons every upload in flight (their puts reject with UploadAbandonedError; a single PUT
+   * that landed anyway is found by the gate next time), fails every later put at once, and aborts each
+   * multipart upload this process opened and did not close, so no parts are left behind.
+   * @returns the uploads aborted (by this call, or by lib-storage's own abort of an upload whose parts were
+   *   cut: S3 then no longer knows it), and those S3 could not be asked to abort (the next start does).
+   */
+  async abandonUploads(): Promise<{ aborted: OpenUpload[]; failed: { upload: OpenUpload; error: StoreError }[] }> {
+    this.abandoning = true;
+    for (const upload of this.uploads) void upload.abort();
+    const handler = this.client.config.requestHandler;
+    if (handler instanceof StoppableHttpHandler) handler.abortInFlight();
+    const aborted: OpenUpload[] = [];
+    const failed: { upload: OpenUpload; error: StoreError }[] = [];
+    await Promise.all(
+      [...this.open.values()].map(async (upload) => {
+        try {
+          await this.abort(upload);
+          aborted.push(upload);
+        } catch (error) {
+          failed.push({ upload, error: error as StoreError });
+        }
+      }),
+    );
+    return { aborted, failed };
+  }
+
+  /** Records multipart uploads as S3 opens and closes them, whoever sends the request (lib-storage, abort()). */
+  private readonly trackMultipart: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next, context) => async (args) => {
+    const result = await next(args);
+    const input = args.input as { Bucket?: string; Key?: string; UploadId?: string };
+    if (context.commandName === 'CreateMultipartUploadCommand') {
+      const uploadId = (result.output as { UploadId?: string }).UploadId;
+      if (uploadId !== undefined && input.Bucket !== undefined && input.Key !== undefined) {
+        const upload = { bucket: input.Bucket, key: input.Key, uploadId };
+        this.open.set(uploadId, upload);
+        this.journal?.opened(upload);
+      }
+    } else if (
+      (context.commandName === 'CompleteMultipartUploadCommand' || context.commandName === 'AbortMultipartUploadCommand') &&
+      input.UploadId !== undefined
+    ) {
+      this.closed(input.UploadId);
+    }
+    return result;
+  };
+
+  private closed(uploadId: string): void {
+    this.open.delete(uploadId);
+    this.journal?.closed(uploadId);
   }
 
   async *list(bucket: string, prefix: string): AsyncIterable<ListedObject> {
@@ -318,6 +456,8 @@ export class S3Store implements ObjectStore {
       };
     } catch (error) {
       if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404) return undefined;
+      // Cut by abandonUploads(): the file's step is abandoned, not failing (no retry counted, no warning).
+      if (this.abandoning) throw new UploadAbandonedError(`s3://${bucket}/${key}`, 'head');
       throw new StoreError('head', `s3://${bucket}/${key}`, isRetryable(error), { cause: error });
     }
   }

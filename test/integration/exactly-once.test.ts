@@ -27,7 +27,7 @@ let buckets = 0;
 
 before(async () => {
   moto = await startMoto();
-  const client = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8 });
+  const client = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8, requestTimeoutMs: 60_000 });
   store = new S3Store(client);
   destroyClient = () => client.destroy();
 });

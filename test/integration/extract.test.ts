@@ -25,7 +25,7 @@ let buckets = 0;
 
 before(async () => {
   moto = await startMoto();
-  s3 = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8 });
+  s3 = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8, requestTimeoutMs: 60_000 });
   store = new S3Store(s3);
 });
 

@@ -67,7 +67,7 @@ const moto: SubjectFactory = {
   async open() {
     const server: MotoServer = await startMoto();
     await server.createBucket(BUCKET);
-    const client = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4 });
+    const client = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4, requestTimeoutMs: 60_000 });
     return {
       store: new S3Store(client),
       versionIds: async (key) => (await listVersions(server.client, BUCKET, key)).filter((v) => v.key === key).map((v) => v.versionId),
@@ -460,7 +460,7 @@ void describe('S3Store on moto: probing conditional writes', () => {
     // The SDK's own warnings go here, not to the test's output.
     const quiet = (): void => undefined;
     const logger = { debug: quiet, info: quiet, warn: quiet, error: quiet };
-    client = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4, logger });
+    client = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4, requestTimeoutMs: 60_000, logger });
   });
   after(async () => {
     client?.destroy();

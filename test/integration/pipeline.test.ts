@@ -50,7 +50,7 @@ after(async () => {
 });
 
 function storeClient(endpoint: string): S3Client {
-  return createS3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8 });
+  return createS3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8, requestTimeoutMs: 60_000 });
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ void describe('S3Store: the SDK retries reads and parts, never a write', () => {
     moto = await startMoto();
     await moto.createBucket(BUCKET);
     proxy = await startFaultProxy(moto.endpoint);
-    client = createS3Client({ endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4 });
+    client = createS3Client({ endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 4, requestTimeoutMs: 60_000 });
     store = new S3Store(client);
   });
   afterEach(() => proxy.clear());

@@ -34,7 +34,7 @@ let buckets = 0;
 
 before(async () => {
   moto = await startMoto();
-  s3 = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 16 });
+  s3 = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 16, requestTimeoutMs: 60_000 });
   store = new S3Store(s3);
 });
 

@@ -89,6 +89,8 @@ void describe('defaults', () => {
       multipartThresholdBytes: 16 * 1024 * 1024,
       partSizeBytes: 8 * 1024 * 1024,
       maxBackoffSeconds: 900,
+      requestTimeoutMs: 60_000,
+      stopGraceMs: 30_000,
     });
     assert.deepEqual(config.targets, [
       {
