@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
 import { describeCause, StoreError, UploadAbandonedError } from '../errors.js';
 import type { ListedObject, ObjectHead, ObjectStore, PutObjectRequest, StoredObject } from './object-store.js';
+import { classifyAttempt } from './request-outcome.js';
 
 /** How S3 is failing, as an operator would want to tell it apart (and alert on). */
 export type OutageKind = 'unreachable' | 'timeout' | 'throttled' | 'server-error';
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
-const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'RequestLimitExceeded']);
 
 /**
  * The kind of S3 outage a StoreError shows, or undefined when it is not one (an answer such as 403 or 412,
@@ -17,10 +17,12 @@ export function outageKind(error: unknown): OutageKind | undefined {
   if (!(error instanceof StoreError) || error instanceof UploadAbandonedError) return undefined;
   const cause = error.cause as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number } } | undefined;
   if (cause === undefined || cause === null) return undefined;
-  const status = cause.$metadata?.httpStatusCode;
-  if ((typeof cause.name === 'string' && THROTTLING.has(cause.name)) || status === 429) return 'throttled';
-  if (status !== undefined && status >= 500) return 'server-error';
-  if (cause.name === 'TimeoutError' || cause.code === 'ETIMEDOUT') return 'timeout';
+  // One classification of S3's answers (request-outcome.ts, which metrics count too); only a failure with no
+  // answer at all needs its network code looked at here (our own verdicts carry none).
+  const kind = classifyAttempt('', cause).error;
+  if (kind === 'throttled') return 'throttled';
+  if (kind === 'server') return 'server-error';
+  if (kind === 'timeout') return 'timeout';
   if (typeof cause.code === 'string' && NETWORK_CODES.has(cause.code)) return 'unreachable';
   return undefined;
 }
