@@ -8,12 +8,14 @@ import { ConfigError, describeCause, StoreError } from './errors.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
 import { Ledger } from './ledger/ledger.js';
+import { LedgerReader } from './ledger/reader.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
 import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js';
 import { nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
+import { formatFailures, formatStory, formatSummary } from './status.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
@@ -520,7 +522,49 @@ async function shutdown(pool: WorkerPool, log: Logger): Promise<void> {
   clearTimeout(timer);
 }
 
-export function resolveStatusPath(config: Pick<Config, 'targets'> | undefined, arg: string): {
+/** What `status --failed` lists at most (the count of all is shown). */
+const FAILURES_LISTED = 1000;
+
+export interface StatusRequest {
+  readonly ledgerPath: string;
+  /** The configuration, when there is one: it maps an absolute PATH to its target. */
+  readonly config: Pick<Config, 'targets'> | undefined;
+  readonly json: boolean;
+  readonly failed: boolean;
+  /** A file whose story to tell (relative to its target, or absolute). */
+  readonly path: string | undefined;
+}
+
+/**
+ * `sftppush status`: answers from the ledger alone, opened read-only (see LedgerReader.open), so it works for a
+ * monitoring user beside a running service of this or the previous schema, or with the service stopped.
+ * @returns the exit code and what to print: 1 for a PATH the ledger does not know.
+ * @throws SftppushError from LedgerReader.open (no ledger, an unreadable one, a schema it cannot read).
+ */
+export function runStatus(request: StatusRequest): { code: number; stdout: string; stderr: string } {
+  const reader = LedgerReader.open(request.ledgerPath, { migrationsDir: MIGRATIONS_DIR });
+  try {
+    const print = (value: unknown, text: string) => ({ code: 0, stdout: `${request.json ? JSON.stringify(value) : text}\n`, stderr: '' });
+    if (request.path !== undefined) {
+      const where = resolveStatusPath(request.config, request.path);
+      const story = reader.story(where.relPath, where.target);
+      if (story.generations.length === 0) {
+        return { code: 1, stdout: '', stderr: `sftppush: ${JSON.stringify(request.path)}: not in the ledger\n` };
+      }
+      return print(story, formatStory(story));
+    }
+    const summary = reader.status();
+    if (request.failed) {
+      const rows = reader.failures(FAILURES_LISTED);
+      return print({ ...summary, failed: rows }, formatFailures(rows, summary.counts));
+    }
+    return print(summary, formatSummary(summary));
+  } finally {
+    reader.close();
+  }
+}
+
+function resolveStatusPath(config: Pick<Config, 'targets'> | undefined, arg: string): {
   relPath: string;
   target?: string;
 } {

@@ -144,7 +144,7 @@ void describe('good archives land as their members', () => {
       // A zip of directories only has no member: it is stored whole, as the empty archives are below.
       const landed = archive.members.length > 0 ? archive : { ...archive, format: 'plain' as const, members: [{ name: relPath, bytes }] };
       await assertLanded(w, relPath, landed, bytes);
-      const story = w.ledger.story(relPath, w.target.path);
+      const story = w.ledger.reader.story(relPath, w.target.path);
       assert.equal(story.generations[0]?.state, 'archived');
       assert.equal(story.objects.length, landed.members.length);
     });
@@ -169,7 +169,7 @@ void describe('good archives land as their members', () => {
     const { relPath, outcome } = await arrive(w, archive.path);
     assert.equal(outcome, 'archived');
     await assertLanded(w, relPath, archive, bytes);
-    const object = w.ledger.story(relPath, w.target.path).objects[0];
+    const object = w.ledger.reader.story(relPath, w.target.path).objects[0];
     assert.match(object?.etag ?? '', /-\d+"$/, 'a multipart ETag (of its parts)');
   });
 
@@ -256,7 +256,7 @@ async function assertQuarantined(w: World, fixture: fixtures.HostileArchive): Pr
   const bytes = fs.readFileSync(fixture.path);
   const { relPath, outcome } = await arrive(w, fixture.path, 'in');
   assert.equal(outcome, 'quarantined', `${relPath} must be quarantined for ${fixture.expectRejection}`);
-  const row = w.ledger.story(relPath, w.target.path).generations.at(-1);
+  const row = w.ledger.reader.story(relPath, w.target.path).generations.at(-1);
   assert.equal(row?.state, 'quarantined');
   assert.match(row.lastError ?? '', /^E_ARCHIVE_REJECTED: /);
   assert.match(row.lastError ?? '', new RegExp(fixture.expectRejection, 'i'));
