@@ -27,6 +27,9 @@ import { Watcher } from './watch/watcher.js';
 /** migrations/ ships next to dist/: two levels up from dist/src/app.js. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
+/** History rows one pass prunes at most: a first prune of years of history goes a pass at a time. */
+const HISTORY_PRUNE_BATCH = 50_000;
+
 /** How long SIGTERM waits for files in hand before giving up (their rows recover at the next start). */
 const SHUTDOWN_GRACE_MS = 30_000;
 
@@ -334,7 +337,10 @@ async function watchWith(core: Core, config: Config, log: Logger, fatal: Promise
   // Every pass heals the watches first (ENOSPC refusals, a re-created target root, what an overflow lost),
   // and leaves the watcher's health where `status` reads it.
   core.passHooks.beforePass = () => void watcher.heal();
-  core.passHooks.afterPass = () => ledger.recordServiceState('watch', watcher.health());
+  core.passHooks.afterPass = () => {
+    ledger.recordServiceState('watch', watcher.health());
+    pruneHistory(ledger, config.ledger.historyDays, log);
+  };
   const stopped = waitForSignal(log);
   // Watches first, then the scan: a file landing in between is seen by one or the other, never by neither.
   watcher.start();
@@ -510,6 +516,13 @@ function waitForSignal(log: Logger): Promise<void> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+}
+
+/** ledger.history_days: the transitions older than that go (0 keeps them); every file's current state stays. */
+function pruneHistory(ledger: Ledger, historyDays: number, log: Logger): void {
+  if (historyDays === 0) return;
+  const deleted = ledger.pruneHistory(Date.now() - historyDays * 86_400_000, HISTORY_PRUNE_BATCH);
+  if (deleted > 0) log.info({ deleted, historyDays }, 'history pruned');
 }
 
 async function shutdown(pool: WorkerPool, log: Logger): Promise<void> {

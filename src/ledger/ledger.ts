@@ -603,6 +603,17 @@ export class Ledger {
     ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
   }
 
+  /**
+   * Deletes up to `maxRows` history rows older than `beforeMs`, oldest first (ledger.history_days): the running
+   * service calls it after each pass, so a first prune of years of history never holds the write lock for long.
+   * Files rows, with their current state, and objects are never pruned.
+   * @returns the rows deleted; fewer than `maxRows` means none older is left.
+   */
+  pruneHistory(beforeMs: number, maxRows: number): number {
+    return this.stmt(`DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < ? ORDER BY at LIMIT ?)`).run(beforeMs, maxRows)
+      .changes;
+  }
+
   /** Records one piece of the service's own state (JSON) for `status`, replacing the previous value. */
   recordServiceState(name: string, value: unknown): void {
     this.stmt(

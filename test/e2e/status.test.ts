@@ -7,12 +7,13 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Ledger, type ClaimedFile } from '../../src/ledger/ledger.js';
 import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
 import { MIGRATIONS_DIR, tempDir } from '../support/fixtures.js';
-import { SFTPPUSH_BIN, type StatusJson } from '../support/service.js';
+import { startMoto, type MotoServer } from '../support/moto.js';
+import { createService, isFileOutcome, SFTPPUSH_BIN, type StatusJson } from '../support/service.js';
 
 const execFileAsync = promisify(execFile);
 const TARGET = '/srv/sftp/in';
@@ -194,3 +195,36 @@ void describe('sftppush status PATH', () => {
   });
 });
 
+void describe('history retention in the running service', () => {
+  let moto: MotoServer;
+  before(async () => {
+    moto = await startMoto();
+  });
+  after(() => moto.stop());
+
+  void it('a pass prunes transitions older than ledger.history_days; the file\'s state, object and status PATH remain', async (t) => {
+    const service = await createService({ moto, bucket: 'status-retention', ledgerToml: 'history_days = 1' });
+    t.after(() => service.cleanup());
+    const first = await service.start();
+    fs.writeFileSync(path.join(service.targetDir, 'old.csv'), 'old\n');
+    await first.waitForOutcomes('old.csv');
+    assert.equal(await first.stop(), 0);
+    assert.equal(first.logs.filter((l) => l.msg === 'history pruned').length, 0, 'nothing was old enough');
+
+    // Two days pass (for the history; the clock is the machine's).
+    const db = new Database(service.ledgerPath);
+    db.prepare(`UPDATE history SET at = at - 2 * 86400000`).run();
+    db.close();
+    const second = await service.start();
+    const pruned = await second.waitForLog('the start-up pass to prune', (l) => l.msg === 'history pruned');
+    assert.equal(pruned.deleted, 3, 'observed, claimed, archived');
+    assert.equal(await second.stop(), 0);
+
+    const story = await sftppush(['status', '--config', service.configFile, 'old.csv']);
+    assert.equal(story.code, 0, story.stderr);
+    assert.match(story.stdout, /old\.csv generation 1: archived since/);
+    assert.match(story.stdout, /no transitions kept/);
+    assert.match(story.stdout, /object s3:\/\/status-retention\/old\.csv 4 bytes version \S+ etag \S+ sha256 [0-9a-f]{64}/);
+    assert.equal(first.logs.filter(isFileOutcome('old.csv')).length, 1);
+  });
+});

@@ -142,6 +142,32 @@ void describe('counters', () => {
   });
 });
 
+void describe('history retention', () => {
+  void test('pruning deletes history older than the cutoff, a batch at a time, and keeps every file\'s state and objects', (t) => {
+    const dir = tempDir(t);
+    const clock = new ManualClock();
+    const ledger = openTestLedger(t, dir, clock.now);
+    ledger.observe(TARGET, 'old.csv', stat(1));
+    const old = claim(ledger);
+    ledger.markArchived(old, stat(1), 'ab'.repeat(32), {
+      kind: 'uploaded',
+      objects: [{ bucket: 'b', key: 'old.csv', sha256: 'ab'.repeat(32), sizeBytes: 11, etag: '"e"', versionId: 'v1', checksumSha256: undefined, foundByHead: false }],
+    });
+    clock.advance(10 * 86_400_000);
+    ledger.observe(TARGET, 'new.csv', stat(2));
+    const cutoff = clock.now() - 86_400_000;
+
+    assert.equal(ledger.pruneHistory(cutoff, 2), 2, 'one batch of two');
+    assert.equal(ledger.pruneHistory(cutoff, 2), 1, 'the rest');
+    assert.equal(ledger.pruneHistory(cutoff, 2), 0, 'nothing left to prune');
+    const story = ledger.reader.story('old.csv');
+    assert.deepEqual(story.history, []);
+    assert.equal(story.generations[0]?.state, 'archived');
+    assert.equal(story.objects[0]?.versionId, 'v1');
+    assert.equal(ledger.reader.story('new.csv').history.length, 1);
+  });
+});
+
 void describe('LedgerReader.open', () => {
   function ledgerFile(t: TestContext): string {
     const dir = tempDir(t);

@@ -61,6 +61,8 @@ export interface ServiceOptions {
   readonly s3Toml?: string;
   readonly reconcileToml?: string;
   readonly uploadToml?: string;
+  /** Extra TOML lines for the [ledger] table (e.g. history_days). */
+  readonly ledgerToml?: string;
   /** Leave the bucket uncreated (a test creates it later, or checks what a missing bucket does). */
   readonly noBucket?: boolean;
   /** Another endpoint than moto's (a fault proxy in front of it). */
@@ -159,6 +161,7 @@ function configToml(options: ServiceOptions): string {
     options.s3Toml ?? '',
     '[ledger]',
     'path = "var/ledger.db"',
+    options.ledgerToml ?? '',
     '[reconcile]',
     `settle_seconds = ${options.settleSeconds ?? 1}`,
     options.reconcileToml ?? '',
