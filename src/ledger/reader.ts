@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describeCause, errnoCode, SftppushError } from '../errors.js';
+import { describeCause, SftppushError } from '../errors.js';
 import { readMigrations } from './migrations.js';
 import { Database } from './sqlite.js';
 import { FILE_STATES, type FileState } from './states.js';
@@ -282,34 +282,38 @@ export class LedgerReader {
 }
 
 /**
- * A read-only connection whose first read has succeeded. A WAL ledger needs its -wal and -shm: a running service
- * keeps them, and SQLite (3.22+) reads through them even when they are not writable. A stopped service leaves
- * neither, and a reader that may not create them (a read-only directory) is refused (SQLITE_READONLY_DIRECTORY).
- * Then, and only when there is no -wal, the main file alone is the whole ledger: it is opened `immutable` (no
- * locks, no -shm, no -wal). A service starting meanwhile writes to a new -wal, not to that file, until its first
- * checkpoint, a thousand pages later.
+ * A read-only connection whose first read has succeeded, that creates nothing next to the ledger.
+ * A WAL ledger in use has its -wal and -shm (every open connection keeps them): SQLite (3.22+) reads through them,
+ * even where they are not writable. With no -wal, no connection is open (the last one to close checkpoints and
+ * deletes it), so the main file alone is the whole ledger: it is opened `immutable`, with no locks and no -wal
+ * or -shm, which a reader in a read-only directory could not create anyway (SQLITE_READONLY_DIRECTORY) and one
+ * in a writable directory would leave behind, owned by the wrong user. A service starting meanwhile writes to
+ * its new -wal, not to that file, until its first checkpoint, a thousand pages later.
  */
 function openReadOnly(file: string): ReaderDb {
-  const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 });
+  if (existsSync(`${file}-wal`)) {
+    const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 });
+    try {
+      db.pragma('user_version', { simple: true });
+      return db;
+    } catch (error) {
+      db.close();
+      // The service stopped between the check and the read, and took its -wal with it: read as stopped.
+      if (existsSync(`${file}-wal`)) throw unreadable(file, error);
+    }
+  }
+  const db = new Database(`${pathToFileURL(file).href}?immutable=1`, { readonly: true, timeout: 5000 });
   try {
     db.pragma('user_version', { simple: true });
     return db;
   } catch (error) {
     db.close();
-    const code = errnoCode(error);
-    const needsWalFiles = code === 'SQLITE_READONLY_DIRECTORY' || code === 'SQLITE_CANTOPEN';
-    if (!needsWalFiles || existsSync(`${file}-wal`)) {
-      throw new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot read the ledger: ${describeCause(error)}`, { cause: error });
-    }
+    throw unreadable(file, error);
   }
-  const immutable = new Database(`${pathToFileURL(file).href}?immutable=1`, { readonly: true, timeout: 5000 });
-  try {
-    immutable.pragma('user_version', { simple: true });
-    return immutable;
-  } catch (error) {
-    immutable.close();
-    throw new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot read the ledger: ${describeCause(error)}`, { cause: error });
-  }
+}
+
+function unreadable(file: string, cause: unknown): SftppushError {
+  return new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot read the ledger: ${describeCause(cause)}`, { cause });
 }
 
 function checkSchema(file: string, version: number, latest: number): void {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
+import { readMigrations } from '../../src/ledger/migrations.js';
 import { LedgerReader, type ReaderDb } from '../../src/ledger/reader.js';
 import { FILE_STATES } from '../../src/ledger/states.js';
 import { BIG_TARGETS, bigLedgerPath, fillBigLedger } from '../support/big-ledger.js';
@@ -175,11 +176,33 @@ void describe('LedgerReader.open', () => {
     return path.join(dir, 'ledger.db');
   }
 
-  void test('never writes: no migration, no journal mode change, a write through it fails', (t) => {
+  void test('a stopped service\'s ledger: read as it is, nothing created beside it, no lock a starting service waits for', (t) => {
     const file = ledgerFile(t);
+    const dir = path.dirname(file);
+    assert.deepEqual(fs.readdirSync(dir), ['ledger.db']);
     const reader = LedgerReader.open(file, { migrationsDir: MIGRATIONS_DIR });
     t.after(() => reader.close());
     assert.deepEqual(reader.status().counts, { pending: 0, working: 0, retry: 0, archived: 0, quarantined: 0, gone: 0 });
+    const service = openTestLedger(t, dir); // starts while status reads: not blocked
+    service.observe('/srv/in', 'a.csv', stat(1));
+    assert.equal(reader.status().counts.pending, 0, 'the reader\'s view is the file as the stopped service left it');
+    reader.close();
+    service.close();
+    assert.deepEqual(fs.readdirSync(dir), ['ledger.db']);
+  });
+
+  void test('a running service\'s ledger: read through its -wal, what it commits seen at the next read', (t) => {
+    const file = ledgerFile(t);
+    const service = openTestLedger(t, path.dirname(file));
+    service.observe('/srv/in', 'a.csv', stat(1));
+    const reader = LedgerReader.open(file, { migrationsDir: MIGRATIONS_DIR });
+    t.after(() => reader.close());
+    assert.equal(reader.status().counts.pending, 1);
+    service.observe('/srv/in', 'b.csv', stat(2));
+    assert.equal(reader.status().counts.pending, 2);
+    const check = new Database(file, { readonly: true });
+    assert.equal(check.pragma('user_version', { simple: true }), readMigrations(MIGRATIONS_DIR).length, 'migrated by the service only');
+    check.close();
   });
 
   void test('a missing ledger is E_LEDGER_MISSING, naming it', (t) => {
