@@ -40,9 +40,11 @@ export interface StatusJson {
   lastReconcile: string | null;
   /** The watcher's health (Watcher.health()) as recorded at the last pass. */
   watch: unknown;
+  /** Counts per target (see LedgerReader.status). */
+  targets: { target: string; counts: StatusJson['counts'] }[];
 }
 
-/** `status --json PATH`: the ledger's story of one path (see Ledger.story). */
+/** `status --json PATH`: the ledger's story of one path (see LedgerReader.story). */
 export interface StoryJson {
   generations: { id: number; relPath: string; generation: number; state: string; sha256: string | null; duplicateOf: number | null }[];
   history: { fileId: number; fromState: string | null; toState: string; detail: string | null }[];
