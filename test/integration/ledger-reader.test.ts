@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
-import { readMigrations } from '../../src/ledger/migrations.js';
+import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
 import { LedgerReader, type ReaderDb } from '../../src/ledger/reader.js';
 import { FILE_STATES } from '../../src/ledger/states.js';
 import { BIG_TARGETS, bigLedgerPath, fillBigLedger } from '../support/big-ledger.js';
@@ -145,6 +145,29 @@ void describe('counters', () => {
     db.close();
     const ledger = openTestLedger(t, dir);
     assert.deepEqual(fromCounters(ledger.reader), groupBy(file));
+  });
+});
+
+void describe('migration 0008 on an existing ledger', () => {
+  void test('a duplicate\'s old history text, `same content as #<row id>`, names the generation and when it was archived', (t) => {
+    const file = path.join(tempDir(t), 'ledger.db');
+    const db = new Database(file);
+    applyMigrations(db, readMigrations(MIGRATIONS_DIR).slice(0, 7), file);
+    const insert = db.prepare(
+      `INSERT INTO files (id, target, rel_path, generation, size_bytes, mtime_ms, inode, state, duplicate_of, created_at, updated_at)
+       VALUES (?, '/srv/in', 'a.csv', ?, 1, 1, 1, 'archived', ?, 0, ?)`,
+    );
+    insert.run(41, 1, null, Date.parse('2024-03-01T12:00:00.250Z'));
+    insert.run(97, 2, 41, Date.parse('2024-03-02T00:00:00Z'));
+    db.prepare(`INSERT INTO history (file_id, from_state, to_state, at, detail) VALUES (97, 'working', 'archived', 0, ?)`).run(
+      'same content as #41: not uploaded again',
+    );
+    db.close();
+    const ledger = openTestLedger(t, path.dirname(file));
+    assert.deepEqual(
+      ledger.reader.story('a.csv').history.map((h) => h.detail),
+      ['same content as generation 1 (archived at 2024-03-01T12:00:00.250Z): not uploaded again'],
+    );
   });
 });
 
