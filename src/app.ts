@@ -11,6 +11,7 @@ import { InstanceLock } from './ledger/instance-lock.js';
 import type { MetricsEndpoint } from './metrics/endpoint.js';
 import { noMetrics, type Metrics } from './metrics/metrics.js';
 import { Ledger } from './ledger/ledger.js';
+import { LedgerReader } from './ledger/reader.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
 import { carryOutAfterAction } from './pipeline/after-action.js';
@@ -19,6 +20,7 @@ import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js'
 import { nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
+import { formatFailures, formatStory, formatSummary } from './status.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
@@ -35,6 +37,9 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 
 /** How often a running `watch` checks that its ledger file is still the one it opened (also at every pass). */
 const LEDGER_CHECK_MS = 5000;
+
+/** History rows one pass prunes at most: a first prune of years of history goes a pass at a time. */
+const HISTORY_PRUNE_BATCH = 50_000;
 
 export function openLedger(config: Pick<Config, 'ledger'> & Partial<Pick<Config, 'upload'>>): Ledger {
   return Ledger.open(config.ledger.path, {
@@ -427,7 +432,7 @@ async function watchWith(
   try {
     // Before S3: a metrics port another process holds stops the service at once (MetricsListenError, exit 1).
     await endpoint?.listen(config.source, {
-      ledgerStatus: () => ledger.status(),
+      ledgerStatus: () => ledger.reader.status(),
       ledgerOpen: () => ledger.isOpen,
       watchHealth: () => watching.watcher?.health(),
     }, log);
@@ -468,7 +473,10 @@ async function watchWith(
     checkLedger();
     watcher.heal();
   };
-  core.passHooks.afterPass = () => ledger.recordServiceState('watch', watcher.health());
+  core.passHooks.afterPass = () => {
+    ledger.recordServiceState('watch', watcher.health());
+    pruneHistory(ledger, config.ledger.historyDays, log);
+  };
   const ledgerCheck = setInterval(checkLedger, LEDGER_CHECK_MS);
   const signals = listenForSignals(log);
   // In the background: a slow or unreachable S3 must not hold up the start (the stop waits for it).
@@ -696,6 +704,13 @@ function listenForSignals(log: Logger): { stop: Promise<void>; now: Promise<void
   };
 }
 
+/** ledger.history_days: the transitions older than that go (0 keeps them); every file's current state stays. */
+function pruneHistory(ledger: Ledger, historyDays: number, log: Logger): void {
+  if (historyDays === 0) return;
+  const deleted = ledger.pruneHistory(Date.now() - historyDays * 86_400_000, HISTORY_PRUNE_BATCH);
+  if (deleted > 0) log.info({ deleted, historyDays }, 'history pruned');
+}
+
 /**
  * Stops claiming and lets the files in hand finish for `graceMs`; then, or at a second signal, abandons
  * them: their multipart uploads are aborted (none is left open) and their rows given back as pending.
@@ -718,7 +733,49 @@ async function stopWorkers(core: Core, log: Logger, graceMs: number, now: Promis
   }
 }
 
-export function resolveStatusPath(config: Pick<Config, 'targets'> | undefined, arg: string): {
+/** What `status --failed` lists at most (the count of all is shown). */
+const FAILURES_LISTED = 1000;
+
+export interface StatusRequest {
+  readonly ledgerPath: string;
+  /** The configuration, when there is one: it maps an absolute PATH to its target. */
+  readonly config: Pick<Config, 'targets'> | undefined;
+  readonly json: boolean;
+  readonly failed: boolean;
+  /** A file whose story to tell (relative to its target, or absolute). */
+  readonly path: string | undefined;
+}
+
+/**
+ * `sftppush status`: answers from the ledger alone, opened read-only (see LedgerReader.open), so it works for a
+ * monitoring user beside a running service of this or the previous schema, or with the service stopped.
+ * @returns the exit code and what to print: 1 for a PATH the ledger does not know.
+ * @throws SftppushError from LedgerReader.open (no ledger, an unreadable one, a schema it cannot read).
+ */
+export function runStatus(request: StatusRequest): { code: number; stdout: string; stderr: string } {
+  const reader = LedgerReader.open(request.ledgerPath, { migrationsDir: MIGRATIONS_DIR });
+  try {
+    const print = (value: unknown, text: string) => ({ code: 0, stdout: `${request.json ? JSON.stringify(value) : text}\n`, stderr: '' });
+    if (request.path !== undefined) {
+      const where = resolveStatusPath(request.config, request.path);
+      const story = reader.story(where.relPath, where.target);
+      if (story.generations.length === 0) {
+        return { code: 1, stdout: '', stderr: `sftppush: ${JSON.stringify(request.path)}: not in the ledger\n` };
+      }
+      return print(story, formatStory(story));
+    }
+    const summary = reader.status();
+    if (request.failed) {
+      const rows = reader.failures(FAILURES_LISTED);
+      return print({ ...summary, failed: rows }, formatFailures(rows, summary.counts));
+    }
+    return print(summary, formatSummary(summary));
+  } finally {
+    reader.close();
+  }
+}
+
+function resolveStatusPath(config: Pick<Config, 'targets'> | undefined, arg: string): {
   relPath: string;
   target?: string;
 } {

@@ -1,11 +1,11 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
-import { openLedger, resolveStatusPath, runReconcileOnce, runWatch } from './app.js';
+import { readFileSync } from 'node:fs';
+import { runReconcileOnce, runStatus, runWatch } from './app.js';
 import { loadConfig, selectTargets, type Config, type ConfigOverrides } from './config.js';
 import { ConfigError, describeCause } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { parseSince } from './reconcile/since.js';
-import { formatFailures, formatReconcileSummary, formatStory, formatSummary } from './status.js';
+import { formatReconcileSummary } from './status.js';
 
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
@@ -133,34 +133,16 @@ function printStatus(
   explicitConfig: boolean,
 ): number {
   const config = options.ledger && !explicitConfig ? undefined : loadConfig(options.config, {}, { optional: false });
-  const ledgerPath = options.ledger ?? config?.ledger.path ?? '';
-  if (!existsSync(ledgerPath)) {
-    process.stderr.write(`sftppush: no ledger at ${ledgerPath} (has the service run yet?)\n`);
-    return EXIT_RUNTIME;
-  }
-  const ledger = openLedger({ ledger: { path: ledgerPath } });
-  try {
-    let result: unknown;
-    let text: string;
-    if (pathArg !== undefined) {
-      const where = resolveStatusPath(config, pathArg);
-      const story = ledger.story(where.relPath, where.target);
-      result = story;
-      text = formatStory(story);
-    } else if (options.failed) {
-      const rows = ledger.failures(1000);
-      result = { ...ledger.status(), failed: rows };
-      text = formatFailures(rows);
-    } else {
-      const summary = ledger.status();
-      result = summary;
-      text = formatSummary(summary);
-    }
-    process.stdout.write(`${options.json ? JSON.stringify(result) : text}\n`);
-    return EXIT_OK;
-  } finally {
-    ledger.close();
-  }
+  const result = runStatus({
+    ledgerPath: options.ledger ?? config?.ledger.path ?? '',
+    config,
+    json: options.json === true,
+    failed: options.failed === true,
+    path: pathArg,
+  });
+  process.stdout.write(result.stdout);
+  process.stderr.write(result.stderr);
+  return result.code;
 }
 
 /** argv -> command -> exit code. */

@@ -46,7 +46,11 @@ export interface Config {
     /** `auto`: probe the endpoint once per bucket; true: conditional writes required; false: HEAD before every write. */
     readonly conditionalWrites: 'auto' | boolean;
   };
-  readonly ledger: { readonly path: string };
+  readonly ledger: {
+    readonly path: string;
+    /** History rows (a file's transitions) older than this are pruned by the running service; 0 keeps them all. */
+    readonly historyDays: number;
+  };
   readonly reconcile: { readonly schedule: string; readonly settleSeconds: number };
   readonly upload: {
     readonly concurrency: number;
@@ -110,6 +114,10 @@ const TAG_TEXT_RULE = 'S3 tags allow only letters, digits, spaces and + - = . _ 
 
 /** `metrics.s3_stale_seconds`: how long S3 may go without answering before `/healthz` says so. */
 export const DEFAULT_S3_STALE_SECONDS = 60;
+
+/** A year of every file's transitions: an audit's usual reach. Each file's current state is kept forever. */
+const HISTORY_DAYS_DEFAULT = 365;
+
 const ARCHIVE_DEFAULTS = { max_total_bytes: 10 * GIB, max_members: 100_000, max_ratio: 200 } as const;
 
 const fileSchema = z.strictObject({
@@ -130,7 +138,12 @@ const fileSchema = z.strictObject({
       .optional(),
     conditional_writes: z.union([z.literal('auto'), z.boolean()], { error: 'must be "auto", true or false' }).default('auto'),
   }),
-  ledger: z.strictObject({ path: z.string().min(1).default('var/ledger.db') }).default({ path: 'var/ledger.db' }),
+  ledger: z
+    .strictObject({
+      path: z.string().min(1).default('var/ledger.db'),
+      history_days: z.number().int().min(0).default(HISTORY_DAYS_DEFAULT),
+    })
+    .default({ path: 'var/ledger.db', history_days: HISTORY_DAYS_DEFAULT }),
   reconcile: z
     .strictObject({
       schedule: z.string().min(1).default('*/5 * * * *'),
@@ -386,7 +399,7 @@ function toConfig(parsed: FileConfig, file: string): Config {
       objectOptions: { storageClass: s3.storage_class, sse: s3.sse, kmsKeyId: s3.kms_key_id, tags: s3.tags },
       conditionalWrites: s3.conditional_writes,
     },
-    ledger: { path: path.resolve(base, parsed.ledger.path) },
+    ledger: { path: path.resolve(base, parsed.ledger.path), historyDays: parsed.ledger.history_days },
     reconcile: { schedule: parsed.reconcile.schedule, settleSeconds: parsed.reconcile.settle_seconds },
     upload: {
       concurrency: parsed.upload.concurrency,

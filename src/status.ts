@@ -1,28 +1,45 @@
-import type { FileRow, FileStory, ReconcilePass, StatusSummary } from './ledger/ledger.js';
+import type { FileRow, FileStory, ReconcilePass, StateCounts, StatusSummary } from './ledger/reader.js';
 import { FILE_STATES } from './ledger/states.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import type { WatchHealth } from './watch/watcher.js';
 
 /** Human-readable renderings of what `status` reads from the ledger. Pure: strings in, strings out. */
 export function formatSummary(summary: StatusSummary): string {
-  const width = Math.max(...FILE_STATES.map((s) => s.length));
-  const lines = FILE_STATES.map((state) => `${state.padEnd(width)}  ${summary.counts[state]}`);
-  lines.push(`oldest pending: ${summary.oldestPendingSeconds} s`);
-  lines.push(`last reconcile: ${summary.lastReconcile ?? 'never'}`);
-  if (summary.lastFullPass) lines.push(`last full pass: ${formatPass(summary.lastFullPass)}`);
-  if (summary.lastPartialPass) lines.push(`last partial pass: ${formatPass(summary.lastPartialPass)}`);
+  const lines = formatCounts(summary);
+  const oldest = summary.backlog.oldest;
+  lines.push(
+    `backlog: ${summary.backlog.files} files` +
+      (oldest ? `, oldest pending ${summary.oldestPendingSeconds} s: ${escapeControl(`${oldest.target}/${oldest.relPath}`)} (since ${oldest.since})` : ''),
+  );
+  lines.push(`last full pass: ${summary.lastFullPass ? formatPass(summary.lastFullPass) : 'never'}`);
+  lines.push(`last partial pass: ${summary.lastPartialPass ? formatPass(summary.lastPartialPass) : 'never'}`);
   if (summary.lastFailedPass) {
     const failed = summary.lastFailedPass;
     lines.push(`LAST PASS FAILED: ${failed.finishedAt} (${failed.reason}): ${escapeControl(failed.error)}`);
   }
-  lines.push(...formatWatchHealth(summary.watch));
+  lines.push(...formatWatchHealth(summary.watch, summary.watchRecordedAt));
+  if (summary.lastErrors.length > 0) {
+    lines.push('last errors (all: status --failed):');
+    lines.push(...summary.lastErrors.map((row) => `  ${formatFailure(row)}`));
+  }
   return lines.join('\n');
+}
+
+/** Generations per state and target, right-aligned, with a total row. */
+function formatCounts(summary: StatusSummary): string[] {
+  const rows: [string, StateCounts][] = [...summary.targets.map((t): [string, StateCounts] => [escapeControl(t.target), t.counts]), ['total', summary.counts]];
+  const firstWidth = Math.max('target'.length, ...rows.map(([name]) => name.length));
+  const widths = FILE_STATES.map((state) => Math.max(state.length, ...rows.map(([, counts]) => String(counts[state]).length)));
+  const line = (first: string, cells: readonly string[]) =>
+    [first.padEnd(firstWidth), ...cells.map((cell, i) => cell.padStart(widths[i]!))].join('  ').trimEnd();
+  return [line('target', FILE_STATES), ...rows.map(([name, counts]) => line(name, FILE_STATES.map((state) => String(counts[state]))))];
 }
 
 function formatPass(pass: ReconcilePass): string {
   const scope = pass.scope;
   const limits = [
     scope?.since ? `since ${scope.since}` : '',
+    scope?.targets && scope.partial ? scope.targets.map(escapeControl).join(', ') : '',
     scope?.verify ? 'verify' : '',
     scope?.dryRun ? 'dry run' : '',
   ].filter(Boolean);
@@ -30,43 +47,68 @@ function formatPass(pass: ReconcilePass): string {
   return `${pass.finishedAt} (${pass.reason}${limits.length > 0 ? `: ${limits.join(', ')}` : ''}${counts})`;
 }
 
+/** How many unwatched directories of a target the summary names. */
+const UNWATCHED_SHOWN = 10;
+
 /** The watcher's health as `watch` recorded it (the shape of Watcher.health()); nothing before the first pass. */
-function formatWatchHealth(watch: unknown): string[] {
+function formatWatchHealth(watch: unknown, recordedAt: string | null): string[] {
   const health = watch as Partial<WatchHealth> | null;
-  if (!health?.targets) return [];
+  if (!health?.targets) return ['watch: no health recorded yet (the service records it after each pass)'];
   const lines = [
-    `watched directories: ${health.directoriesWatched ?? 0}, not watched: ${health.unwatchedCount ?? 0}` +
-      `, last overflow: ${health.lastOverflowAtMs ? new Date(health.lastOverflowAtMs).toISOString() : 'never'}`,
+    `watch (as of ${recordedAt ?? 'unknown'}): ${health.directoriesWatched ?? 0} directories watched, ${health.unwatchedCount ?? 0} not watched` +
+      `, last inotify overflow: ${health.lastOverflowAtMs ? new Date(health.lastOverflowAtMs).toISOString() : 'never'}`,
   ];
   for (const target of health.targets) {
-    if (target.rootLoss) lines.push(`  ${target.target}: NOT WATCHED (${target.rootLoss.reason} since ${new Date(target.rootLoss.sinceMs).toISOString()})`);
-    for (const dir of target.unwatched.slice(0, 10)) lines.push(`  ${target.target}/${dir.relDir}: not watched (${dir.code})`);
+    const name = escapeControl(target.target);
+    if (target.rootLoss) lines.push(`  ${name}: NOT WATCHED (${escapeControl(target.rootLoss.reason)} since ${new Date(target.rootLoss.sinceMs).toISOString()})`);
+    for (const dir of target.unwatched.slice(0, UNWATCHED_SHOWN)) lines.push(`  ${name}/${escapeControl(dir.relDir)}: not watched (${escapeControl(dir.code)})`);
+    const more = target.unwatchedCount - Math.min(target.unwatched.length, UNWATCHED_SHOWN);
+    if (more > 0) lines.push(`  ${name}: ${more} more directories not watched`);
   }
   return lines;
 }
 
-export function formatFailures(rows: readonly FileRow[]): string {
+/**
+ * `status --failed`: each row retrying, quarantined or gone with its reason, latest first; `counts` says how
+ * many there are in all, when the list is cut short.
+ */
+export function formatFailures(rows: readonly FileRow[], counts: StateCounts): string {
   if (rows.length === 0) return 'no files retrying, quarantined or gone';
-  return rows
-    .map((row) => `${row.state.padEnd(11)} ${row.target}/${row.relPath}  attempts=${row.attempts}  ${row.lastError ?? ''}`)
-    .join('\n');
+  const total = counts.retry + counts.quarantined + counts.gone;
+  const lines = rows.map(formatFailure);
+  if (total > rows.length) lines.push(`(the latest ${rows.length} of ${total}: ${counts.retry} retrying, ${counts.quarantined} quarantined, ${counts.gone} gone)`);
+  return lines.join('\n');
+}
+
+function formatFailure(row: FileRow): string {
+  const next = row.state === 'retry' && row.nextAttemptAt !== null ? `  next try ${new Date(row.nextAttemptAt).toISOString()}` : '';
+  return (
+    `${row.state.padEnd(11)} ${escapeControl(`${row.target}/${row.relPath}`)}  attempts=${row.attempts}` +
+    `  since ${new Date(row.updatedAt).toISOString()}${next}  ${escapeControl(row.lastError ?? '')}`
+  ).trimEnd();
 }
 
 export function formatStory(story: FileStory): string {
-  if (story.generations.length === 0) return 'no such file in the ledger';
   const lines: string[] = [];
   for (const generation of story.generations) {
+    const original = story.generations.find((g) => g.id === generation.duplicateOf);
     lines.push(
-      `${generation.target}/${generation.relPath} generation ${generation.generation}: ${generation.state}` +
-        ` (${generation.sizeBytes} bytes, sha256 ${generation.sha256 ?? 'unknown'}, attempts ${generation.attempts})`,
+      `${escapeControl(`${generation.target}/${generation.relPath}`)} generation ${generation.generation}: ${generation.state}` +
+        ` since ${new Date(generation.updatedAt).toISOString()}` +
+        ` (${generation.sizeBytes} bytes, sha256 ${generation.sha256 ?? 'unknown'}, attempts ${generation.attempts}` +
+        `${original ? `, same content as generation ${original.generation}` : ''})`,
     );
-    if (generation.lastError) lines.push(`  last error: ${generation.lastError}`);
-    for (const h of story.history.filter((entry) => entry.fileId === generation.id)) {
-      lines.push(`  ${new Date(h.at).toISOString()}  ${h.fromState ?? '-'} -> ${h.toState}  ${h.detail ?? ''}`);
+    if (generation.lastError) lines.push(`  last error: ${escapeControl(generation.lastError)}`);
+    const history = story.history.filter((entry) => entry.fileId === generation.id);
+    if (history.length === 0) lines.push('  (no transitions kept: history older than ledger.history_days is pruned)');
+    for (const h of history) {
+      lines.push(`  ${new Date(h.at).toISOString()}  ${h.fromState ?? '-'} -> ${h.toState}  ${escapeControl(h.detail ?? '')}`.trimEnd());
     }
     for (const o of story.objects.filter((entry) => entry.fileId === generation.id)) {
-      const what = o.member === null ? 'object' : `member ${o.member} ->`;
-      lines.push(`  ${what} s3://${o.bucket}/${o.key} ${o.sizeBytes} bytes version ${o.versionId ?? '-'} etag ${o.etag ?? '-'}`);
+      const what = o.member === null ? 'object' : `member ${escapeControl(o.member)} ->`;
+      lines.push(
+        `  ${what} s3://${escapeControl(`${o.bucket}/${o.key}`)} ${o.sizeBytes} bytes version ${o.versionId ?? '-'} etag ${o.etag ?? '-'} sha256 ${o.sha256}`,
+      );
     }
   }
   return lines.join('\n');
@@ -90,16 +132,24 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
       `, in ${(summary.durationMs / 1000).toFixed(1)} s`,
   ];
   for (const f of summary.verifyFindings) {
-    lines.push(`  ${f.reason}: ${f.target}/${escapeControl(f.path)} (s3 key ${escapeControl(f.key)})${summary.scope.dryRun ? '' : ': uploaded again'}`);
+    lines.push(`  ${f.reason}: ${escapeControl(`${f.target}/${f.path}`)} (s3 key ${escapeControl(f.key)})${summary.scope.dryRun ? '' : ': uploaded again'}`);
   }
   for (const u of summary.unfinished) {
-    lines.push(`  ${u.state}: ${u.target}/${escapeControl(u.path)}${u.error ? `  ${u.error}` : ''}`);
+    lines.push(`  ${u.state}: ${escapeControl(`${u.target}/${u.path}`)}${u.error ? `  ${escapeControl(u.error)}` : ''}`);
   }
   return lines.join('\n');
 }
 
-/** Names may hold control characters (an SFTP user can make them): never let them reach a terminal raw. */
+/**
+ * Names may hold control characters (an SFTP user can make them): never let them reach a terminal raw. C0, DEL
+ * and C1 controls become `\xNN`, the bidirectional overrides that reorder what a terminal shows `\u{NNNN}`, and
+ * a backslash is doubled so that an escape can never be mistaken for a name that spells one.
+ */
 function escapeControl(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(/[\\\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    if (c === '\\') return '\\\\';
+    return code > 0xff ? `\\u{${code.toString(16)}}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
 }

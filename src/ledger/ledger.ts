@@ -1,10 +1,12 @@
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { LedgerReplacedError, SftppushError } from '../errors.js';
 import { applyMigrations, readMigrations } from './migrations.js';
 import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
-import { FILE_STATES, isTransitionAllowed, type FileState } from './states.js';
+import { FILE_COLUMNS, LedgerReader, type FileRow, type ReconcileScope } from './reader.js';
+import { Database } from './sqlite.js';
+import { isTransitionAllowed, type FileState } from './states.js';
 
 export type ObserveOutcome = 'queued' | 'updated' | 'dirty' | 'unchanged';
 
@@ -114,81 +116,10 @@ export interface KeyHolder {
   readonly relPath: string;
 }
 
-export interface StatusSummary {
-  counts: Record<FileState, number>;
-  oldestPendingSeconds: number;
-  lastReconcile: string | null;
-  /** The last successful pass over every file of every target, and the last partial one (--since, --target). */
-  lastFullPass: ReconcilePass | null;
-  lastPartialPass: ReconcilePass | null;
-  /** The last pass that failed (a target missing or unreadable), when it is newer than the last good one. */
-  lastFailedPass: { reason: string; finishedAt: string; error: string } | null;
-  /** The watcher's health as the running (or last) `watch` recorded it at its last pass; null before any. */
-  watch: unknown;
-}
-
-export interface FileRow {
-  id: number;
-  target: string;
-  relPath: string;
-  generation: number;
-  sizeBytes: number;
-  mtimeMs: number;
-  inode: number;
-  /** Nanoseconds since the epoch, as a decimal string (JSON has no 64-bit integers); null before it was kept. */
-  ctimeNs: string | null;
-  sha256: string | null;
-  state: FileState;
-  attempts: number;
-  lastError: string | null;
-  nextAttemptAt: number | null;
-  duplicateOf: number | null;
-  createdAt: number;
-  updatedAt: number;
-}
-
-export interface HistoryRow {
-  fileId: number;
-  fromState: FileState | null;
-  toState: FileState;
-  at: number;
-  detail: string | null;
-}
-
-export interface ObjectRow extends ArchivedObject {
-  fileId: number;
-  /** An archive member's path inside the archive; null for a whole file. */
-  member: string | null;
-  recordedAt: number;
-}
-
-export interface FileStory {
-  generations: FileRow[];
-  history: HistoryRow[];
-  objects: ObjectRow[];
-}
-
 /** What a pass counted; recorded whole (JSON), with files_seen and files_queued also in their columns. */
 export interface ReconcileTally {
   readonly filesSeen: number;
   readonly filesQueued: number;
-}
-
-/** What a pass looked at. Partial: limited by `--since` or `--target`, so not proof that every file is archived. */
-export interface ReconcileScope {
-  readonly since: string | null;
-  readonly verify: boolean;
-  readonly dryRun: boolean;
-  readonly targets: readonly string[];
-  readonly partial: boolean;
-}
-
-/** A finished pass, as status shows it. */
-export interface ReconcilePass {
-  readonly reason: string;
-  readonly finishedAt: string;
-  readonly scope: ReconcileScope | null;
-  readonly counts: Record<string, number> | null;
 }
 
 /**
@@ -213,10 +144,6 @@ function describeProof(objects: readonly ArchivedObject[]): string {
 
 /** The longest a row waits when the caller does not say: the default retry backoff cap (upload.max_backoff_seconds). */
 const DEFAULT_MAX_WAIT_MS = 900_000;
-
-const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_bytes AS sizeBytes, mtime_ms AS mtimeMs,
-  inode, CAST(ctime_ns AS TEXT) AS ctimeNs, sha256, state, attempts, last_error AS lastError, next_attempt_at AS nextAttemptAt,
-  duplicate_of AS duplicateOf, created_at AS createdAt, updated_at AS updatedAt`;
 
 /**
  * The truth about every file: the only module that touches SQLite. Every state change goes through
@@ -248,16 +175,20 @@ export interface RecordedUpload {
 const OPEN_UPLOAD = 'multipart-upload:';
 
 export class Ledger {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements = new Map<string, BetterSqlite3.Statement>();
+  /** What `status` reads, on this connection (a separate, read-only one: LedgerReader.open). */
+  readonly reader: LedgerReader;
 
   private constructor(
-    private readonly db: Database.Database,
+    private readonly db: BetterSqlite3.Database,
     private readonly now: () => number,
     private readonly maxWaitMs: number,
     private readonly file: string,
     /** The opened file's identity: a file at the path with another is not this ledger. */
     private readonly identity: { readonly dev: number; readonly ino: number },
-  ) {}
+  ) {
+    this.reader = new LedgerReader(db, now);
+  }
 
   /**
    * Opens (creating if needed) the ledger file and brings its schema up to date.
@@ -441,7 +372,7 @@ export class Ledger {
       const now = this.now();
       const { dirty } = this.stmt(`SELECT dirty FROM files WHERE id = ?`).get(id) as { dirty: number };
       if (proof.kind === 'duplicate') {
-        this.move(id, 'working', 'archived', `same content as #${proof.duplicateOf}: not uploaded again`,
+        this.move(id, 'working', 'archived', `${this.describeOriginal(proof.duplicateOf)}: not uploaded again`,
           'sha256 = @sha256, duplicate_of = @duplicateOf, owner = NULL, last_error = NULL', {
             sha256,
             duplicateOf: proof.duplicateOf,
@@ -471,6 +402,15 @@ export class Ledger {
       }
       return { dirty: dirty === 1 };
     }).immediate();
+  }
+
+  /** A duplicate's original as an operator knows it: its generation and when it was archived, not its row id. */
+  private describeOriginal(originalId: number): string {
+    const original = this.stmt(`SELECT generation, updated_at AS archivedAt FROM files WHERE id = ?`).get(originalId) as
+      | { generation: number; archivedAt: number }
+      | undefined;
+    if (!original) throw new SftppushError('E_LEDGER_NO_ROW', `the original of a duplicate is not in the ledger (row ${originalId})`);
+    return `same content as generation ${original.generation} (archived at ${new Date(original.archivedAt).toISOString()})`;
   }
 
   /**
@@ -798,26 +738,15 @@ export class Ledger {
     ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
   }
 
-  private lastFailedPass(after: number | null): StatusSummary['lastFailedPass'] {
-    const row = this.stmt(
-      `SELECT reason, finished_at AS finishedAt, error FROM reconcile_runs WHERE error IS NOT NULL AND finished_at > ?
-       ORDER BY finished_at DESC LIMIT 1`,
-    ).get(after ?? 0) as { reason: string; finishedAt: number; error: string } | undefined;
-    return row ? { reason: row.reason, finishedAt: new Date(row.finishedAt).toISOString(), error: row.error } : null;
-  }
-
-  private lastPass(partial: boolean): ReconcilePass | null {
-    const row = this.stmt(
-      `SELECT reason, finished_at AS finishedAt, scope, counts FROM reconcile_runs
-       WHERE partial = ? AND finished_at IS NOT NULL AND error IS NULL ORDER BY finished_at DESC LIMIT 1`,
-    ).get(partial ? 1 : 0) as { reason: string; finishedAt: number; scope: string | null; counts: string | null } | undefined;
-    if (!row) return null;
-    return {
-      reason: row.reason,
-      finishedAt: new Date(row.finishedAt).toISOString(),
-      scope: row.scope ? (JSON.parse(row.scope) as ReconcileScope) : null,
-      counts: row.counts ? (JSON.parse(row.counts) as Record<string, number>) : null,
-    };
+  /**
+   * Deletes up to `maxRows` history rows older than `beforeMs`, oldest first (ledger.history_days): the running
+   * service calls it after each pass, so a first prune of years of history never holds the write lock for long.
+   * Files rows, with their current state, and objects are never pruned.
+   * @returns the rows deleted; fewer than `maxRows` means none older is left.
+   */
+  pruneHistory(beforeMs: number, maxRows: number): number {
+    return this.stmt(`DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < ? ORDER BY at LIMIT ?)`).run(beforeMs, maxRows)
+      .changes;
   }
 
   /** A multipart upload was opened: until forgetOpenUpload, a crash leaves it to the next start to abort. */
@@ -843,64 +772,6 @@ export class Ledger {
       `INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
     ).run(name, JSON.stringify(value), this.now());
-  }
-
-  status(): StatusSummary {
-    const counts = Object.fromEntries(FILE_STATES.map((state) => [state, 0])) as Record<FileState, number>;
-    for (const row of this.stmt(`SELECT state, COUNT(*) AS n FROM files GROUP BY state`).all() as {
-      state: FileState;
-      n: number;
-    }[]) {
-      counts[row.state] = row.n;
-    }
-    const oldest = this.stmt(
-      `SELECT MIN(created_at) AS at FROM files WHERE state IN ('pending', 'working', 'retry')`,
-    ).get() as { at: number | null };
-    const last = this.stmt(
-      `SELECT MAX(finished_at) AS at FROM reconcile_runs WHERE partial = 0 AND finished_at IS NOT NULL AND error IS NULL`,
-    ).get() as { at: number | null };
-    const watch = this.stmt(`SELECT value FROM service_state WHERE name = 'watch'`).get() as { value: string } | undefined;
-    return {
-      counts,
-      oldestPendingSeconds: oldest.at === null ? 0 : Math.max(0, Math.round((this.now() - oldest.at) / 1000)),
-      lastReconcile: last.at === null ? null : new Date(last.at).toISOString(),
-      lastFullPass: this.lastPass(false),
-      lastPartialPass: this.lastPass(true),
-      lastFailedPass: this.lastFailedPass(last.at),
-      watch: watch ? (JSON.parse(watch.value) as unknown) : null,
-    };
-  }
-
-  /** Rows that need an operator's eye: retrying, quarantined or gone, latest first. */
-  failures(limit: number): FileRow[] {
-    return this.stmt(
-      `SELECT ${FILE_COLUMNS} FROM files WHERE state IN ('retry', 'quarantined', 'gone') ORDER BY updated_at DESC LIMIT ?`,
-    ).all(limit) as FileRow[];
-  }
-
-  /** Every generation, transition and object of a path (matched on any target). */
-  story(relPath: string, target?: string): FileStory {
-    const generations = this.stmt(
-      `SELECT ${FILE_COLUMNS} FROM files WHERE rel_path = ? AND (? IS NULL OR target = ?) ORDER BY target, generation`,
-    ).all(relPath, target ?? null, target ?? null) as FileRow[];
-    const ids = generations.map((g) => g.id);
-    const inList = ids.map(() => '?').join(',') || 'NULL';
-    const history = this.db
-      .prepare(
-        `SELECT file_id AS fileId, from_state AS fromState, to_state AS toState, at, detail FROM history
-         WHERE file_id IN (${inList}) ORDER BY id`,
-      )
-      .all(...ids) as HistoryRow[];
-    const objects = (
-      this.db
-        .prepare(
-          `SELECT file_id AS fileId, bucket, key, sha256, size_bytes AS sizeBytes, etag, version_id AS versionId,
-           checksum_sha256 AS checksumSha256, found_by_head AS foundByHead, recorded_at AS recordedAt, member
-           FROM objects WHERE file_id IN (${inList}) ORDER BY id`,
-        )
-        .all(...ids) as (Omit<ObjectRow, 'foundByHead'> & { foundByHead: number })[]
-    ).map((o) => ({ ...o, foundByHead: o.foundByHead === 1 }));
-    return { generations, history, objects };
   }
 
   private latestGeneration(target: string, relPath: string): LatestGeneration | undefined {
@@ -978,7 +849,7 @@ export class Ledger {
     );
   }
 
-  private stmt(sql: string): Database.Statement {
+  private stmt(sql: string): BetterSqlite3.Statement {
     let statement = this.statements.get(sql);
     if (!statement) {
       statement = this.db.prepare(sql);

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { StatusSummary } from '../ledger/ledger.js';
+import type { StatusSummary } from '../ledger/reader.js';
 import { FILE_STATES } from '../ledger/states.js';
 import type { ArchiveOutcome } from '../pipeline/archive-file.js';
 import type { FinishedPass } from '../reconcile/reconciler.js';
@@ -10,7 +10,7 @@ import { S3Liveness } from './s3-liveness.js';
 
 /** What the gauges read at scrape time. */
 export interface ScrapeSources {
-  /** Ledger.status(): counts by state and the oldest pending file, read once per scrape. */
+  /** LedgerReader.status(): counts by state and the oldest pending file, read once per scrape. */
   readonly ledgerStatus: () => Pick<StatusSummary, 'counts' | 'oldestPendingSeconds'>;
   /** The watcher's health; undefined until its watches are set up. */
   readonly watchHealth: () => WatchHealth | undefined;

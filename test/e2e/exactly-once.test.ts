@@ -121,7 +121,7 @@ void describe('exactly once in ordinary operation (child process, moto)', () => 
     proxy.clear();
     // Restart once every retry is due, so the workers claim them at once, as the start-up scan begins.
     const ledger = Ledger.open(service.ledgerPath, { migrationsDir: MIGRATIONS_DIR });
-    const dueAt = Math.max(...ledger.failures(100).map((row) => row.nextAttemptAt ?? 0));
+    const dueAt = Math.max(...ledger.reader.failures(100).map((row) => row.nextAttemptAt ?? 0));
     ledger.close();
     await waitFor('every retry to be due', () => (Date.now() > dueAt ? true : undefined), { deadlineMs: 5000 });
     // Answers held 1.5 s: the retries claimed at start are still in flight when the start-up scan runs.

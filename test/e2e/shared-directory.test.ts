@@ -174,7 +174,7 @@ void describe('several hosts, one shared directory (two watch processes, moto)',
       const ledger = Ledger.open(service.ledgerPath, { migrationsDir: MIGRATIONS_DIR });
       try {
         for (const file of files) {
-          const story = ledger.story(file.relPath);
+          const story = ledger.reader.story(file.relPath);
           const where = `host ${host}, ${file.relPath}`;
           assert.deepEqual(
             story.generations.map((g) => [g.state, g.sha256]),

@@ -130,7 +130,11 @@ void describe('sftppush watch (child process, moto)', () => {
 
   void it('status --json counts every generation archived and nothing left to do', async () => {
     const status = await service.status();
-    assert.deepEqual(Object.keys(status).sort(), ['counts', 'lastFailedPass', 'lastFullPass', 'lastPartialPass', 'lastReconcile', 'oldestPendingSeconds', 'watch']);
+    assert.deepEqual(Object.keys(status).sort(), [
+      'backlog', 'counts', 'lastErrors', 'lastFailedPass', 'lastFullPass', 'lastPartialPass', 'lastReconcile', 'oldestPendingSeconds',
+      'targets', 'watch', 'watchRecordedAt',
+    ]);
+    assert.deepEqual(status.targets, [{ target: fs.realpathSync(service.targetDir), counts: status.counts }], 'one target, all its generations');
     const watch = status.watch as { directoriesWatched: number; unwatchedCount: number } | null;
     assert.ok(watch && watch.directoriesWatched >= 1 && watch.unwatchedCount === 0, 'the watcher\'s health, recorded at the start-up pass');
     assert.deepEqual(status.counts, { pending: 0, working: 0, archived: expected.generations, retry: 0, quarantined: 0, gone: 0 });

@@ -53,7 +53,7 @@ function carryOut(env: Env, due: DueAction, configured: AfterAction = due.action
 
 /** The after-archive steps of the file's story (history rows archived -> archived). */
 function afterSteps(env: Env, relPath: string): string[] {
-  return env.ledger
+  return env.ledger.reader
     .story(relPath, env.targetDir)
     .history.filter((h) => h.fromState === 'archived')
     .map((h) => h.detail ?? '');

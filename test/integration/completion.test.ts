@@ -25,7 +25,7 @@ function setup(t: TestContext, options: { quietMs: number; settleMs: number }) {
   });
   t.after(() => observer.close());
   const target = targetConfig({ path: root, quietMs: options.quietMs });
-  const generations = (relPath: string): number => ledger.story(relPath).generations.length;
+  const generations = (relPath: string): number => ledger.reader.story(relPath).generations.length;
   const scan = () => scanTree(target, '', observer, silentLog);
   return { root, ledger, observer, target, generations, scan };
 }

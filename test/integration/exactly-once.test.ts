@@ -104,7 +104,7 @@ void describe('exactly once in ordinary operation', () => {
       now: Date.now,
     });
     await reconciler.scan('schedule');
-    assert.equal(w.ledger.story('in-flight.csv').generations[0]?.state, 'working', 'the row is still ours after a scan');
+    assert.equal(w.ledger.reader.story('in-flight.csv').generations[0]?.state, 'working', 'the row is still ours after a scan');
     assert.equal(w.ledger.claimNext(ownerId('watch')), undefined, 'nothing for a second worker to claim');
   });
 
@@ -119,7 +119,7 @@ void describe('exactly once in ordinary operation', () => {
     assert.deepEqual((await archiveAll(w)).sort(), ['archived', 'archived']);
     const versions = await listVersions(moto.client, w.target.bucket);
     assert.deepEqual(versions.map((v) => v.key).sort(), ['large.bin', 'small.csv'], 'one version per content, none written again');
-    const objects = ['small.csv', 'large.bin'].flatMap((p) => w.ledger.story(p).objects);
+    const objects = ['small.csv', 'large.bin'].flatMap((p) => w.ledger.reader.story(p).objects);
     assert.ok(objects.every((o) => o.foundByHead), 'both recorded as found in S3, not uploaded');
   });
 

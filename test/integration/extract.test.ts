@@ -145,7 +145,7 @@ void describe('good archives land as their members', () => {
       // A zip of directories only has no member: it is stored whole, as the empty archives are below.
       const landed = archive.members.length > 0 ? archive : { ...archive, format: 'plain' as const, members: [{ name: relPath, bytes }] };
       await assertLanded(w, relPath, landed, bytes);
-      const story = w.ledger.story(relPath, w.target.path);
+      const story = w.ledger.reader.story(relPath, w.target.path);
       assert.equal(story.generations[0]?.state, 'archived');
       assert.equal(story.objects.length, landed.members.length);
     });
@@ -170,7 +170,7 @@ void describe('good archives land as their members', () => {
     const { relPath, outcome } = await arrive(w, archive.path);
     assert.equal(outcome, 'archived');
     await assertLanded(w, relPath, archive, bytes);
-    const object = w.ledger.story(relPath, w.target.path).objects[0];
+    const object = w.ledger.reader.story(relPath, w.target.path).objects[0];
     assert.match(object?.etag ?? '', /-\d+"$/, 'a multipart ETag (of its parts)');
   });
 
@@ -257,7 +257,7 @@ async function assertQuarantined(w: World, fixture: fixtures.HostileArchive): Pr
   const bytes = fs.readFileSync(fixture.path);
   const { relPath, outcome } = await arrive(w, fixture.path, 'in');
   assert.equal(outcome, 'quarantined', `${relPath} must be quarantined for ${fixture.expectRejection}`);
-  const row = w.ledger.story(relPath, w.target.path).generations.at(-1);
+  const row = w.ledger.reader.story(relPath, w.target.path).generations.at(-1);
   assert.equal(row?.state, 'quarantined');
   assert.match(row.lastError ?? '', /^E_ARCHIVE_REJECTED: /);
   assert.match(row.lastError ?? '', new RegExp(fixture.expectRejection, 'i'));
@@ -319,7 +319,7 @@ void describe('an archive rewritten while it is being stored', () => {
       assert.ok(claim);
       const outcome = await withDeadline('the archive step', archiveClaimed(claim, rewrittenAfterValidation(w, relPath, fs.readFileSync(small.path))), 30_000);
       assert.equal(outcome, 'requeued');
-      const row = w.ledger.story(relPath, w.target.path).generations.at(-1);
+      const row = w.ledger.reader.story(relPath, w.target.path).generations.at(-1);
       assert.equal(row?.state, 'pending');
       assert.match(row.lastError ?? '', /changed/);
       assert.deepEqual((await listVersions(s3, w.bucket)).filter((v) => v.key.startsWith('_quarantine/')), [], 'nothing quarantined');
@@ -362,7 +362,7 @@ void describe('an archive whose content changes before every member is stored', 
 
     const versions = await listVersions(s3, w.bucket);
     assert.deepEqual(versions.map((v) => v.key).sort(), replacement.members.map((m) => `mixed/${m.name}`).sort(), 'only the new content');
-    const story = w.ledger.story(relPath, w.target.path);
+    const story = w.ledger.reader.story(relPath, w.target.path);
     assert.deepEqual(story.objects.map((o) => o.key).sort(), replacement.members.map((m) => `mixed/${m.name}`).sort());
     assert.ok(story.history.some((h) => /1 objects withdrawn: the archive changed/.test(h.detail ?? '')));
   });

@@ -65,11 +65,11 @@ function archiveOne(ledger: Ledger, relPath: string, s: FileStat, sha256 = 'ab'.
 }
 
 function generations(ledger: Ledger, relPath: string): { generation: number; state: string; attempts: number }[] {
-  return ledger.story(relPath, TARGET).generations.map(({ generation, state, attempts }) => ({ generation, state, attempts }));
+  return ledger.reader.story(relPath, TARGET).generations.map(({ generation, state, attempts }) => ({ generation, state, attempts }));
 }
 
 function transitions(ledger: Ledger, relPath: string): string[] {
-  return ledger.story(relPath, TARGET).history.map((h) => `${h.fromState ?? '-'}>${h.toState}`);
+  return ledger.reader.story(relPath, TARGET).history.map((h) => `${h.fromState ?? '-'}>${h.toState}`);
 }
 
 function userVersion(file: string): number {
@@ -138,14 +138,14 @@ void describe('observe', () => {
     const { ledger } = setup(t);
     ledger.observe(TARGET, 'same.csv', stat(1));
     assert.equal(ledger.observe(TARGET, 'same.csv', stat(1)), 'unchanged');
-    assert.equal(ledger.story('same.csv').history.length, 1);
+    assert.equal(ledger.reader.story('same.csv').history.length, 1);
   });
 
   void test('a change while still pending updates the row in place: still one row, with the new stat', (t) => {
     const { ledger } = setup(t);
     ledger.observe(TARGET, 'growing.csv', stat(1));
     assert.equal(ledger.observe(TARGET, 'growing.csv', stat(2)), 'updated');
-    const rows = ledger.story('growing.csv').generations;
+    const rows = ledger.reader.story('growing.csv').generations;
     assert.equal(rows.length, 1);
     assert.equal(rows[0]?.sizeBytes, stat(2).sizeBytes);
     assert.equal(rows[0]?.mtimeMs, stat(2).mtimeMs);
@@ -169,7 +169,7 @@ void describe('observe', () => {
     const claimed = claim(ledger);
     assert.equal(ledger.observe(TARGET, 'busy.csv', stat(2)), 'dirty');
     // No second active generation: a second upload must never race the first to the same key.
-    assert.equal(ledger.story('busy.csv').generations.length, 1);
+    assert.equal(ledger.reader.story('busy.csv').generations.length, 1);
     assert.deepEqual(ledger.markArchived(claimed, stat(1), 'cd'.repeat(32), uploadedProof('busy.csv')), { dirty: true });
   });
 
@@ -187,10 +187,10 @@ void describe('observe', () => {
     const first = claim(ledger);
     ledger.scheduleRetry(first, 'E_S3_RETRYABLE: boom', clock.now() + 60_000);
     assert.equal(ledger.observe(TARGET, 'flaky.csv', stat(2)), 'queued');
-    const [row] = ledger.story('flaky.csv').generations;
+    const [row] = ledger.reader.story('flaky.csv').generations;
     assert.equal(row?.state, 'pending');
     assert.equal(row?.sizeBytes, stat(2).sizeBytes);
-    assert.equal(ledger.story('flaky.csv').generations.length, 1);
+    assert.equal(ledger.reader.story('flaky.csv').generations.length, 1);
     // Claimable now, not at the old backoff deadline; and attempts > 1, because the failed PUT may have landed.
     const again = claim(ledger);
     assert.equal(again.id, first.id);
@@ -208,7 +208,7 @@ void describe('observe', () => {
     assert.equal(ledger.observe(TARGET, 'growing.csv', stat(2)), 'updated');
     const again = claim(ledger);
     assert.equal(again.id, first.id);
-    assert.equal(ledger.story('growing.csv').generations[0]?.sizeBytes, stat(2).sizeBytes);
+    assert.equal(ledger.reader.story('growing.csv').generations[0]?.sizeBytes, stat(2).sizeBytes);
   });
 
   void test('a path that was gone and reappears is a new generation, even with the same stat', (t) => {
@@ -252,7 +252,7 @@ void describe('claimNext', () => {
     const { dir, ledger } = setup(t);
     archiveOne(ledger, 'exact.csv', stat(4));
     archiveOne(ledger, 'upgraded.csv', stat(5));
-    assert.equal(ledger.story('exact.csv').generations[0]?.ctimeNs, String(stat(4).ctimeNs));
+    assert.equal(ledger.reader.story('exact.csv').generations[0]?.ctimeNs, String(stat(4).ctimeNs));
     // Only the ctime differs: a rewrite in place whose client restored size and mtime.
     assert.equal(ledger.observe(TARGET, 'exact.csv', { ...stat(4), ctimeNs: stat(4).ctimeNs + 1n }), 'queued');
     // A row from before migration 0003 has no ctime: the next observation records it and queues nothing.
@@ -260,7 +260,7 @@ void describe('claimNext', () => {
     db.prepare(`UPDATE files SET ctime_ns = NULL WHERE rel_path = 'upgraded.csv'`).run();
     db.close();
     assert.equal(ledger.observe(TARGET, 'upgraded.csv', { ...stat(5), ctimeNs: 42n }), 'unchanged');
-    assert.equal(ledger.story('upgraded.csv').generations[0]?.ctimeNs, '42');
+    assert.equal(ledger.reader.story('upgraded.csv').generations[0]?.ctimeNs, '42');
     assert.equal(ledger.observe(TARGET, 'upgraded.csv', { ...stat(5), ctimeNs: 43n }), 'queued', 'from then on, the ctime counts');
   });
 
@@ -325,9 +325,9 @@ void describe('recoverAbandoned', () => {
     claim(ledger, 'pid:live');
 
     assert.equal(ledger.recoverAbandoned((owner) => owner === 'pid:live'), 1);
-    assert.equal(ledger.story('dead.csv').generations[0]?.state, 'pending');
-    assert.equal(ledger.story('live.csv').generations[0]?.state, 'working');
-    assert.match(ledger.story('dead.csv').history.at(-1)?.detail ?? '', /pid:dead/);
+    assert.equal(ledger.reader.story('dead.csv').generations[0]?.state, 'pending');
+    assert.equal(ledger.reader.story('live.csv').generations[0]?.state, 'working');
+    assert.match(ledger.reader.story('dead.csv').history.at(-1)?.detail ?? '', /pid:dead/);
 
     // The recovered row's next claim is its second attempt: the archiver HEADs before writing.
     const again = claim(ledger, 'pid:new');
@@ -357,7 +357,7 @@ void describe('history and transitions', () => {
       'pending>working',
       'working>archived',
     ]);
-    const history = ledger.story('life.csv').history;
+    const history = ledger.reader.story('life.csv').history;
     assert.ok(history.every((h, i) => i === 0 || h.at >= history[i - 1]!.at), 'history times never go backwards');
     assert.match(history[2]?.detail ?? '', /E_S3_RETRYABLE/);
   });
@@ -368,7 +368,7 @@ void describe('history and transitions', () => {
     const before = transitions(ledger, 'done.csv');
     assert.throws(() => ledger.markGone(archived, 'no'), (error: unknown) => errorCode(error) === 'E_LEDGER_CONFLICT');
     assert.deepEqual(transitions(ledger, 'done.csv'), before);
-    assert.equal(ledger.story('done.csv').generations[0]?.state, 'archived');
+    assert.equal(ledger.reader.story('done.csv').generations[0]?.state, 'archived');
   });
 
   void test('a worker whose row is no longer its claim is refused every outcome: no silent overwrite', (t) => {
@@ -391,7 +391,7 @@ void describe('history and transitions', () => {
 void describe('status, failures and story', () => {
   void test('status counts every state, the oldest unfinished row\'s age and the last successful reconcile', (t) => {
     const { clock, ledger } = setup(t);
-    assert.deepEqual(ledger.status(), {
+    assert.deepEqual(ledger.reader.status(), {
       counts: { pending: 0, working: 0, retry: 0, archived: 0, quarantined: 0, gone: 0 },
       oldestPendingSeconds: 0,
       lastReconcile: null,
@@ -399,9 +399,13 @@ void describe('status, failures and story', () => {
       lastPartialPass: null,
       lastFailedPass: null,
       watch: null,
+      watchRecordedAt: null,
+      targets: [],
+      backlog: { files: 0, oldest: null },
+      lastErrors: [],
     });
     ledger.recordServiceState('watch', { directoriesWatched: 3 });
-    assert.deepEqual(ledger.status().watch, { directoriesWatched: 3 }, 'the watcher\'s health as the service recorded it');
+    assert.deepEqual(ledger.reader.status().watch, { directoriesWatched: 3 }, 'the watcher\'s health as the service recorded it');
 
     archiveOne(ledger, 'archived.csv', stat(0));
     clock.advance(10_000);
@@ -422,10 +426,15 @@ void describe('status, failures and story', () => {
     clock.advance(1000);
     ledger.finishReconcile(ledger.beginReconcile('cron'), { filesSeen: 0, filesQueued: 0 }, 'EACCES: scan failed');
 
-    const summary = ledger.status();
+    const summary = ledger.reader.status();
     assert.deepEqual(summary.counts, { pending: 1, working: 1, retry: 1, archived: 1, quarantined: 1, gone: 1 });
     // The archived row is older but finished; the oldest unfinished rows were created 91.5 s ago.
     assert.equal(summary.oldestPendingSeconds, 92);
+    assert.equal(summary.backlog.files, 3);
+    assert.deepEqual(summary.backlog.oldest, { target: TARGET, relPath: 'working.csv', since: new Date(clock.now() - 91_500).toISOString() });
+    assert.deepEqual(summary.targets, [{ target: TARGET, counts: summary.counts }]);
+    assert.deepEqual(summary.lastErrors.map((row) => row.relPath), ['gone.csv', 'quarantined.csv', 'retry.csv']);
+    assert.equal(summary.watchRecordedAt, new Date(Date.parse('2030-01-01T00:00:00Z')).toISOString());
     // A failed run is not the last reconcile an operator can rely on.
     assert.equal(summary.lastReconcile, new Date(finishedAt).toISOString());
     assert.equal(summary.lastFullPass?.reason, 'startup');
@@ -434,7 +443,7 @@ void describe('status, failures and story', () => {
     const partial = { since: '2030-01-01T00:00:00.000Z', verify: true, dryRun: false, targets: [TARGET], partial: true };
     clock.advance(1000);
     ledger.finishReconcile(ledger.beginReconcile('command', partial), { filesSeen: 3, filesQueued: 0 });
-    const after = ledger.status();
+    const after = ledger.reader.status();
     assert.equal(after.lastReconcile, new Date(finishedAt).toISOString(), 'lastReconcile stays the last full pass');
     assert.deepEqual(after.lastPartialPass?.scope, partial);
     assert.deepEqual(after.lastPartialPass?.counts, { filesSeen: 3, filesQueued: 0 });
@@ -453,7 +462,7 @@ void describe('status, failures and story', () => {
     clock.advance(10);
     ledger.markGone(claim(ledger), 'vanished before it could be archived');
 
-    const failures = ledger.failures(10);
+    const failures = ledger.reader.failures(10);
     assert.deepEqual(
       failures.map((f) => [f.relPath, f.state, f.lastError]),
       [
@@ -462,7 +471,7 @@ void describe('status, failures and story', () => {
         ['r.csv', 'retry', 'E_S3_RETRYABLE: slow down'],
       ],
     );
-    assert.equal(ledger.failures(1).length, 1);
+    assert.equal(ledger.reader.failures(1).length, 1);
   });
 
   void test('story finds a path on any target, or on one target when named, with its objects', (t) => {
@@ -471,9 +480,9 @@ void describe('status, failures and story', () => {
     archiveOne(ledger, 'shared/name.csv', stat(1), '11'.repeat(32));
     ledger.observe(otherTarget, 'shared/name.csv', stat(2));
 
-    const everywhere = ledger.story('shared/name.csv');
+    const everywhere = ledger.reader.story('shared/name.csv');
     assert.deepEqual(everywhere.generations.map((g) => g.target).sort(), [otherTarget, TARGET].sort());
-    const one = ledger.story('shared/name.csv', TARGET);
+    const one = ledger.reader.story('shared/name.csv', TARGET);
     assert.equal(one.generations.length, 1);
     assert.deepEqual(
       one.objects.map(({ key, sha256, etag, versionId, checksumSha256, foundByHead }) => ({
@@ -495,7 +504,7 @@ void describe('status, failures and story', () => {
         },
       ],
     );
-    assert.deepEqual(ledger.story('no/such.csv'), { generations: [], history: [], objects: [] });
+    assert.deepEqual(ledger.reader.story('no/such.csv'), { generations: [], history: [], objects: [] });
   });
 
   void test('a duplicate proof archives the generation with duplicate_of and records no object', (t) => {
@@ -507,7 +516,7 @@ void describe('status, failures and story', () => {
     const second = claim(ledger);
     ledger.markArchived(second, stat(2), sha, { kind: 'duplicate', duplicateOf: first.id });
 
-    const story = ledger.story('again.csv');
+    const story = ledger.reader.story('again.csv');
     assert.deepEqual(
       story.generations.map((g) => [g.generation, g.state, g.sha256, g.duplicateOf]),
       [
@@ -516,7 +525,10 @@ void describe('status, failures and story', () => {
       ],
     );
     assert.deepEqual(story.objects.map((o) => o.fileId), [first.id]);
-    assert.match(story.history.at(-1)?.detail ?? '', new RegExp(`#${first.id}`));
+    // An operator reads generations and times, never a row id.
+    const archivedAt = new Date(story.generations[0]!.updatedAt).toISOString();
+    assert.equal(story.history.at(-1)?.detail, `same content as generation 1 (archived at ${archivedAt}): not uploaded again`);
+    assert.doesNotMatch(story.history.map((h) => h.detail).join('\n'), /#\d/);
   });
 });
 
@@ -568,7 +580,7 @@ void describe('planned objects and members', () => {
     assert.throws(() => ledger.recordObject(first, stored('e/y.csv'), 'y.csv'), /expected state working held by pid:4242/);
     ledger.recordObject(resumed, stored('e/y.csv'), 'y.csv');
     ledger.markArchived(resumed, stat(1), 'ef'.repeat(32), { kind: 'members', count: 2, foundByHead: 0 });
-    const story = ledger.story('e.zip');
+    const story = ledger.reader.story('e.zip');
     assert.deepEqual(story.objects.map((o) => [o.key, o.member]), [['e/x.csv', 'x.csv'], ['e/y.csv', 'y.csv']]);
     assert.match(story.history.at(-1)?.detail ?? '', /2 members stored/);
     assert.deepEqual([...ledger.archivedObjectsInScope(TARGET, 'b', 'e/', 0)].map((o) => o.key), ['e/x.csv', 'e/y.csv']);
@@ -579,7 +591,7 @@ void describe('planned objects and members', () => {
     ledger.observe(TARGET, 'bad.zip', stat(1));
     const bad = claim(ledger);
     ledger.markQuarantined(bad, 'E_ARCHIVE_REJECTED: member "../x": path traversal', stored('_quarantine/bad.zip'));
-    const story = ledger.story('bad.zip');
+    const story = ledger.reader.story('bad.zip');
     assert.equal(story.generations[0]?.state, 'quarantined');
     assert.deepEqual(story.objects.map((o) => o.key), ['_quarantine/bad.zip']);
     // Quarantined originals are no archive proof: verify never checks them.

@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import type { TargetConfig } from '../../src/config.js';
-import type { ClaimedFile, FileRow, Ledger } from '../../src/ledger/ledger.js';
+import type { ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
+import type { FileRow } from '../../src/ledger/reader.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { objectMetadata } from '../../src/pipeline/key-layout.js';
 import { nodeSourceFs, type SourceFile, type SourceFs } from '../../src/source/source-fs.js';
@@ -122,7 +123,7 @@ async function archiveNext(env: Env, overrides: Partial<ArchiveDeps> = {}): Prom
 }
 
 function latestRow(env: Env, relPath: string): FileRow {
-  const row = env.ledger.story(relPath, env.target.path).generations.at(-1);
+  const row = env.ledger.reader.story(relPath, env.target.path).generations.at(-1);
   assert.ok(row, `no ledger row for ${relPath}`);
   return row;
 }
@@ -265,7 +266,7 @@ void describe('archiving a file', () => {
     assert.equal(row.state, 'archived');
     assert.equal(row.sha256, sha256(content));
     assert.equal(row.lastError, null);
-    const objects = env.ledger.story(relPath).objects;
+    const objects = env.ledger.reader.story(relPath).objects;
     assert.equal(objects.length, 1);
     assert.deepEqual(
       { ...objects[0], recordedAt: undefined },
@@ -299,7 +300,7 @@ void describe('archiving a file', () => {
     const head = await s3.send(new HeadObjectCommand({ Bucket: env.bucket, Key: 'big/blob.bin' }));
     assert.match(head.ETag ?? '', /-3"?$/, 'a 12 MiB file in 5 MiB parts is a 3-part upload');
     assert.equal(head.Metadata?.sha256, sha256(content));
-    const [object] = env.ledger.story('big/blob.bin').objects;
+    const [object] = env.ledger.reader.story('big/blob.bin').objects;
     assert.equal(object?.versionId, versions[0]!.versionId);
     assert.equal(object?.etag, head.ETag);
     assert.equal(latestRow(env, 'big/blob.bin').sha256, sha256(content));
@@ -351,7 +352,7 @@ void describe('archiving a file', () => {
 
     const bodies = await allVersionBytes(env, 'ledger.csv');
     assert.deepEqual(bodies.map(String), ['version one\n', 'version two, longer\n']);
-    const story = env.ledger.story('ledger.csv');
+    const story = env.ledger.reader.story('ledger.csv');
     assert.deepEqual(story.generations.map((g) => g.state), ['archived', 'archived']);
     assert.equal(new Set(story.objects.map((o) => o.versionId)).size, 2);
   });
@@ -555,9 +556,9 @@ void describe('exactly once across failures', () => {
     assert.equal(second.outcome, 'archived');
     assert.deepEqual(uploaded, [], 'found in S3, not uploaded by this attempt: no bytes counted');
     assert.equal(counting.puts, 1, 'one PUT with If-None-Match: *, refused because the object exists');
-    const [object] = env.ledger.story('crash.csv').objects;
+    const [object] = env.ledger.reader.story('crash.csv').objects;
     assert.equal(object?.foundByHead, true);
-    assert.match(env.ledger.story('crash.csv').history.at(-1)?.detail ?? '', /found in S3 after a 412/);
+    assert.match(env.ledger.reader.story('crash.csv').history.at(-1)?.detail ?? '', /found in S3 after a 412/);
     const versions = await versionsOf(env, 'crash.csv');
     assert.equal(versions.length, 1);
     assert.equal(object?.versionId, versions[0]!.versionId);
@@ -658,7 +659,7 @@ void describe('exactly once across failures', () => {
     const row = latestRow(env, 'checked.csv');
     assert.equal(row.state, 'retry');
     assert.match(row.lastError ?? '', /checksum/);
-    assert.deepEqual(env.ledger.story('checked.csv').objects, [], 'an unverified upload is not recorded as proof');
+    assert.deepEqual(env.ledger.reader.story('checked.csv').objects, [], 'an unverified upload is not recorded as proof');
 
     env.clock.ms = row.nextAttemptAt!;
     const second = await archiveNext(env);

@@ -48,7 +48,7 @@ function setup(t: TestContext, settleMs = 0, ignore: string[] = ['.*', '*.filepa
     fs.utimesSync(file, HOUR_AGO, HOUR_AGO);
     return file;
   };
-  const states = (relPath: string) => ledger.story(relPath).generations.map((g) => g.state);
+  const states = (relPath: string) => ledger.reader.story(relPath).generations.map((g) => g.state);
   return { root, ledger, logs, log, observer, target, oldFile, states, queued };
 }
 
@@ -81,7 +81,7 @@ void describe('scanTree', () => {
     await scanTree(s.target, '', s.observer, s.log);
     const again = await scanTree(s.target, '', s.observer, s.log);
     assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
-    assert.equal(s.ledger.story('a.csv').generations.length, 1);
+    assert.equal(s.ledger.reader.story('a.csv').generations.length, 1);
   });
 
   void it('a rescan reads each directory\'s rows once, and an upgraded row (no ctime yet) adopts the one it sees', async (t) => {
@@ -94,8 +94,8 @@ void describe('scanTree', () => {
     const again = await scanTree(s.target, '', s.observer, s.log);
     assert.equal(again.filesUnchanged, 3);
     assert.equal(again.filesQueued, 0);
-    assert.notEqual(s.ledger.story('sub/c.csv').generations[0]?.ctimeNs, null, 'the ctime is recorded');
-    assert.equal(s.ledger.story('sub/c.csv').generations.length, 1);
+    assert.notEqual(s.ledger.reader.story('sub/c.csv').generations[0]?.ctimeNs, null, 'the ctime is recorded');
+    assert.equal(s.ledger.reader.story('sub/c.csv').generations.length, 1);
   });
 
   void it('a file younger than the settle time waits, then is taken once it has stayed unchanged', async (t) => {
@@ -174,7 +174,7 @@ void describe('Reconciler', () => {
     assert.deepEqual(finished.map((line) => line.reason), ['a', 'b'], 'b and c fold into one scan after a');
     assert.equal(finished[0]?.filesQueued, 50);
     assert.equal(finished[1]?.filesQueued, 0);
-    assert.notEqual(s.ledger.status().lastReconcile, null);
+    assert.notEqual(s.ledger.reader.status().lastReconcile, null);
   });
 
   // Recovery runs once, when a process starts and before it claims: a scan taking rows back raced live workers.

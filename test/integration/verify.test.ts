@@ -92,9 +92,9 @@ void describe('verifyArchived', () => {
     );
     assert.equal(result.heads, 1, 'only the key whose ETag differs is HEADed');
     for (const name of ['gone.csv', 'foreign.csv']) {
-      const generations = ledger.story(name).generations;
+      const generations = ledger.reader.story(name).generations;
       assert.deepEqual(generations.map((g) => g.state), ['archived', 'pending'], `${name} is queued again`);
-      assert.match(ledger.story(name).history.at(-1)?.detail ?? '', /^verify: /);
+      assert.match(ledger.reader.story(name).history.at(-1)?.detail ?? '', /^verify: /);
     }
   });
 
@@ -104,7 +104,7 @@ void describe('verifyArchived', () => {
     store.deleteLatest(TARGET.bucket, 'p/gone.csv');
     const result = await verifyArchived(WHOLE, 0, { ledger, store, log: silentLog, dryRun: true });
     assert.deepEqual(result.findings.map((f) => f.reason), ['missing']);
-    assert.deepEqual(ledger.story('gone.csv').generations.map((g) => g.state), ['archived']);
+    assert.deepEqual(ledger.reader.story('gone.csv').generations.map((g) => g.state), ['archived']);
   });
 
   void test('an ETag other than the recorded one (a multipart ETag, a copy) is settled by a HEAD of our sha256', async (t) => {

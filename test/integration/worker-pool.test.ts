@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import type { TargetConfig } from '../../src/config.js';
 import { StoreError } from '../../src/errors.js';
-import type { ClaimedFile, FileRow, Ledger } from '../../src/ledger/ledger.js';
+import type { ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
+import type { FileRow } from '../../src/ledger/reader.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveOutcome, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { nodeSourceFs } from '../../src/source/source-fs.js';
 import { WorkerPool, type WorkerPoolDeps } from '../../src/pipeline/worker-pool.js';
@@ -98,7 +99,7 @@ function arrive(env: Env, relPath: string, content: string): void {
 }
 
 function row(env: Env, relPath: string): FileRow {
-  const latest = env.ledger.story(relPath, env.target.path).generations.at(-1);
+  const latest = env.ledger.reader.story(relPath, env.target.path).generations.at(-1);
   assert.ok(latest, `no ledger row for ${relPath}`);
   return latest;
 }
@@ -145,7 +146,7 @@ void test('every queued file is archived once by four workers, never more than f
   pool.start();
   await withDeadline('drained()', pool.drained(), 30_000);
 
-  assert.deepEqual(env.ledger.status().counts, { pending: 0, working: 0, retry: 0, archived: 24, quarantined: 0, gone: 0 });
+  assert.deepEqual(env.ledger.reader.status().counts, { pending: 0, working: 0, retry: 0, archived: 24, quarantined: 0, gone: 0 });
   assert.ok(mostInFlight <= 4, `${mostInFlight} files in flight with concurrency 4`);
   const versions = await listVersions(s3, env.bucket);
   assert.deepEqual(versions.map((v) => v.key).sort(), names);
@@ -226,7 +227,7 @@ void test('a file whose upload failed is retried by the pool once its backoff pa
   assert.equal(puts, 2);
   assert.equal(row(env, 'bumpy.csv').attempts, 2);
   assert.deepEqual(
-    env.ledger.story('bumpy.csv').history.map((h) => h.toState),
+    env.ledger.reader.story('bumpy.csv').history.map((h) => h.toState),
     ['pending', 'working', 'retry', 'working', 'archived'],
   );
   assert.equal((await listVersions(s3, env.bucket, 'bumpy.csv')).length, 1);
@@ -262,7 +263,7 @@ void test('a ledger failure calls onFatal and the pool stops claiming', async (t
   assert.ok(claims.length <= 2, `${claims.length} claims after the ledger failed (concurrency 2)`);
   await withDeadline('stop() after a fatal error', pool.stop());
   assert.equal(pool.busy, 0);
-  assert.equal(env.ledger.status().counts.pending, 6 - claims.length);
+  assert.equal(env.ledger.reader.status().counts.pending, 6 - claims.length);
 });
 
 void test('drained() settles after a fatal error instead of waiting forever for work nobody will claim', async (t) => {

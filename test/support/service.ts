@@ -40,9 +40,11 @@ export interface StatusJson {
   lastReconcile: string | null;
   /** The watcher's health (Watcher.health()) as recorded at the last pass. */
   watch: unknown;
+  /** Counts per target (see LedgerReader.status). */
+  targets: { target: string; counts: StatusJson['counts'] }[];
 }
 
-/** `status --json PATH`: the ledger's story of one path (see Ledger.story). */
+/** `status --json PATH`: the ledger's story of one path (see LedgerReader.story). */
 export interface StoryJson {
   generations: { id: number; relPath: string; generation: number; state: string; sha256: string | null; duplicateOf: number | null }[];
   history: { fileId: number; fromState: string | null; toState: string; detail: string | null }[];
@@ -61,6 +63,8 @@ export interface ServiceOptions {
   readonly s3Toml?: string;
   readonly reconcileToml?: string;
   readonly uploadToml?: string;
+  /** Extra TOML lines for the [ledger] table (e.g. history_days). */
+  readonly ledgerToml?: string;
   /** Leave the bucket uncreated (a test creates it later, or checks what a missing bucket does). */
   readonly noBucket?: boolean;
   /** Another endpoint than moto's (a fault proxy in front of it). */
@@ -161,6 +165,7 @@ function configToml(options: ServiceOptions): string {
     options.s3Toml ?? '',
     '[ledger]',
     'path = "var/ledger.db"',
+    options.ledgerToml ?? '',
     '[reconcile]',
     `settle_seconds = ${options.settleSeconds ?? 1}`,
     options.reconcileToml ?? '',

@@ -81,7 +81,7 @@ void describe('defaults', () => {
       objectOptions: { storageClass: undefined, sse: undefined, kmsKeyId: undefined, tags: undefined },
       conditionalWrites: 'auto',
     });
-    assert.equal(config.ledger.path, '/etc/sftppush/var/ledger.db');
+    assert.deepEqual(config.ledger, { path: '/etc/sftppush/var/ledger.db', historyDays: 365 });
     assert.deepEqual(config.reconcile, { schedule: '*/5 * * * *', settleSeconds: 30 });
     assert.deepEqual(config.upload, {
       concurrency: 8,
@@ -126,6 +126,13 @@ void describe('defaults', () => {
         ['/srv/c', 'main-bucket', 'c-only/'],
       ],
     );
+  });
+
+  void test('ledger.history_days: 0 keeps every transition; a negative or fractional one is refused', () => {
+    assert.equal(validateConfig(minimal({ ledger: { history_days: 0 } }), FILE).ledger.historyDays, 0);
+    assert.equal(validateConfig(minimal({ ledger: { history_days: 30 } }), FILE).ledger.historyDays, 30);
+    assertConfigError(() => validateConfig(minimal({ ledger: { history_days: -1 } }), FILE), FILE, /ledger\.history_days/);
+    assertConfigError(() => validateConfig(minimal({ ledger: { history_days: 1.5 } }), FILE), FILE, /ledger\.history_days/);
   });
 
   void test('the configuration is frozen all the way down', () => {

@@ -1,1 +1,0 @@
--- Placeholder for another branch's 0008 (the migrations runner refuses gaps); dropped at merge.
