@@ -478,12 +478,14 @@ export class Ledger {
    * Bad input that retrying cannot fix: the source stays where it is, the reason goes to `status`, and the
    * copy of its original bytes under the quarantine prefix, when one was stored, to the row's objects.
    */
-  markQuarantined(claim: ClaimRef, reason: string, original?: ArchivedObject): void {
+  markQuarantined(claim: ClaimRef, reason: string, original?: ArchivedObject, stat?: FileStat): void {
     this.db.transaction(() => {
       this.move(claim.id, 'working', 'quarantined', reason, 'owner = NULL, last_error = @reason, next_attempt_at = NULL', {
         reason,
       }, claim.owner);
       if (original) this.insertObject(claim.id, original, this.now());
+      // The stat of the bytes judged: the next scan sees them as they are, not as a new generation to judge again.
+      if (stat) this.setStat(claim.id, stat);
     }).immediate();
   }
 

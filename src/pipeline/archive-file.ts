@@ -23,6 +23,7 @@ import {
   type ClaimedFile,
   type Ledger,
   type PlannedObject,
+  type RecordedMember,
 } from '../ledger/ledger.js';
 import { sameStat } from '../ledger/observation.js';
 import { lastChangeMs } from '../observe/completion.js';
@@ -131,7 +132,10 @@ export async function archiveClaimed(claim: ClaimedFile, deps: ArchiveDeps): Pro
   } catch (error) {
     // The row is no longer this claim's: no outcome of ours may be recorded (the pool reports it).
     if (error instanceof LedgerConflictError) throw error;
-    return recordFailure(claim, deps, log, error);
+    // Gone for good: members an earlier attempt stored of it are an archive that never completed. A failure
+    // to withdraw them is the outcome instead (a retry, which finds the file gone and withdraws again).
+    const failure = error instanceof SourceGoneError ? await withdrawRecorded(deps, claim, log).then(() => error, (cause: unknown) => cause) : error;
+    return recordFailure(claim, deps, log, failure);
   }
 }
 
@@ -209,6 +213,8 @@ async function archivePlain(held: HeldFile): Promise<Finished> {
   // A writer may have reopened it while we read: what we hold could be half of its next content.
   assertNoWriter(held);
   reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256: content.sha256, sizeBytes: before.sizeBytes }]);
+  // An archive rewritten as a plain file: the members an earlier attempt stored of it go.
+  await withdrawRecorded(deps, claim, held.log, (k) => k === key);
   const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
   const sameAsPrevious = previous?.sha256 === content.sha256;
   const object = await storeObject(
@@ -253,6 +259,8 @@ export function reserveKeys(held: HeldFile, planned: readonly PlannedObject[]): 
 async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutError | KeyConflictError): Promise<Finished> {
   const { claim, target, file, before, deps } = held;
   const key = quarantineKeyFor(deps.settings.quarantinePrefix, claim.relPath);
+  // Members an earlier attempt stored of other content must not stay under the archive prefix as if it had succeeded.
+  await withdrawRecorded(deps, claim, held.log);
   // The same checked read as a plain file's: a short read or a changed stat is a change, never a short body
   // sent under the old length (which S3 would wait for until the request timed out).
   const { sha256, body } = await readContent(file, before, claim.relPath, deps.settings);
@@ -270,7 +278,7 @@ async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutE
   );
   await held.stillCurrent();
   const reason = `${why.code}: ${why.message} (original bytes at s3://${target.bucket}/${key})`;
-  deps.ledger.markQuarantined(claim, reason, object);
+  deps.ledger.markQuarantined(claim, reason, object, before);
   return { state: 'quarantined', fields: { reason, key } };
 }
 
@@ -382,6 +390,34 @@ export async function finish(held: HeldFile, sha256: string, proof: ArchiveProof
     { fileId: claim.id, owner: claim.owner, target: claim.target, relPath: claim.relPath, action: target.after, hashed: held.before },
     { ledger: deps.ledger, source: deps.source, log: deps.log, targetFor: deps.targetFor, checkpoint: deps.checkpoint },
   );
+}
+
+/**
+ * Deletes the versions of `objects` (members this generation stored of content it no longer has) and forgets
+ * them in the ledger: the key's previous version, if any, is S3's latest again, and no torn archive stays at
+ * its keys. Found-by-HEAD ones are deleted too: they carry this very content's sha256, so an earlier attempt
+ * of ours wrote them (a lost answer, a crash).
+ * @throws StoreError (the attempt is retried and withdraws again).
+ */
+export async function withdraw(
+  deps: Pick<ArchiveDeps, 'store' | 'ledger'>,
+  claim: ClaimedFile,
+  log: Logger,
+  objects: readonly RecordedMember[],
+): Promise<void> {
+  if (objects.length === 0) return;
+  for (const object of objects) {
+    if (object.versionId) await deps.store.deleteVersion(object.bucket, object.key, object.versionId);
+  }
+  const reason = 'the archive changed before every member was stored';
+  deps.ledger.discardObjects(claim, objects, reason);
+  log.warn({ withdrawn: objects.length, keys: objects.slice(0, 5).map((o) => o.key) }, `members withdrawn: ${reason}`);
+}
+
+/** Withdraws every object this generation recorded but `keep`: it ends other than as their archive. */
+async function withdrawRecorded(deps: ArchiveDeps, claim: ClaimedFile, log: Logger, keep: (key: string) => boolean = () => false): Promise<void> {
+  const recorded = [...deps.ledger.recordedObjects(claim.id).values()];
+  await withdraw(deps, claim, log, recorded.filter((o) => !keep(o.key)));
 }
 
 function recordFailure(claim: ClaimedFile, deps: ArchiveDeps, log: Logger, error: unknown): ArchiveOutcome {

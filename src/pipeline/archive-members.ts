@@ -3,8 +3,8 @@ import { pipeline, type Readable } from 'node:stream';
 import { ArchiveRejectedError, SourceChangedError, StoreError } from '../errors.js';
 import type { ArchiveFormat } from '../extract/classify.js';
 import { eachFileEntry, inspectArchive, readWhole, type ArchiveSource } from '../extract/members.js';
-import type { ArchivedObject, PlannedObject, RecordedMember } from '../ledger/ledger.js';
-import { assertNoWriter, finish, readContent, reserveKeys, type Finished, type HeldFile } from './archive-file.js';
+import type { ArchivedObject, PlannedObject } from '../ledger/ledger.js';
+import { assertNoWriter, finish, readContent, reserveKeys, withdraw, type Finished, type HeldFile } from './archive-file.js';
 import { archiveStem, memberKeyFor, objectKeyFor, objectMetadata } from './key-layout.js';
 import { storeObject, verifyingHash } from './store-object.js';
 
@@ -48,7 +48,7 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
   // rewrite in place, maybe across a crash). Withdraw the versions we wrote, so no torn archive stays at its keys.
   const wanted = new Map([...planned, ...(original ? [original] : [])].map((p) => [p.key, p.sha256]));
   const torn = [...recorded.values()].filter((o) => wanted.get(o.key) !== o.sha256);
-  await withdraw(held, torn);
+  await withdraw(held.deps, held.claim, held.log, torn);
   for (const o of torn) recorded.delete(o.key);
   const byMember = new Map(planned.map((p) => [p.member!, p]));
   const tally = { stored: 0, foundByHead: 0, resumed: 0, bytes: 0 };
@@ -191,21 +191,6 @@ class UploadWindow {
   private rethrow(): void {
     if (this.failure) throw this.failure.error;
   }
-}
-
-/**
- * Deletes the versions we wrote of `objects` (never one found in S3: another writer's) and forgets them in
- * the ledger: the key's previous version, if any, is S3's latest again.
- * @throws StoreError (the attempt is retried and withdraws again).
- */
-async function withdraw(held: HeldFile, objects: readonly RecordedMember[]): Promise<void> {
-  if (objects.length === 0) return;
-  for (const object of objects) {
-    if (!object.foundByHead && object.versionId) await held.deps.store.deleteVersion(object.bucket, object.key, object.versionId);
-  }
-  const reason = 'the archive changed before every member was stored';
-  held.deps.ledger.discardObjects(held.claim, objects, reason);
-  held.log.warn({ withdrawn: objects.length, keys: objects.slice(0, 5).map((o) => o.key) }, `members withdrawn: ${reason}`);
 }
 
 /** A member small enough to send from memory, checked against the validating pass's hash. */

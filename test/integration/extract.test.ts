@@ -41,6 +41,7 @@ interface World {
   readonly ledger: Ledger;
   readonly target: TargetConfig;
   readonly deps: ArchiveDeps;
+  readonly clock: ManualClock;
 }
 
 async function world(t: TestContext, settings: Partial<ArchiveSettings> = {}, target: Partial<TargetConfig> = {}): Promise<World> {
@@ -60,6 +61,7 @@ async function world(t: TestContext, settings: Partial<ArchiveSettings> = {}, ta
     bucket,
     ledger,
     target: config,
+    clock,
     deps: {
       ledger,
       store,
@@ -328,13 +330,12 @@ void describe('an archive rewritten while it is being stored', () => {
 });
 
 void describe('an archive whose content changes before every member is stored', () => {
-  void test('the members stored of the old content are withdrawn: no torn archive stays at its keys', async (t) => {
-    const w = await world(t);
-    const old = await fixtures.zipArchive(w.fixtures); // mixed.zip: a.csv, b.csv, y/z.csv
+  /** mixed.zip (a.csv, b.csv, y/z.csv) arrives; S3 takes its first member, then throttles: the attempt ends in retry. */
+  async function partlyStored(w: World): Promise<{ relPath: string; id: number }> {
+    const old = await fixtures.zipArchive(w.fixtures);
     const relPath = 'mixed.zip';
     fs.renameSync(old.path, path.join(w.root, relPath));
     w.ledger.observe(w.target.path, relPath, statOf(path.join(w.root, relPath)));
-    // S3 takes the first member, then throttles: the attempt ends in retry with part of the old content stored.
     let puts = 0;
     const throttled: ArchiveDeps = {
       ...w.deps,
@@ -350,20 +351,61 @@ void describe('an archive whose content changes before every member is stored', 
     const first = w.ledger.claimNext('pid:test');
     assert.ok(first);
     assert.equal(await archiveClaimed(first, throttled), 'retry');
-    assert.equal((await listVersions(s3, w.bucket)).length, 1, 'one member of the old content stored');
+    assert.equal((await listVersions(s3, w.bucket, 'mixed/')).length, 1, 'one member of the old content stored');
+    return { relPath, id: first.id };
+  }
 
-    // The client uploads other content under the same name: a zip with other members.
-    const replacement = await fixtures.utf8NamesZip(w.fixtures);
-    fs.writeFileSync(path.join(w.root, relPath), fs.readFileSync(replacement.path));
+  /** The client replaces the file's content; the same generation is claimed again and archived. */
+  async function replacedWith(w: World, relPath: string, id: number, content: Buffer): Promise<string> {
+    fs.writeFileSync(path.join(w.root, relPath), content);
     w.ledger.observe(w.target.path, relPath, statOf(path.join(w.root, relPath)));
-    const second = w.ledger.claimNext('pid:test');
-    assert.equal(second?.id, first.id, 'the same generation, started over');
-    assert.equal(await archiveClaimed(second, w.deps), 'archived');
+    const again = w.ledger.claimNext('pid:test');
+    assert.equal(again?.id, id, 'the same generation, started over');
+    return archiveClaimed(again, w.deps);
+  }
 
+  async function assertWithdrawn(w: World, relPath: string): Promise<void> {
+    assert.deepEqual(await listVersions(s3, w.bucket, 'mixed/'), [], 'no member of the old content stays');
+    assert.ok(w.ledger.reader.story(relPath, w.target.path).history.some((h) => /1 objects withdrawn: the archive changed/.test(h.detail ?? '')));
+  }
+
+  void test('rewritten as another archive: only the new content stays at the keys', async (t) => {
+    const w = await world(t);
+    const { relPath, id } = await partlyStored(w);
+    const replacement = await fixtures.utf8NamesZip(w.fixtures);
+    assert.equal(await replacedWith(w, relPath, id, fs.readFileSync(replacement.path)), 'archived');
     const versions = await listVersions(s3, w.bucket);
     assert.deepEqual(versions.map((v) => v.key).sort(), replacement.members.map((m) => `mixed/${m.name}`).sort(), 'only the new content');
     const story = w.ledger.reader.story(relPath, w.target.path);
     assert.deepEqual(story.objects.map((o) => o.key).sort(), replacement.members.map((m) => `mixed/${m.name}`).sort());
     assert.ok(story.history.some((h) => /1 objects withdrawn: the archive changed/.test(h.detail ?? '')));
+  });
+
+  void test('rewritten as a plain file: archived as one, the old members withdrawn', async (t) => {
+    const w = await world(t);
+    const { relPath, id } = await partlyStored(w);
+    assert.equal(await replacedWith(w, relPath, id, Buffer.from('not an archive any more\n')), 'archived');
+    await assertWithdrawn(w, relPath);
+    assert.deepEqual((await listVersions(s3, w.bucket)).map((v) => v.key), [relPath]);
+  });
+
+  void test('rewritten as a hostile archive: quarantined, the old members withdrawn', async (t) => {
+    const w = await world(t);
+    const { relPath, id } = await partlyStored(w);
+    const hostile = await fixtures.unsafeNameArchive(w.fixtures, 'traversal');
+    assert.equal(await replacedWith(w, relPath, id, fs.readFileSync(hostile.path)), 'quarantined');
+    await assertWithdrawn(w, relPath);
+    assert.deepEqual((await listVersions(s3, w.bucket)).map((v) => v.key), [`_quarantine/${relPath}`]);
+  });
+
+  void test('deleted: gone, the old members withdrawn', async (t) => {
+    const w = await world(t);
+    const { relPath, id } = await partlyStored(w);
+    fs.rmSync(path.join(w.root, relPath));
+    w.clock.advance(3600_000); // the retry is due
+    const again = w.ledger.claimNext('pid:test');
+    assert.equal(again?.id, id);
+    assert.equal(await archiveClaimed(again, w.deps), 'gone');
+    await assertWithdrawn(w, relPath);
   });
 });
