@@ -12,27 +12,20 @@ import type { TargetConfig } from '../../src/config.js';
 import { StoreError } from '../../src/errors.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
-import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
+import type { S3Store } from '../../src/s3/s3-store.js';
 import { nodeSourceFs } from '../../src/source/source-fs.js';
 import * as fixtures from '../support/archives.js';
 import { archiveSettings, ManualClock, openTestLedger, silentLog, statOf, targetConfig, tempDir, withDeadline } from '../support/fixtures.js';
-import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
+import { getObject, listVersions, startMotoStore, type MotoServer } from '../support/moto.js';
 
 let moto: MotoServer;
 let s3: S3Client;
 let store: S3Store;
+let stopS3: () => Promise<void>;
 let buckets = 0;
 
-before(async () => {
-  moto = await startMoto();
-  s3 = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8, requestTimeoutMs: 60_000 });
-  store = new S3Store(s3);
-});
-
-after(async () => {
-  s3.destroy();
-  await moto.stop();
-});
+before(async () => ({ moto, client: s3, store, stop: stopS3 } = await startMotoStore()));
+after(() => stopS3());
 
 interface World {
   readonly root: string;

@@ -16,7 +16,7 @@ import { archiveClaimed, type ArchiveDeps, type ArchiveSettings } from '../../sr
 import { objectMetadata } from '../../src/pipeline/key-layout.js';
 import { nodeSourceFs, type SourceFile, type SourceFs } from '../../src/source/source-fs.js';
 import type { PutObjectRequest, StoredObject } from '../../src/s3/object-store.js';
-import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
+import { S3Store } from '../../src/s3/s3-store.js';
 import {
   archiveSettings,
   ManualClock,
@@ -29,7 +29,7 @@ import {
   withDeadline,
   writeFile,
 } from '../support/fixtures.js';
-import { freePort, getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
+import { freePort, getObject, listVersions, startMotoStore, storeClient, type MotoServer } from '../support/moto.js';
 
 const MIB = 1024 * 1024;
 const SETTINGS: ArchiveSettings = archiveSettings();
@@ -37,22 +37,11 @@ const SETTINGS: ArchiveSettings = archiveSettings();
 let moto: MotoServer;
 let s3: S3Client;
 let store: S3Store;
+let stopS3: () => Promise<void>;
 let buckets = 0;
 
-before(async () => {
-  moto = await startMoto();
-  s3 = storeClient(moto.endpoint);
-  store = new S3Store(s3);
-});
-
-after(async () => {
-  s3.destroy();
-  await moto.stop();
-});
-
-function storeClient(endpoint: string): S3Client {
-  return createS3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 8, requestTimeoutMs: 60_000 });
-}
+before(async () => ({ moto, client: s3, store, stop: stopS3 } = await startMotoStore()));
+after(() => stopS3());
 
 // ---------------------------------------------------------------------------------------------------------
 // One test's world: a target directory, a ledger, a bucket of its own.

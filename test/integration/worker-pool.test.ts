@@ -12,7 +12,7 @@ import type { FileRow } from '../../src/ledger/reader.js';
 import { archiveClaimed, type ArchiveDeps, type ArchiveOutcome, type ArchiveSettings } from '../../src/pipeline/archive-file.js';
 import { nodeSourceFs } from '../../src/source/source-fs.js';
 import { WorkerPool, type WorkerPoolDeps } from '../../src/pipeline/worker-pool.js';
-import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
+import type { S3Store } from '../../src/s3/s3-store.js';
 import {
   archiveSettings,
   openTestLedger,
@@ -24,25 +24,18 @@ import {
   withDeadline,
   writeFile,
 } from '../support/fixtures.js';
-import { listVersions, startMoto, type MotoServer } from '../support/moto.js';
+import { listVersions, startMotoStore, type MotoServer } from '../support/moto.js';
 
 const SETTINGS: ArchiveSettings = archiveSettings({ multipartThresholdBytes: 16 * 1024 * 1024, partSizeBytes: 8 * 1024 * 1024, maxBackoffSeconds: 1 });
 
 let moto: MotoServer;
 let s3: S3Client;
 let store: S3Store;
+let stopS3: () => Promise<void>;
 let buckets = 0;
 
-before(async () => {
-  moto = await startMoto();
-  s3 = createS3Client({ endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 16, requestTimeoutMs: 60_000 });
-  store = new S3Store(s3);
-});
-
-after(async () => {
-  s3.destroy();
-  await moto.stop();
-});
+before(async () => ({ moto, client: s3, store, stop: stopS3 } = await startMotoStore(16)));
+after(() => stopS3());
 
 interface Env {
   readonly root: string;

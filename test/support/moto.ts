@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 
 /** Dummy credentials: moto accepts any; the AWS default chain reads them from the environment. */
 export const MOTO_ENV = {
@@ -113,4 +114,32 @@ export async function getObject(
   const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
   const bytes = await response.Body?.transformToByteArray();
   return { body: Buffer.from(bytes ?? []), metadata: response.Metadata ?? {} };
+}
+
+/** A moto_server with the pipeline's own S3 client and store on it, as integration suites use them. */
+export interface MotoStore {
+  readonly moto: MotoServer;
+  readonly client: S3Client;
+  readonly store: S3Store;
+  readonly stop: () => Promise<void>;
+}
+
+/** Starts moto and an S3Store on it, with the client settings the service uses (`maxSockets` in flight). */
+export async function startMotoStore(maxSockets = 8): Promise<MotoStore> {
+  const moto = await startMoto();
+  const client = storeClient(moto.endpoint, maxSockets);
+  return {
+    moto,
+    client,
+    store: new S3Store(client),
+    stop: async () => {
+      client.destroy();
+      await moto.stop();
+    },
+  };
+}
+
+/** The service's S3 client for `endpoint` (loopback moto, or a fault proxy in front of it). */
+export function storeClient(endpoint: string, maxSockets = 8): S3Client {
+  return createS3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets, requestTimeoutMs: 60_000 });
 }

@@ -16,7 +16,7 @@ import { createLogger } from '../../src/log.js';
 import { createIgnoreMatcher } from '../../src/observe/ignore.js';
 import { Inotify, InotifyMask, type InotifyEvent } from '../../src/watch/inotify.js';
 import { Watcher, type InotifyPort, type WatchedFileSink } from '../../src/watch/watcher.js';
-import { captureLines, ManualClock, waitFor, type LogRecord } from './fixtures.js';
+import { captureLines, ManualClock, targetConfig, waitFor, type LogRecord } from './fixtures.js';
 
 /** How long any wait of the harness may take before the test fails. */
 export const WATCH_DEADLINE_MS = 8_000;
@@ -120,17 +120,7 @@ export function watchHarness(t: Pick<TestContext, 'after'>, options: WatchHarnes
   } else {
     fs.mkdirSync(targetDir, { recursive: true });
   }
-  const target: TargetConfig = {
-    path: options.targetPath?.(targetDir) ?? targetDir,
-    ignore: IGNORE,
-    bucket: 'unused',
-    prefix: '',
-    quietMs: 0,
-    extract: true,
-    keepArchive: false,
-    after: { kind: 'keep' },
-    afterKey: 'upload.after',
-  };
+  const target: TargetConfig = targetConfig({ path: options.targetPath?.(targetDir) ?? targetDir, ignore: IGNORE, bucket: 'unused' });
   const sink = new RecordingSink(target.ignore);
   const logs: LogRecord[] = [];
   const clock = new ManualClock();
