@@ -97,8 +97,17 @@ void describe('several hosts, one shared directory (two watch processes, moto)',
 
   void it('two watches with their own ledgers on one tree: each records every generation, S3 holds one version per content', async (t) => {
     const bucket = 'shared-dir';
+    // Through the proxy only for what S3 has and moto lacks: atomic conditional writes (fault-proxy.ts). On moto
+    // alone both hosts' `If-None-Match: *` PUTs of one file now and then both won: two versions, moto's race.
+    const proxy = await startFaultProxy(env.moto.endpoint);
+    t.after(() => proxy.stop());
     // settle_seconds at its shipped 30: nothing here may be taken by the scan rule, only by the close events.
-    const options = { concurrency: 4, settleSeconds: 30, uploadToml: 'multipart_threshold_mb = 5\npart_size_mb = 5' };
+    const options = {
+      concurrency: 4,
+      settleSeconds: 30,
+      uploadToml: 'multipart_threshold_mb = 5\npart_size_mb = 5',
+      endpoint: proxy.endpoint,
+    };
     const { hostA, hostB, shared } = await twoHosts(env.moto, env.services, bucket, options, options);
     for (const dir of DIRECTORIES) fs.mkdirSync(path.join(shared, dir), { recursive: true });
 

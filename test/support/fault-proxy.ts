@@ -2,6 +2,11 @@
 // answer lost after S3 committed the write, a 5xx before or after the commit, an answer held back. Everything else
 // is forwarded as is: bodies are streamed, and headers are passed on unchanged (the SDK signs the proxy's Host; moto
 // does not check signatures, so nothing needs rewriting).
+//
+// One thing it adds that S3 has and moto lacks: a conditional write is atomic. moto's threaded server checks
+// If-None-Match / If-Match, then stores, in separate steps, so two concurrent `If-None-Match: *` PUTs of one key
+// both succeed (seen in about 1 round in 20 with two 100 KB bodies): two hosts racing for one file would then
+// leave two versions, moto's fault, not theirs. The proxy lets one conditional write per key reach moto at a time.
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { finished, pipeline } from 'node:stream/promises';
@@ -39,6 +44,8 @@ export interface ProxiedRequest extends RequestView {
   faulted?: FaultKind['kind'];
   /** moto's status for this request, once moto answered (also when a fault then withheld or replaced it). */
   upstreamStatus?: number;
+  /** When (performance.now(), ms) the request was sent on to moto, and when moto's answer began. */
+  upstream?: { sentAt: number; answeredAt?: number };
 }
 
 export interface FaultProxy {
@@ -106,6 +113,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const faults: { fault: Fault; remaining: number }[] = [];
   const requests: ProxiedRequest[] = [];
   const stopping = new AbortController();
+  /** Per object key: the conditional write now at moto; the next one for the key waits for its answer. */
+  const conditionalWrites = new Map<string, Promise<void>>();
 
   function takeFault(view: RequestView): Fault | undefined {
     const index = faults.findIndex(({ fault }) => matches(fault, view));
@@ -132,7 +141,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       return;
     }
 
-    const answer = await forward(req, url);
+    const answer = await forwardAtomically(req, url, record);
     record.upstreamStatus = answer.statusCode;
     if (fault === undefined) {
       res.writeHead(answer.statusCode ?? 502, answerHeaders(answer));
@@ -162,8 +171,33 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     }
   }
 
+  /**
+   * forward(), one conditional write (If-None-Match or If-Match on an object's PUT or POST) per key at a time,
+   * as S3 commits them: held until moto's answer to the one before has begun (it stores before it answers), not
+   * until a fault lets that answer through, so a stalled answer does not stall the next writer.
+   */
+  async function forwardAtomically(req: IncomingMessage, url: URL, record: ProxiedRequest): Promise<IncomingMessage> {
+    const key = objectKeyOf(record.path);
+    const conditional = record.headers['if-none-match'] !== undefined || record.headers['if-match'] !== undefined;
+    if (key === undefined || !conditional || (record.method !== 'PUT' && record.method !== 'POST')) return forward(req, url, record);
+    const before = conditionalWrites.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const turn = before.then(() => mine);
+    conditionalWrites.set(key, turn);
+    await before;
+    try {
+      return await forward(req, url, record);
+    } finally {
+      release();
+      if (conditionalWrites.get(key) === turn) conditionalWrites.delete(key);
+    }
+  }
+
   /** Sends the request to upstream with its body streamed; resolves with upstream's answer, body unread. */
-  async function forward(req: IncomingMessage, url: URL): Promise<IncomingMessage> {
+  async function forward(req: IncomingMessage, url: URL, record: ProxiedRequest): Promise<IncomingMessage> {
+    const upstream: NonNullable<ProxiedRequest['upstream']> = { sentAt: performance.now() };
+    record.upstream = upstream;
     const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !HOP_BY_HOP.has(name)));
     const outgoing = httpRequest({
       agent,
@@ -175,7 +209,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       headers,
     });
     const response = new Promise<IncomingMessage>((resolve, reject) => {
-      outgoing.once('response', resolve);
+      outgoing.once('response', (response) => {
+        upstream.answeredAt = performance.now();
+        resolve(response);
+      });
       outgoing.once('error', reject);
     });
     // If the body fails, pipeline's rejection is the one to report; this one must not go unhandled meanwhile.
