@@ -6,7 +6,13 @@ import type { SourceFile } from '../source/source-fs.js';
 import type { ArchiveFormat } from './classify.js';
 import { ExtractionBudget, type ArchiveLimits } from './limits.js';
 import { memberPath } from './member-path.js';
-import { assertNoOverlap, openArchive, zipSpans, type ArchiveEntry } from './readers.js';
+import type { ArchiveEntry } from './readers.js';
+
+/**
+ * The readers, with yauzl and tar-stream, loaded when the first archive is read: most runs read none, and
+ * every CLI start (a one-shot reconcile, status) would otherwise pay for loading them.
+ */
+const readers = (): Promise<typeof import('./readers.js')> => import('./readers.js');
 
 /** One member as the validating pass found it: what will be stored, and the hash it must have. */
 export interface MemberPlan {
@@ -34,6 +40,7 @@ export interface ArchiveSource {
  */
 export async function inspectArchive(source: ArchiveSource, limits: ArchiveLimits): Promise<MemberPlan[]> {
   if (source.format === 'zip') {
+    const { assertNoOverlap, zipSpans } = await readers();
     const spans = await rejectingStructure(() => zipSpans(source.file, source.sizeBytes), undefined, source.format);
     // The central directory's own count: a zip declaring a million entries is refused before any inflating.
     if (spans.length > limits.maxMembers) {
@@ -88,6 +95,7 @@ export async function eachFileEntry(
   onInflated: ((bytes: number) => void) | undefined,
   visit: (member: string, entry: ArchiveEntry) => Promise<void>,
 ): Promise<void> {
+  const { openArchive } = await readers();
   const reader = await rejectingStructure(
     () => openArchive(source.file, source.format, source.sizeBytes, source.gzMemberName, onInflated),
     undefined,

@@ -42,7 +42,12 @@ export function emptyTally(): ScanTally {
  *
  * Memory does not grow with the tree: depth first, each directory streamed a batch of entries at a time
  * (opendir), so what is held is the names of the subdirectories still to visit on the current path, one
- * batch of entries, and the ledger's rows for the one directory being read.
+ * batch of entries, and the ledger's rows for the one directory being read, plus the first batch of the one
+ * directory started ahead.
+ *
+ * One directory ahead: while this thread compares a directory's files with the ledger, the next directory on
+ * the stack (a sibling, or the first child once the parent is done) is already listed and its files being
+ * lstat-ed off this thread. Without it the two took turns, each idle while the other worked.
  * @param tally counts are added here as the walk goes (a progress display reads them); returned.
  */
 export async function scanTree(
@@ -53,13 +58,38 @@ export async function scanTree(
   scope: ScanScope = {},
   tally: ScanTally = emptyTally(),
 ): Promise<ScanTally> {
+  const walk: Walk = { target, observer, log, scope, tally };
   const pending = [relDir];
-  for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
-    const subdirs = await scanDirectory(target, dir, observer, log, scope, tally);
+  const startNext = (): StartedDirectory | undefined => {
+    for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+      const started = startDirectory(walk, dir);
+      if (started) return started;
+    }
+    return undefined;
+  };
+  for (let current = startNext(); current !== undefined; ) {
+    const ahead = startNext();
+    let subdirs: string[];
+    try {
+      subdirs = await finishDirectory(walk, current);
+    } catch (error) {
+      ahead?.dir.closeSync();
+      throw error;
+    }
     // Reversed onto the stack: visited in the order listed.
     for (let i = subdirs.length - 1; i >= 0; i -= 1) pending.push(subdirs[i]!);
+    current = ahead ?? startNext();
   }
   return tally;
+}
+
+/** What every step of one walk shares. */
+interface Walk {
+  readonly target: TargetConfig;
+  readonly observer: Pick<Observer, 'isIgnoredEntry' | 'noteScanned' | 'unchangedIn'>;
+  readonly log: Logger;
+  readonly scope: ScanScope;
+  readonly tally: ScanTally;
 }
 
 /**
@@ -68,49 +98,80 @@ export async function scanTree(
  */
 const BATCH_ENTRIES = 256;
 
+/** A batch of one directory: its subdirectories, and its files with their lstat results on the way. */
+interface StartedBatch {
+  readonly subdirs: string[];
+  readonly files: readonly { readonly relPath: string }[];
+  /** lstat of `files`, in order; undefined when there are none. Never rejects unobserved (see startBatch). */
+  readonly stats: Promise<(SourceStat | StatFailure)[]> | undefined;
+  readonly more: boolean;
+}
+
+/** A directory open for streaming, its first batch read and being stat-ed. */
+interface StartedDirectory {
+  readonly relDir: string;
+  readonly absoluteDir: string;
+  readonly dir: Dir;
+  readonly first: StartedBatch;
+}
+
+/** Opens `relDir` and starts its first batch; undefined when it cannot be read (reported) or is gone. */
+function startDirectory(walk: Walk, relDir: string): StartedDirectory | undefined {
+  const dir = openDirectory(walk.target, relDir, walk.log, walk.tally);
+  if (!dir) return undefined;
+  const absoluteDir = relDir === '' ? walk.target.path : path.join(walk.target.path, relDir);
+  try {
+    return { relDir, absoluteDir, dir, first: startBatch(walk, dir, relDir, absoluteDir) };
+  } catch (error) {
+    dir.closeSync();
+    throw error;
+  }
+}
+
+/** Reads the next batch of `dir` and sends its files to be lstat-ed, off this thread. */
+function startBatch(walk: Walk, dir: Dir, relDir: string, absoluteDir: string): StartedBatch {
+  const batch = readBatch(dir, walk.target, relDir, walk.log, walk.tally);
+  const subdirs: string[] = [];
+  const files: { name: string; relPath: string }[] = [];
+  for (const entry of batch.entries) {
+    const relPath = relDir === '' ? entry.name : `${relDir}/${entry.name}`;
+    if (walk.observer.isIgnoredEntry(walk.target, relPath, entry.name)) continue;
+    if (entry.kind === 'directory') subdirs.push(relPath);
+    else if (entry.kind === 'file') files.push({ name: entry.name, relPath });
+  }
+  const stats = files.length > 0 ? lstatNames(absoluteDir, files.map((f) => f.name)) : undefined;
+  // A batch started ahead may be dropped unawaited when the walk fails before it: not an unhandled rejection.
+  stats?.catch(() => undefined);
+  return { subdirs, files, stats, more: batch.more };
+}
+
 /**
- * Observes the files of one directory; returns the names of its subdirectories (not ignored) to walk next.
- * The directory is read with opendir, a batch at a time, and each batch compared with the ledger's rows for
- * the directory, read in one index range query when the first file shows up. Those rows are held as one Map
- * for the whole directory: a merge join would hold less, but it needs the listing in name order, which
- * getdents does not give, and sorting the listing would hold all of its names instead. So a directory of a
- * million files costs its million rows while it is read, and only then.
+ * Observes the files of one started directory, batch after batch; returns the names of its subdirectories
+ * (not ignored) to walk next. Each batch is compared with the ledger's rows for the directory, read in one
+ * index range query when the first file shows up. Those rows are held as one Map for the whole directory: a
+ * merge join would hold less, but it needs the listing in name order, which getdents does not give, and
+ * sorting the listing would hold all of its names instead. So a directory of a million files costs its
+ * million rows while it is read, and only then.
  */
-async function scanDirectory(
-  target: TargetConfig,
-  relDir: string,
-  observer: Pick<Observer, 'isIgnoredEntry' | 'noteScanned' | 'unchangedIn'>,
-  log: Logger,
-  scope: ScanScope,
-  tally: ScanTally,
-): Promise<string[]> {
-  const dir = openDirectory(target, relDir, log, tally);
-  if (!dir) return [];
-  const absoluteDir = relDir === '' ? target.path : path.join(target.path, relDir);
+async function finishDirectory(walk: Walk, started: StartedDirectory): Promise<string[]> {
+  const { target, observer, log, scope, tally } = walk;
+  const { relDir, absoluteDir, dir } = started;
   const subdirs: string[] = [];
   let unchanged: ((relPath: string, stat: SourceStat) => boolean) | undefined;
   try {
-    for (let more = true; more; ) {
-      const batch = readBatch(dir, target, relDir, log, tally);
-      more = batch.more;
-      const files: { name: string; relPath: string }[] = [];
-      for (const entry of batch.entries) {
-        const relPath = relDir === '' ? entry.name : `${relDir}/${entry.name}`;
-        if (observer.isIgnoredEntry(target, relPath, entry.name)) continue;
-        if (entry.kind === 'directory') subdirs.push(relPath);
-        else if (entry.kind === 'file') files.push({ name: entry.name, relPath });
-      }
-      if (files.length > 0) {
-        // The batch is stat-ed in one call off this thread, while this thread reads the directory's ledger
-        // rows, once for the whole directory: most files of most passes are exactly as the ledger holds them.
-        const stats = lstatNames(absoluteDir, files.map((f) => f.name));
+    for (let batch: StartedBatch | undefined = started.first; batch !== undefined; ) {
+      subdirs.push(...batch.subdirs);
+      if (batch.stats) {
+        // Most files of most passes are exactly as the ledger holds them: its rows are read (once for the
+        // whole directory) while the batch's lstat calls run.
         unchanged ??= observer.unchangedIn(target, relDir);
-        const statted = await stats;
-        files.forEach(({ relPath }, i) => observeEntry(target, relPath, statted[i]!, observer, unchanged!, log, tally, scope));
+        const statted = await batch.stats;
+        batch.files.forEach(({ relPath }, i) => observeEntry(target, relPath, statted[i]!, observer, unchanged!, log, tally, scope));
       } else {
         // Let the event loop (the watcher's events, the workers) run between batches.
         await new Promise((resolve) => setImmediate(resolve));
       }
+      batch = batch.more ? startBatch(walk, dir, relDir, absoluteDir) : undefined;
     }
   } finally {
     dir.closeSync();
