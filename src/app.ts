@@ -17,7 +17,7 @@ import { Observer } from './observe/observer.js';
 import { carryOutAfterAction } from './pipeline/after-action.js';
 import { parseAfterAction } from './pipeline/after-plan.js';
 import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js';
-import { nodeSourceFs } from './source/source-fs.js';
+import { nodeSourceDirs, nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
 import { formatFailures, formatStory, formatSummary } from './status.js';
@@ -455,6 +455,7 @@ async function watchWith(
     targets: config.targets,
     observer,
     log,
+    dirs: nodeSourceDirs,
     createInotify: (onEvents) => new Inotify(onEvents),
     onRescanNeeded: (reason) => reconciler.scanInBackground(reason),
     onOverflow: () => core.metrics.inotifyOverflow(),

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { constants, promises as fsp, type BigIntStats } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { constants, opendirSync, promises as fsp, type BigIntStats, type Dirent } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../errors.js';
@@ -28,6 +29,17 @@ export interface SourceFile {
    */
   writerProbe(): WriterProbe;
   close(): Promise<void>;
+}
+
+/** Directories as the walks (the watcher's, a pass's) see them. */
+export interface SourceDirs {
+  /**
+   * The names of the subdirectories of `dir` (symlinks to directories are not among them), read with opendir a
+   * buffer at a time: a directory of a million files is never held whole. Names that are not valid UTF-8 are
+   * left out (they cannot become S3 keys; the scanner reports them). Nothing when `dir` cannot be read, gone or
+   * refused (EACCES): a pass's scan reports an unreadable directory, and a listing of it is tried again then.
+   */
+  subdirectories(dir: string): Iterable<string>;
 }
 
 /** The filesystem as the worker sees it. */
@@ -117,6 +129,32 @@ export const nodeSourceFs: SourceFs = {
     } catch (error) {
       if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
       throw error;
+    }
+  },
+};
+
+/** SourceDirs on node:fs. */
+export const nodeSourceDirs: SourceDirs = {
+  *subdirectories(dir) {
+    let handle;
+    try {
+      handle = opendirSync(dir, { encoding: 'buffer' as BufferEncoding });
+    } catch {
+      return;
+    }
+    try {
+      for (;;) {
+        let entry: Dirent<Buffer> | null;
+        try {
+          entry = handle.readSync() as Dirent<Buffer> | null;
+        } catch {
+          return; // EIO mid-listing: what was read stands, the scan reports the rest
+        }
+        if (entry === null) return;
+        if (entry.isDirectory() && isUtf8(entry.name)) yield entry.name.toString('utf8');
+      }
+    } finally {
+      handle.closeSync();
     }
   },
 };

@@ -1,10 +1,9 @@
-import { isUtf8 } from 'node:buffer';
-import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { errnoCode } from '../errors.js';
 import type { Observer } from '../observe/observer.js';
+import type { SourceDirs } from '../source/source-fs.js';
 import { InotifyMask as M, type InotifyEvent } from './inotify.js';
 
 /** The slice of the inotify binding the watcher uses. */
@@ -39,6 +38,8 @@ export interface WatcherDeps {
   readonly targets: readonly TargetConfig[];
   readonly observer: WatchedFileSink & Pick<Observer, 'isIgnored'>;
   readonly log: Logger;
+  /** Lists the directories to watch below each watched one. */
+  readonly dirs: SourceDirs;
   readonly createInotify: (onEvents: (events: InotifyEvent[]) => void) => InotifyPort;
   /** Something was missed (overflow, watch limit, an unmount): a full rescan must run. */
   readonly onRescanNeeded: (reason: string) => void;
@@ -445,7 +446,7 @@ export class Watcher {
     const pending = [relDir];
     for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
       if (!this.addWatch(target, dir, walk, before)) continue;
-      for (const name of this.subdirectories(target, dir)) {
+      for (const name of this.deps.dirs.subdirectories(path.join(target.path, dir))) {
         const child = dir === '' ? name : `${dir}/${name}`;
         if (!this.deps.observer.isIgnored(target, child)) pending.push(child);
       }
@@ -557,16 +558,6 @@ export class Watcher {
     const state = this.states.get(target);
     if (!state) throw new Error(`watcher: unknown target ${target.path}`);
     return state;
-  }
-
-  private subdirectories(target: TargetConfig, relDir: string): string[] {
-    try {
-      return readdirSync(path.join(target.path, relDir), { withFileTypes: true, encoding: 'buffer' })
-        .filter((entry) => entry.isDirectory() && isUtf8(entry.name))
-        .map((entry) => entry.name.toString('utf8'));
-    } catch {
-      return [];
-    }
   }
 
   /** A directory moved away keeps its watches in the kernel, pointing outside the target: drop them. */

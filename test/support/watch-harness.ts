@@ -14,6 +14,7 @@ import type { TestContext } from 'node:test';
 import type { TargetConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { createIgnoreMatcher } from '../../src/observe/ignore.js';
+import { nodeSourceDirs } from '../../src/source/source-fs.js';
 import { Inotify, InotifyMask, type InotifyEvent } from '../../src/watch/inotify.js';
 import { Watcher, type InotifyPort, type WatchedFileSink } from '../../src/watch/watcher.js';
 import { captureLines, ManualClock, targetConfig, waitFor, type LogRecord } from './fixtures.js';
@@ -129,6 +130,7 @@ export function watchHarness(t: Pick<TestContext, 'after'>, options: WatchHarnes
     targets: [target],
     observer: sink,
     log: createLogger('debug', captureLines(logs)),
+    dirs: nodeSourceDirs,
     createInotify: options.createInotify ?? ((onEvents) => new Inotify(onEvents)),
     onRescanNeeded: (reason) => rescans.push(reason),
     now: clock.now,
