@@ -125,11 +125,12 @@ interface Core {
   /** Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. */
   recover: () => void;
   /**
-   * Start-up: carries out the after-archive actions (delete, move) a stopped process recorded as due but did
-   * not finish (a crash between the archive's commit and the unlink or rename). Each is a step of its file's
-   * story that says so.
+   * At start and after every pass: carries out the after-archive actions (delete, move) a stopped process
+   * recorded as due but did not finish (a crash between the archive's commit and the unlink or rename), and
+   * tries again those that failed (a taken name, EACCES, EXDEV the operator may have fixed). Each is a step of
+   * its file's story that says so.
    */
-  finishDueAfterActions: () => Promise<void>;
+  finishDueAfterActions: (when: 'at start' | 'after a pass') => Promise<void>;
   /** Where the core reports what it does (noMetrics unless `[metrics]` is on). */
   metrics: Metrics;
   /** Start-up: aborts the multipart uploads processes that are gone left open (pipeline/abandoned-uploads.ts). */
@@ -305,20 +306,21 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
       if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     },
-    async finishDueAfterActions() {
+    async finishDueAfterActions(when) {
       if (dryRun) return;
       const due = ledger.adoptDueAfterActions(owner, (rowOwner) => isOwnerAlive(rowOwner, probe));
-      if (due.length === 0) return;
-      log.warn({ due: due.length }, 'after-archive actions a stopped process left due: finishing them');
+      const left = due.filter((row) => row.previousFailure === undefined).length;
+      if (left > 0) log.warn({ due: left }, 'after-archive actions a stopped process left due: finishing them');
+      if (due.length > left) log.debug({ failed: due.length - left }, 'after-archive actions that failed: trying them again');
       for (const row of due) {
-        const recovery = `finished at start after ${row.previousOwner} stopped`;
+        const recovery = row.previousFailure === undefined ? `finished ${when} after ${row.previousOwner} stopped` : undefined;
         const action = parseAfterAction(row.action);
         if (!action) {
-          ledger.settleAfterAction(row.fileId, owner, 'failed', `unknown action ${JSON.stringify(row.action)}; source kept (${recovery})`);
+          ledger.settleAfterAction(row.fileId, owner, 'failed', `unknown action ${JSON.stringify(row.action)}; source kept${recovery ? ` (${recovery})` : ''}`);
           continue;
         }
         await carryOutAfterAction(
-          { fileId: row.fileId, owner, target: row.target, relPath: row.relPath, action, hashed: row.hashed, recovery },
+          { fileId: row.fileId, owner, target: row.target, relPath: row.relPath, action, hashed: row.hashed, recovery, previousFailure: row.previousFailure },
           { ledger, source: nodeSourceFs, log, targetFor: (targetPath) => targets.get(targetPath) },
         );
       }
@@ -442,7 +444,7 @@ async function watchWith(
     await assertBucketsUsable(store, config, log);
     endpoint?.startHeartbeat(ping);
     core.recover();
-    await core.finishDueAfterActions();
+    await core.finishDueAfterActions('at start');
   } catch (error) {
     // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.
     await endpoint?.close();
@@ -473,9 +475,12 @@ async function watchWith(
     checkLedger();
     watcher.heal();
   };
+  // After every pass, in the background: the after-archive actions that failed are tried again (the stop waits).
+  let afterActions = Promise.resolve();
   core.passHooks.afterPass = () => {
     ledger.recordServiceState('watch', watcher.health());
     pruneHistory(ledger, config.ledger.historyDays, log);
+    afterActions = afterActions.then(() => core.finishDueAfterActions('after a pass')).catch(fail);
   };
   const ledgerCheck = setInterval(checkLedger, LEDGER_CHECK_MS);
   const signals = listenForSignals(log);
@@ -515,6 +520,7 @@ async function watchWith(
     // After a fatal error (the ledger is gone or failing) nothing in hand can be recorded: abandon it at once.
     const graceMs = code === 0 ? config.upload.stopGraceMs : 0;
     await stopWorkers(core, log, graceMs, signals.now);
+    await afterActions;
     if (!cleanedUp) {
       // Still waiting on S3 (slow or unreachable): the stop is not held up by it; the ledger keeps the records.
       log.info('stopping: the start-up multipart cleanup is cut short; the next start finishes it');
@@ -588,7 +594,7 @@ export async function runReconcileOnce(
   try {
     warnAboutRuntime(log);
     core.recover();
-    await core.finishDueAfterActions();
+    await core.finishDueAfterActions('at start');
     if (!options.dryRun) pool.start();
     const tally = await reconciler.scan('command');
     if (!options.dryRun) {
@@ -767,7 +773,11 @@ export function runStatus(request: StatusRequest): { code: number; stdout: strin
     const summary = reader.status();
     if (request.failed) {
       const rows = reader.failures(FAILURES_LISTED);
-      return print({ ...summary, failed: rows }, formatFailures(rows, summary.counts));
+      const failedAfterActions = reader.failedAfterActions(FAILURES_LISTED);
+      return print(
+        { ...summary, failed: rows, failedAfterActions },
+        formatFailures(rows, summary.counts, failedAfterActions, summary.afterActionsFailed),
+      );
     }
     return print(summary, formatSummary(summary));
   } finally {

@@ -37,15 +37,17 @@ export interface RecordedObject {
 /** How an after-archive action ended: carried out, not needed or not allowed (see planAfterAction), or an error. */
 export type AfterOutcome = 'done' | 'skipped' | 'failed';
 
-/** An after-archive action a stopped process left due, taken over by this one. */
+/** An after-archive action a stopped process left due, or one that failed, taken over by this one. */
 export interface DueAfterAction {
   readonly fileId: number;
   /** As formatAfterAction wrote it: `delete` or `move:/abs/dir`. */
   readonly action: string;
   /** This process, which now owes it. */
   readonly owner: string;
-  /** The stopped process that archived the generation. */
+  /** The stopped process that archived the generation, or the one whose attempt failed. */
   readonly previousOwner: string;
+  /** Why the last attempt failed (its recorded detail), when this is a retry of a failed action. */
+  readonly previousFailure: string | undefined;
   readonly dueAt: number;
   readonly target: string;
   readonly relPath: string;
@@ -414,25 +416,35 @@ export class Ledger {
   }
 
   /**
-   * Takes over the after-archive actions whose owner is verifiably gone (a crash between the archive's commit
-   * and the unlink or rename): they become `owner`'s, to carry out now. Called once when a process starts,
-   * like recoverAbandoned; a live process's due actions (it is carrying them out) are left alone.
+   * Takes over the after-archive actions owed and not in hand: those left due by an owner verifiably gone (a
+   * crash between the archive's commit and the unlink or rename), and those that failed (a taken name, EXDEV,
+   * EACCES: the operator may have fixed it since). They become `owner`'s, due, to carry out now. Called when a
+   * process starts and after every pass; a live process's due actions (it is carrying them out) are left alone,
+   * and two processes never take the same one (one transaction).
    */
   adoptDueAfterActions(owner: string, isOwnerAlive: (owner: string) => boolean): DueAfterAction[] {
     return this.db.transaction(() => {
-      const rows = this.stmt(
-        `SELECT a.file_id AS fileId, a.action, a.owner, a.due_at AS dueAt, f.target, f.rel_path AS relPath,
-         f.size_bytes AS sizeBytes, f.mtime_ms AS mtimeMs, f.inode, CAST(f.ctime_ns AS TEXT) AS ctimeNs
-         FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = 'due' ORDER BY a.file_id`,
-      ).all() as (Omit<DueAfterAction, 'hashed' | 'previousOwner'> & { owner: string } & Omit<FileStat, 'ctimeNs'> & { ctimeNs: string })[];
-      const adopted = rows.filter((row) => row.owner !== owner && !isOwnerAlive(row.owner));
-      const take = this.stmt(`UPDATE after_actions SET owner = ? WHERE file_id = ? AND state = 'due' AND owner = ?`);
-      for (const row of adopted) take.run(owner, row.fileId, row.owner);
-      return adopted.map(({ fileId, action, owner: previousOwner, dueAt, target, relPath, sizeBytes, mtimeMs, inode, ctimeNs }) => ({
+      // Two partial-index reads (due, failed), never a scan of the actions done over the years.
+      const select = (state: 'due' | 'failed') =>
+        this.stmt(
+          `SELECT a.file_id AS fileId, a.action, a.owner, a.state, a.detail, a.due_at AS dueAt, f.target, f.rel_path AS relPath,
+           f.size_bytes AS sizeBytes, f.mtime_ms AS mtimeMs, f.inode, CAST(f.ctime_ns AS TEXT) AS ctimeNs
+           FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = '${state}' ORDER BY a.file_id`,
+        ).all() as (Omit<DueAfterAction, 'hashed' | 'previousOwner' | 'previousFailure'> & { owner: string; state: 'due' | 'failed'; detail: string | null } & Omit<FileStat, 'ctimeNs'> & { ctimeNs: string })[];
+      const adopted = [
+        ...select('due').filter((row) => row.owner !== owner && !isOwnerAlive(row.owner)),
+        ...select('failed'),
+      ];
+      const take = this.stmt(
+        `UPDATE after_actions SET owner = ?, state = 'due', settled_at = NULL WHERE file_id = ? AND state = ? AND owner = ?`,
+      );
+      for (const row of adopted) take.run(owner, row.fileId, row.state, row.owner);
+      return adopted.map(({ fileId, action, owner: previousOwner, state, detail, dueAt, target, relPath, sizeBytes, mtimeMs, inode, ctimeNs }) => ({
         fileId,
         action,
         owner,
         previousOwner,
+        previousFailure: state === 'failed' ? (detail ?? 'failed') : undefined,
         dueAt,
         target,
         relPath,
@@ -443,14 +455,20 @@ export class Ledger {
 
   /**
    * Records how a due after-archive action ended, as a step of the file's story (a history row). Only the
-   * owner of a due action may settle it. @returns false (nothing written) when it was not due under `owner`.
+   * owner of a due action may settle it. A retry that fails again for the same reason (`detail` unchanged)
+   * adds no history row: a name taken for a month is one step of the story, not one per pass.
+   * @returns false (nothing written) when it was not due under `owner`.
    */
   settleAfterAction(fileId: number, owner: string, outcome: AfterOutcome, detail: string): boolean {
     return this.db.transaction(() => {
+      const before = this.stmt(`SELECT detail FROM after_actions WHERE file_id = ? AND state = 'due' AND owner = ?`).get(fileId, owner) as
+        | { detail: string | null }
+        | undefined;
       const { changes } = this.stmt(
         `UPDATE after_actions SET state = ?, detail = ?, settled_at = ? WHERE file_id = ? AND state = 'due' AND owner = ?`,
       ).run(outcome, detail, this.now(), fileId, owner);
-      if (changes === 1) this.addHistory(fileId, 'archived', 'archived', `after: ${detail}`);
+      const repeated = outcome === 'failed' && before?.detail === detail;
+      if (changes === 1 && !repeated) this.addHistory(fileId, 'archived', 'archived', `after: ${detail}`);
       return changes === 1;
     }).immediate();
   }
