@@ -55,6 +55,17 @@ export class LedgerReplacedError extends SftppushError {
   }
 }
 
+/**
+ * The disk (or quota) under the ledger is full: SQLite answered SQLITE_FULL and rolled the write back, so the
+ * ledger stays consistent but cannot record. The service stops (exit 1, for systemd to restart it once there
+ * is room); nothing is lost: what was not recorded is found again by the next start's scan.
+ */
+export class LedgerFullError extends SftppushError {
+  constructor(file: string, options: { cause: unknown }) {
+    super('E_LEDGER_FULL', `ledger ${file}: the disk is full (SQLITE_FULL, ENOSPC): free space on its filesystem, then restart`, options);
+  }
+}
+
 /** The source file changed or was replaced while it was being read or uploaded. */
 export class SourceChangedError extends SftppushError {
   constructor(relPath: string, detail: string) {

@@ -1,7 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { LedgerReplacedError, SftppushError } from '../errors.js';
+import { errnoCode, LedgerFullError, LedgerReplacedError, SftppushError } from '../errors.js';
 import { applyMigrations, readMigrations } from './migrations.js';
 import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
 import { FILE_COLUMNS, LedgerReader, type FileRow, type ReconcileScope } from './reader.js';
@@ -249,7 +249,7 @@ export class Ledger {
     // Most observations (every file of every rescan) change nothing: decide on a plain read first, and take
     // the write lock only to act, deciding again inside it.
     if (decideObservation(this.latestGeneration(target, relPath), stat).kind === 'unchanged') return 'unchanged';
-    return this.db.transaction((): ObserveOutcome => {
+    return this.write((): ObserveOutcome => {
       const latest = this.latestGeneration(target, relPath);
       const decision = decideObservation(latest, stat);
       const now = this.now();
@@ -282,7 +282,7 @@ export class Ledger {
           this.stmt(`UPDATE files SET ctime_ns = ? WHERE id = ?`).run(stat.ctimeNs, latest!.id);
           return 'unchanged';
       }
-    }).immediate();
+    });
   }
 
   /**
@@ -341,7 +341,7 @@ export class Ledger {
   }
 
   private claimNextTransaction(owner: string): ClaimedFile | undefined {
-    return this.db.transaction((): ClaimedFile | undefined => {
+    return this.write((): ClaimedFile | undefined => {
       const due = this.dueWindow();
       const row =
         (this.stmt(
@@ -361,7 +361,7 @@ export class Ledger {
       return this.stmt(
         `SELECT id, owner, target, rel_path AS relPath, generation, attempts FROM files WHERE id = ?`,
       ).get(row.id) as ClaimedFile;
-    }).immediate();
+    });
   }
 
   /**
@@ -370,7 +370,7 @@ export class Ledger {
    */
   markArchived(claim: ClaimRef, stat: FileStat, sha256: string, proof: ArchiveProof, afterAction?: string): { dirty: boolean } {
     const { id } = claim;
-    return this.db.transaction(() => {
+    return this.write(() => {
       const now = this.now();
       const { dirty } = this.stmt(`SELECT dirty FROM files WHERE id = ?`).get(id) as { dirty: number };
       if (proof.kind === 'duplicate') {
@@ -403,7 +403,7 @@ export class Ledger {
         );
       }
       return { dirty: dirty === 1 };
-    }).immediate();
+    });
   }
 
   /** A duplicate's original as an operator knows it: its generation and when it was archived, not its row id. */
@@ -423,7 +423,7 @@ export class Ledger {
    * and two processes never take the same one (one transaction).
    */
   adoptDueAfterActions(owner: string, isOwnerAlive: (owner: string) => boolean): DueAfterAction[] {
-    return this.db.transaction(() => {
+    return this.write(() => {
       // Two partial-index reads (due, failed), never a scan of the actions done over the years.
       const select = (state: 'due' | 'failed') =>
         this.stmt(
@@ -450,7 +450,7 @@ export class Ledger {
         relPath,
         hashed: { sizeBytes, mtimeMs, inode, ctimeNs: BigInt(ctimeNs) },
       }));
-    }).immediate();
+    });
   }
 
   /**
@@ -460,7 +460,7 @@ export class Ledger {
    * @returns false (nothing written) when it was not due under `owner`.
    */
   settleAfterAction(fileId: number, owner: string, outcome: AfterOutcome, detail: string): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const before = this.stmt(`SELECT detail FROM after_actions WHERE file_id = ? AND state = 'due' AND owner = ?`).get(fileId, owner) as
         | { detail: string | null }
         | undefined;
@@ -470,7 +470,7 @@ export class Ledger {
       const repeated = outcome === 'failed' && before?.detail === detail;
       if (changes === 1 && !repeated) this.addHistory(fileId, 'archived', 'archived', `after: ${detail}`);
       return changes === 1;
-    }).immediate();
+    });
   }
 
   /**
@@ -497,14 +497,14 @@ export class Ledger {
    * copy of its original bytes under the quarantine prefix, when one was stored, to the row's objects.
    */
   markQuarantined(claim: ClaimRef, reason: string, original?: ArchivedObject, stat?: FileStat): void {
-    this.db.transaction(() => {
+    this.write(() => {
       this.move(claim.id, 'working', 'quarantined', reason, 'owner = NULL, last_error = @reason, next_attempt_at = NULL', {
         reason,
       }, claim.owner);
       if (original) this.insertObject(claim.id, original, this.now());
       // The stat of the bytes judged: the next scan sees them as they are, not as a new generation to judge again.
       if (stat) this.setStat(claim.id, stat);
-    }).immediate();
+    });
   }
 
   /**
@@ -515,7 +515,7 @@ export class Ledger {
    * @throws LedgerConflictError when the row is no longer this claim's.
    */
   reserveKeys(claim: ClaimedFile, planned: readonly PlannedObject[]): KeyHolder | undefined {
-    return this.db.transaction((): KeyHolder | undefined => {
+    return this.write((): KeyHolder | undefined => {
       this.assertHeld(claim);
       for (const object of planned) {
         const holder = this.keyHolder(claim, object.bucket, object.key);
@@ -529,7 +529,7 @@ export class Ledger {
         insert.run(claim.id, object.member ?? null, object.bucket, object.key, object.sha256, object.sizeBytes);
       }
       return undefined;
-    }).immediate();
+    });
   }
 
   private keyHolder(claim: ClaimedFile, bucket: string, key: string): KeyHolder | undefined {
@@ -553,10 +553,10 @@ export class Ledger {
    * @throws LedgerConflictError when the row is no longer this claim's.
    */
   recordObject(claim: ClaimRef, object: ArchivedObject, member: string | undefined): void {
-    this.db.transaction(() => {
+    this.write(() => {
       this.assertHeld(claim);
       this.insertObject(claim.id, object, this.now(), member);
-    }).immediate();
+    });
   }
 
   /** The objects recorded for a generation so far, by key: what a resumed archive need not write again. */
@@ -574,12 +574,12 @@ export class Ledger {
    */
   discardObjects(claim: ClaimRef, objects: readonly RecordedMember[], reason: string): void {
     if (objects.length === 0) return;
-    this.db.transaction(() => {
+    this.write(() => {
       this.assertHeld(claim);
       const remove = this.stmt(`DELETE FROM objects WHERE id = ? AND file_id = ?`);
       for (const object of objects) remove.run(object.id, claim.id);
       this.addHistory(claim.id, 'working', 'working', `${objects.length} objects withdrawn: ${reason}`);
-    }).immediate();
+    });
   }
 
   private assertHeld(claim: ClaimRef): void {
@@ -596,12 +596,12 @@ export class Ledger {
    * if ever. @throws LedgerConflictError when the row is no longer this claim's.
    */
   private release(claim: ClaimRef, to: FileState, reason: string, nextAttemptAt: number | null = null): void {
-    this.db.transaction(() =>
+    this.write(() =>
       this.move(claim.id, 'working', to, reason, 'owner = NULL, last_error = @reason, next_attempt_at = @nextAttemptAt', {
         reason,
         nextAttemptAt,
       }, claim.owner),
-    ).immediate();
+    );
   }
 
   /**
@@ -611,7 +611,7 @@ export class Ledger {
    * true whenever it cannot prove the owner gone.
    */
   recoverAbandoned(isOwnerAlive: (owner: string) => boolean): number {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const rows = this.stmt(`SELECT id, owner FROM files WHERE state = 'working'`).all() as {
         id: number;
         owner: string | null;
@@ -621,7 +621,7 @@ export class Ledger {
         this.move(row.id, 'working', 'pending', `recovered after ${row.owner ?? 'unknown owner'} stopped`, 'owner = NULL');
       }
       return abandoned.length;
-    }).immediate();
+    });
   }
 
   /**
@@ -670,7 +670,7 @@ export class Ledger {
    * its object missing from S3 or replaced by other content. The worker's write gate then restores it.
    */
   reopen(fileId: number, reason: string): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const now = this.now();
       const { lastInsertRowid, changes } = this.stmt(
         `INSERT INTO files (target, rel_path, generation, size_bytes, mtime_ms, inode, ctime_ns, state, created_at, updated_at)
@@ -682,7 +682,7 @@ export class Ledger {
       // A newer generation appeared meanwhile (the watcher saw new content): it will be archived anyway.
       if (changes === 1) this.addHistory(Number(lastInsertRowid), null, 'pending', reason);
       return changes === 1;
-    }).immediate();
+    });
   }
 
   /**
@@ -746,16 +746,23 @@ export class Ledger {
   }
 
   beginReconcile(reason: string, scope?: ReconcileScope): number {
-    const { lastInsertRowid } = this.stmt(
-      `INSERT INTO reconcile_runs (reason, started_at, scope, partial) VALUES (?, ?, ?, ?)`,
-    ).run(reason, this.now(), scope ? JSON.stringify(scope) : null, scope?.partial || scope?.dryRun ? 1 : 0);
+    const { lastInsertRowid } = this.write(() =>
+      this.stmt(`INSERT INTO reconcile_runs (reason, started_at, scope, partial) VALUES (?, ?, ?, ?)`).run(
+        reason,
+        this.now(),
+        scope ? JSON.stringify(scope) : null,
+        scope?.partial || scope?.dryRun ? 1 : 0,
+      ),
+    );
     return Number(lastInsertRowid);
   }
 
   finishReconcile(runId: number, tally: ReconcileTally, error?: string): void {
-    this.stmt(
-      `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
-    ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
+    this.write(() =>
+      this.stmt(
+        `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
+      ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId),
+    );
   }
 
   /**
@@ -765,8 +772,9 @@ export class Ledger {
    * @returns the rows deleted; fewer than `maxRows` means none older is left.
    */
   pruneHistory(beforeMs: number, maxRows: number): number {
-    return this.stmt(`DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < ? ORDER BY at LIMIT ?)`).run(beforeMs, maxRows)
-      .changes;
+    return this.write(
+      () => this.stmt(`DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < ? ORDER BY at LIMIT ?)`).run(beforeMs, maxRows).changes,
+    );
   }
 
   /** A multipart upload was opened: until forgetOpenUpload, a crash leaves it to the next start to abort. */
@@ -775,7 +783,7 @@ export class Ledger {
   }
 
   forgetOpenUpload(uploadId: string): void {
-    this.stmt(`DELETE FROM service_state WHERE name = ?`).run(`${OPEN_UPLOAD}${uploadId}`);
+    this.write(() => this.stmt(`DELETE FROM service_state WHERE name = ?`).run(`${OPEN_UPLOAD}${uploadId}`));
   }
 
   /** Every multipart upload recorded open, by any process that used this ledger. */
@@ -788,10 +796,12 @@ export class Ledger {
 
   /** Records one piece of the service's own state (JSON) for `status`, replacing the previous value. */
   recordServiceState(name: string, value: unknown): void {
-    this.stmt(
-      `INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?)
-       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-    ).run(name, JSON.stringify(value), this.now());
+    this.write(() =>
+      this.stmt(
+        `INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+      ).run(name, JSON.stringify(value), this.now()),
+    );
   }
 
   private latestGeneration(target: string, relPath: string): LatestGeneration | undefined {
@@ -867,6 +877,20 @@ export class Ledger {
       now,
       member ?? null,
     );
+  }
+
+  /**
+   * Runs `fn` as one write transaction (BEGIN IMMEDIATE). Every write of the ledger goes through here, so a
+   * disk that cannot take it is one typed error naming the file, whichever write met it first.
+   * @throws LedgerFullError (SQLITE_FULL: the disk or the quota is full; SQLite rolled the transaction back).
+   */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (error) {
+      if (errnoCode(error) === 'SQLITE_FULL') throw new LedgerFullError(this.file, { cause: error });
+      throw error;
+    }
   }
 
   private stmt(sql: string): BetterSqlite3.Statement {
