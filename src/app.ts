@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { assertTargetsExist, prepareAfterDirectories, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
-import { ConfigError, describeCause, SftppushError, StoreError } from './errors.js';
+import { ConfigError, describeCause, findCause, NotS3AnswerError, SftppushError, StoreError } from './errors.js';
 import { abortAbandonedUploads } from './pipeline/abandoned-uploads.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
@@ -400,8 +400,9 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
 /**
  * Start-up checks of a service (issue 10): a missing or denied bucket, or a policy under which S3 answers
  * 403 for a missing key (every write gate's HEAD would fail forever), stops it now, naming the bucket and the
- * permission. An endpoint that cannot be asked now is not fatal: the service starts and files wait in retry.
- * @throws SftppushError E_S3_ACCESS (exit 1).
+ * permission; so does an endpoint where something other than S3 answers (an HTML page), naming the endpoint.
+ * An endpoint that cannot be asked now is not fatal: the service starts and files wait in retry.
+ * @throws SftppushError E_S3_ACCESS, NotS3AnswerError E_S3_NOT_S3 (exit 1).
  */
 async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logger): Promise<void> {
   const prefixes = new Map<string, string>();
@@ -411,6 +412,9 @@ async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logg
     try {
       problem = await store.checkAccess(bucket, prefix);
     } catch (error) {
+      // Something answers at the endpoint, and it is not S3: waiting will not change that.
+      const notS3 = findCause(error, NotS3AnswerError);
+      if (notS3) throw notS3;
       log.warn({ bucket, error: describeCause(error) }, 'S3 cannot be reached now: starting anyway, files wait in retry');
       continue;
     }

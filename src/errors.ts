@@ -33,6 +33,33 @@ export class StoreError extends SftppushError {
 }
 
 /**
+ * The endpoint answered, but not as S3 does: an HTML page (a proxy's error page, a captive portal, a web server
+ * at a wrong endpoint URL) with none of S3's request-id headers. Not an outage that passes by itself: the
+ * configuration or the network path needs an operator. Named by the endpoint, the HTTP status and the type.
+ */
+export class NotS3AnswerError extends SftppushError {
+  constructor(
+    readonly endpoint: string,
+    readonly status: number,
+    readonly contentType: string,
+  ) {
+    super(
+      'E_S3_NOT_S3',
+      `endpoint ${endpoint} does not answer as S3: HTTP ${status} ${contentType} without S3's request id ` +
+        '(a proxy or a web server answers there: check [s3] endpoint, proxy settings and the network path)',
+    );
+  }
+}
+
+/** The first error of `error`'s cause chain (itself included) that is a `type`, if any. */
+export function findCause<T extends Error>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 10; at = at.cause, depth += 1) {
+    if (at instanceof type) return at;
+  }
+  return undefined;
+}
+
+/**
  * The process is stopping and abandoned this upload, or a request of the same step (the grace period ran
  * out, or a second signal): its multipart upload is aborted, nothing was completed. The row is given back,
  * not counted as a failure.
