@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { assertTargetsExist, prepareAfterDirectories, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
-import { ConfigError, describeCause, findCause, NotS3AnswerError, SftppushError, StoreError } from './errors.js';
+import { ConfigError, describeCause, findCause, InterruptedError, NotS3AnswerError, SftppushError, StoreError } from './errors.js';
 import { abortAbandonedUploads } from './pipeline/abandoned-uploads.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
@@ -571,12 +571,22 @@ export async function runReconcileOnce(
   if (!options.dryRun) prepareAfterDirectories(config);
   const partial = options.sinceMs !== undefined || options.targetsPartial;
   const subtrees = options.subtrees ?? config.targets.map((target) => ({ target, relDir: '' }));
+  // SIGTERM/SIGINT: the walk stops, the uploads in hand get the grace period, the pass is recorded interrupted.
+  const signals = listenForSignals(log);
+  const interrupt = new AbortController();
+  const interrupted = signals.stop.then((signal): never => {
+    const error = new InterruptedError(signal, 'reconcile');
+    interrupt.abort(error);
+    throw error;
+  });
+  interrupted.catch(() => undefined);
+  const untilInterrupted = <T>(work: Promise<T>): Promise<T> => Promise.race([work, interrupted]);
   const core = buildCore(config, log, {
     role: 'reconcile',
     // Runs beside a watch: the watch's rows are its own as long as it holds the lock.
     otherWatchHoldsLock: () => InstanceLock.isHeld(config.ledger.path),
     onFatal: (error) => (fatalError = error),
-    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees },
+    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees, signal: interrupt.signal },
     settleMs: options.settleSeconds === undefined ? undefined : options.settleSeconds * 1000,
     // A one-shot pass serves no endpoint: its summary is its report.
     metrics: noMetrics,
@@ -600,21 +610,21 @@ export async function runReconcileOnce(
     core.recover();
     await core.finishDueAfterActions('at start');
     if (!options.dryRun) pool.start();
-    const tally = await reconciler.scan('command');
+    const tally = await untilInterrupted(reconciler.scan('command'));
     if (!options.dryRun) {
       // Files in scope still settling are waited for, not skipped (the progress says so).
       progress.phase(tally.filesWaiting > 0 ? `waiting for ${tally.filesWaiting} file(s) to settle` : 'uploading');
-      await observer.settled();
-      await pool.drained();
+      await untilInterrupted(observer.settled());
+      await untilInterrupted(pool.drained());
     }
     const sinceMs = options.sinceMs ?? 0;
     const verify = options.verify
-      ? await verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun })
+      ? await untilInterrupted(verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun }))
       : undefined;
     if (verify && verify.findings.length > 0 && !options.dryRun) {
       core.queued.count += verify.findings.length;
       pool.wake();
-      await pool.drained();
+      await untilInterrupted(pool.drained());
     }
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
@@ -658,12 +668,21 @@ export async function runReconcileOnce(
     const unseen = tally.dirsUnreadable + tally.entriesSkipped;
     const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || unseen > 0 ? 1 : 0;
     return { code, summary };
+  } catch (error) {
+    if (error instanceof InterruptedError) {
+      progress.stop();
+      observer.close();
+      await stopWorkers(core, log, config.upload.stopGraceMs, signals.now);
+      log.warn({ signal: error.signal, uploaded: core.outcomes.archived, ms: Date.now() - started }, 'reconcile interrupted');
+    }
+    throw error;
   } finally {
     progress.stop();
     observer.close();
     await pool.stop();
     core.closeS3();
     ledger.close();
+    signals.remove();
   }
 }
 
@@ -680,15 +699,15 @@ function warnAboutRuntime(log: Logger): void {
  * uploads in hand). A third: exit 1 at once, for an abort S3 does not answer. SIGHUP: configuration is read
  * at start only, so it is logged and ignored (its default would kill the service mid-upload).
  */
-function listenForSignals(log: Logger): { stop: Promise<void>; now: Promise<void>; remove: () => void } {
+function listenForSignals(log: Logger): { stop: Promise<NodeJS.Signals>; now: Promise<void>; remove: () => void } {
   let received = 0;
-  let stop = (): void => undefined;
+  let stop = (_signal: NodeJS.Signals): void => undefined;
   let now = (): void => undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     received += 1;
     if (received === 1) {
       log.info({ signal }, 'stopping: finishing files in hand (a second signal aborts them)');
-      stop();
+      stop(signal);
     } else if (received === 2) {
       log.warn({ signal }, 'second signal: aborting the uploads in hand');
       now();
@@ -704,7 +723,7 @@ function listenForSignals(log: Logger): { stop: Promise<void>; now: Promise<void
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
   return {
-    stop: new Promise((resolve) => (stop = resolve)),
+    stop: new Promise<NodeJS.Signals>((resolve) => (stop = resolve)),
     now: new Promise((resolve) => (now = resolve)),
     remove() {
       process.removeListener('SIGTERM', onSignal);

@@ -73,6 +73,19 @@ export class UploadAbandonedError extends StoreError {
 }
 
 /**
+ * A one-shot command was told to stop (SIGTERM, SIGINT): it stopped scanning, let the uploads in hand finish
+ * within the grace period, and recorded its pass as interrupted. Exit 1: the pass is not proof of anything.
+ */
+export class InterruptedError extends SftppushError {
+  constructor(
+    readonly signal: string,
+    what: string,
+  ) {
+    super('E_INTERRUPTED', `${what} interrupted by ${signal}: what it did is recorded; run it again to finish`);
+  }
+}
+
+/**
  * The ledger file at the configured path is no longer the one this process opened (deleted, or replaced by
  * another file): writing on would record into a file nobody reads. The service stops (exit 1).
  */

@@ -29,6 +29,8 @@ export interface ScanTally {
 export interface ScanScope {
   /** Only files whose mtime is at or after this (ms since the epoch); older ones are left alone, not even stat-ed twice. */
   readonly sinceMs?: number | undefined;
+  /** Stops the walk between directories (a one-shot `reconcile` told to stop): the walk throws its reason. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export function emptyTally(): ScanTally {
@@ -55,6 +57,7 @@ export async function scanTree(
 ): Promise<ScanTally> {
   const pending = [relDir];
   for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+    scope.signal?.throwIfAborted();
     const subdirs = await scanDirectory(target, dir, observer, log, scope, tally);
     // Reversed onto the stack: visited in the order listed.
     for (let i = subdirs.length - 1; i >= 0; i -= 1) pending.push(subdirs[i]!);
