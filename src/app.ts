@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { assertTargetsExist, prepareAfterDirectories, subtreePath, type Config, type TargetConfig, type TargetSubtree } from './config.js';
-import { ConfigError, describeCause, SftppushError, StoreError } from './errors.js';
+import { ConfigError, describeCause, findCause, InterruptedError, NotS3AnswerError, SftppushError, StoreError } from './errors.js';
 import { abortAbandonedUploads } from './pipeline/abandoned-uploads.js';
 import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } from './kill-points.js';
 import { InstanceLock } from './ledger/instance-lock.js';
@@ -125,11 +125,12 @@ interface Core {
   /** Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. */
   recover: () => void;
   /**
-   * Start-up: carries out the after-archive actions (delete, move) a stopped process recorded as due but did
-   * not finish (a crash between the archive's commit and the unlink or rename). Each is a step of its file's
-   * story that says so.
+   * At start and after every pass: carries out the after-archive actions (delete, move) a stopped process
+   * recorded as due but did not finish (a crash between the archive's commit and the unlink or rename), and
+   * tries again those that failed (a taken name, EACCES, EXDEV the operator may have fixed). Each is a step of
+   * its file's story that says so.
    */
-  finishDueAfterActions: () => Promise<void>;
+  finishDueAfterActions: (when: 'at start' | 'after a pass') => Promise<void>;
   /** Where the core reports what it does (noMetrics unless `[metrics]` is on). */
   metrics: Metrics;
   /** Start-up: aborts the multipart uploads processes that are gone left open (pipeline/abandoned-uploads.ts). */
@@ -305,20 +306,21 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
       const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
       if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
     },
-    async finishDueAfterActions() {
+    async finishDueAfterActions(when) {
       if (dryRun) return;
       const due = ledger.adoptDueAfterActions(owner, (rowOwner) => isOwnerAlive(rowOwner, probe));
-      if (due.length === 0) return;
-      log.warn({ due: due.length }, 'after-archive actions a stopped process left due: finishing them');
+      const left = due.filter((row) => row.previousFailure === undefined).length;
+      if (left > 0) log.warn({ due: left }, 'after-archive actions a stopped process left due: finishing them');
+      if (due.length > left) log.debug({ failed: due.length - left }, 'after-archive actions that failed: trying them again');
       for (const row of due) {
-        const recovery = `finished at start after ${row.previousOwner} stopped`;
+        const recovery = row.previousFailure === undefined ? `finished ${when} after ${row.previousOwner} stopped` : undefined;
         const action = parseAfterAction(row.action);
         if (!action) {
-          ledger.settleAfterAction(row.fileId, owner, 'failed', `unknown action ${JSON.stringify(row.action)}; source kept (${recovery})`);
+          ledger.settleAfterAction(row.fileId, owner, 'failed', `unknown action ${JSON.stringify(row.action)}; source kept${recovery ? ` (${recovery})` : ''}`);
           continue;
         }
         await carryOutAfterAction(
-          { fileId: row.fileId, owner, target: row.target, relPath: row.relPath, action, hashed: row.hashed, recovery },
+          { fileId: row.fileId, owner, target: row.target, relPath: row.relPath, action, hashed: row.hashed, recovery, previousFailure: row.previousFailure },
           { ledger, source: nodeSourceFs, log, targetFor: (targetPath) => targets.get(targetPath) },
         );
       }
@@ -398,8 +400,9 @@ export async function runWatch(config: Config, log: Logger): Promise<number> {
 /**
  * Start-up checks of a service (issue 10): a missing or denied bucket, or a policy under which S3 answers
  * 403 for a missing key (every write gate's HEAD would fail forever), stops it now, naming the bucket and the
- * permission. An endpoint that cannot be asked now is not fatal: the service starts and files wait in retry.
- * @throws SftppushError E_S3_ACCESS (exit 1).
+ * permission; so does an endpoint where something other than S3 answers (an HTML page), naming the endpoint.
+ * An endpoint that cannot be asked now is not fatal: the service starts and files wait in retry.
+ * @throws SftppushError E_S3_ACCESS, NotS3AnswerError E_S3_NOT_S3 (exit 1).
  */
 async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logger): Promise<void> {
   const prefixes = new Map<string, string>();
@@ -409,6 +412,9 @@ async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logg
     try {
       problem = await store.checkAccess(bucket, prefix);
     } catch (error) {
+      // Something answers at the endpoint, and it is not S3: waiting will not change that.
+      const notS3 = findCause(error, NotS3AnswerError);
+      if (notS3) throw notS3;
       log.warn({ bucket, error: describeCause(error) }, 'S3 cannot be reached now: starting anyway, files wait in retry');
       continue;
     }
@@ -442,7 +448,7 @@ async function watchWith(
     await assertBucketsUsable(store, config, log);
     endpoint?.startHeartbeat(ping);
     core.recover();
-    await core.finishDueAfterActions();
+    await core.finishDueAfterActions('at start');
   } catch (error) {
     // Nothing runs yet (no inotify handle, no signal handler, no workers): release what exists and exit.
     await endpoint?.close();
@@ -474,9 +480,12 @@ async function watchWith(
     checkLedger();
     watcher.heal();
   };
+  // After every pass, in the background: the after-archive actions that failed are tried again (the stop waits).
+  let afterActions = Promise.resolve();
   core.passHooks.afterPass = () => {
     ledger.recordServiceState('watch', watcher.health());
     pruneHistory(ledger, config.ledger.historyDays, log);
+    afterActions = afterActions.then(() => core.finishDueAfterActions('after a pass')).catch(fail);
   };
   const ledgerCheck = setInterval(checkLedger, LEDGER_CHECK_MS);
   const signals = listenForSignals(log);
@@ -516,6 +525,7 @@ async function watchWith(
     // After a fatal error (the ledger is gone or failing) nothing in hand can be recorded: abandon it at once.
     const graceMs = code === 0 ? config.upload.stopGraceMs : 0;
     await stopWorkers(core, log, graceMs, signals.now);
+    await afterActions;
     if (!cleanedUp) {
       // Still waiting on S3 (slow or unreachable): the stop is not held up by it; the ledger keeps the records.
       log.info('stopping: the start-up multipart cleanup is cut short; the next start finishes it');
@@ -562,12 +572,22 @@ export async function runReconcileOnce(
   if (!options.dryRun) prepareAfterDirectories(config);
   const partial = options.sinceMs !== undefined || options.targetsPartial;
   const subtrees = options.subtrees ?? config.targets.map((target) => ({ target, relDir: '' }));
+  // SIGTERM/SIGINT: the walk stops, the uploads in hand get the grace period, the pass is recorded interrupted.
+  const signals = listenForSignals(log);
+  const interrupt = new AbortController();
+  const interrupted = signals.stop.then((signal): never => {
+    const error = new InterruptedError(signal, 'reconcile');
+    interrupt.abort(error);
+    throw error;
+  });
+  interrupted.catch(() => undefined);
+  const untilInterrupted = <T>(work: Promise<T>): Promise<T> => Promise.race([work, interrupted]);
   const core = buildCore(config, log, {
     role: 'reconcile',
     // Runs beside a watch: the watch's rows are its own as long as it holds the lock.
     otherWatchHoldsLock: () => InstanceLock.isHeld(config.ledger.path),
     onFatal: (error) => (fatalError = error),
-    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees },
+    scope: { sinceMs: options.sinceMs, verify: options.verify, dryRun: options.dryRun, partial, subtrees, signal: interrupt.signal },
     settleMs: options.settleSeconds === undefined ? undefined : options.settleSeconds * 1000,
     // A one-shot pass serves no endpoint: its summary is its report.
     metrics: noMetrics,
@@ -589,23 +609,23 @@ export async function runReconcileOnce(
   try {
     warnAboutRuntime(log);
     core.recover();
-    await core.finishDueAfterActions();
+    await core.finishDueAfterActions('at start');
     if (!options.dryRun) pool.start();
-    const tally = await reconciler.scan('command');
+    const tally = await untilInterrupted(reconciler.scan('command'));
     if (!options.dryRun) {
       // Files in scope still settling are waited for, not skipped (the progress says so).
       progress.phase(tally.filesWaiting > 0 ? `waiting for ${tally.filesWaiting} file(s) to settle` : 'uploading');
-      await observer.settled();
-      await pool.drained();
+      await untilInterrupted(observer.settled());
+      await untilInterrupted(pool.drained());
     }
     const sinceMs = options.sinceMs ?? 0;
     const verify = options.verify
-      ? await verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun })
+      ? await untilInterrupted(verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun }))
       : undefined;
     if (verify && verify.findings.length > 0 && !options.dryRun) {
       core.queued.count += verify.findings.length;
       pool.wake();
-      await pool.drained();
+      await untilInterrupted(pool.drained());
     }
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
@@ -649,12 +669,21 @@ export async function runReconcileOnce(
     const unseen = tally.dirsUnreadable + tally.entriesSkipped;
     const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || unseen > 0 ? 1 : 0;
     return { code, summary };
+  } catch (error) {
+    if (error instanceof InterruptedError) {
+      progress.stop();
+      observer.close();
+      await stopWorkers(core, log, config.upload.stopGraceMs, signals.now);
+      log.warn({ signal: error.signal, uploaded: core.outcomes.archived, ms: Date.now() - started }, 'reconcile interrupted');
+    }
+    throw error;
   } finally {
     progress.stop();
     observer.close();
     await pool.stop();
     core.closeS3();
     ledger.close();
+    signals.remove();
   }
 }
 
@@ -671,15 +700,15 @@ function warnAboutRuntime(log: Logger): void {
  * uploads in hand). A third: exit 1 at once, for an abort S3 does not answer. SIGHUP: configuration is read
  * at start only, so it is logged and ignored (its default would kill the service mid-upload).
  */
-function listenForSignals(log: Logger): { stop: Promise<void>; now: Promise<void>; remove: () => void } {
+function listenForSignals(log: Logger): { stop: Promise<NodeJS.Signals>; now: Promise<void>; remove: () => void } {
   let received = 0;
-  let stop = (): void => undefined;
+  let stop = (_signal: NodeJS.Signals): void => undefined;
   let now = (): void => undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     received += 1;
     if (received === 1) {
       log.info({ signal }, 'stopping: finishing files in hand (a second signal aborts them)');
-      stop();
+      stop(signal);
     } else if (received === 2) {
       log.warn({ signal }, 'second signal: aborting the uploads in hand');
       now();
@@ -695,7 +724,7 @@ function listenForSignals(log: Logger): { stop: Promise<void>; now: Promise<void
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHangup);
   return {
-    stop: new Promise((resolve) => (stop = resolve)),
+    stop: new Promise<NodeJS.Signals>((resolve) => (stop = resolve)),
     now: new Promise((resolve) => (now = resolve)),
     remove() {
       process.removeListener('SIGTERM', onSignal);
@@ -768,7 +797,11 @@ export function runStatus(request: StatusRequest): { code: number; stdout: strin
     const summary = reader.status();
     if (request.failed) {
       const rows = reader.failures(FAILURES_LISTED);
-      return print({ ...summary, failed: rows }, formatFailures(rows, summary.counts));
+      const failedAfterActions = reader.failedAfterActions(FAILURES_LISTED);
+      return print(
+        { ...summary, failed: rows, failedAfterActions },
+        formatFailures(rows, summary.counts, failedAfterActions, summary.afterActionsFailed),
+      );
     }
     return print(summary, formatSummary(summary));
   } finally {

@@ -33,6 +33,33 @@ export class StoreError extends SftppushError {
 }
 
 /**
+ * The endpoint answered, but not as S3 does: an HTML page (a proxy's error page, a captive portal, a web server
+ * at a wrong endpoint URL) with none of S3's request-id headers. Not an outage that passes by itself: the
+ * configuration or the network path needs an operator. Named by the endpoint, the HTTP status and the type.
+ */
+export class NotS3AnswerError extends SftppushError {
+  constructor(
+    readonly endpoint: string,
+    readonly status: number,
+    readonly contentType: string,
+  ) {
+    super(
+      'E_S3_NOT_S3',
+      `endpoint ${endpoint} does not answer as S3: HTTP ${status} ${contentType} without S3's request id ` +
+        '(a proxy or a web server answers there: check [s3] endpoint, proxy settings and the network path)',
+    );
+  }
+}
+
+/** The first error of `error`'s cause chain (itself included) that is a `type`, if any. */
+export function findCause<T extends Error>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 10; at = at.cause, depth += 1) {
+    if (at instanceof type) return at;
+  }
+  return undefined;
+}
+
+/**
  * The process is stopping and abandoned this upload, or a request of the same step (the grace period ran
  * out, or a second signal): its multipart upload is aborted, nothing was completed. The row is given back,
  * not counted as a failure.
@@ -46,12 +73,36 @@ export class UploadAbandonedError extends StoreError {
 }
 
 /**
+ * A one-shot command was told to stop (SIGTERM, SIGINT): it stopped scanning, let the uploads in hand finish
+ * within the grace period, and recorded its pass as interrupted. Exit 1: the pass is not proof of anything.
+ */
+export class InterruptedError extends SftppushError {
+  constructor(
+    readonly signal: string,
+    what: string,
+  ) {
+    super('E_INTERRUPTED', `${what} interrupted by ${signal}: what it did is recorded; run it again to finish`);
+  }
+}
+
+/**
  * The ledger file at the configured path is no longer the one this process opened (deleted, or replaced by
  * another file): writing on would record into a file nobody reads. The service stops (exit 1).
  */
 export class LedgerReplacedError extends SftppushError {
   constructor(file: string, detail: string) {
     super('E_LEDGER_REPLACED', `ledger ${file} ${detail} under the running service: stopping (restart it to use the file now at that path)`);
+  }
+}
+
+/**
+ * The disk (or quota) under the ledger is full: SQLite answered SQLITE_FULL and rolled the write back, so the
+ * ledger stays consistent but cannot record. The service stops (exit 1, for systemd to restart it once there
+ * is room); nothing is lost: what was not recorded is found again by the next start's scan.
+ */
+export class LedgerFullError extends SftppushError {
+  constructor(file: string, options: { cause: unknown }) {
+    super('E_LEDGER_FULL', `ledger ${file}: the disk is full (SQLITE_FULL, ENOSPC): free space on its filesystem, then restart`, options);
   }
 }
 

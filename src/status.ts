@@ -1,4 +1,4 @@
-import type { FileRow, FileStory, ReconcilePass, StateCounts, StatusSummary } from './ledger/reader.js';
+import type { FailedAfterAction, FileRow, FileStory, ReconcilePass, StateCounts, StatusSummary } from './ledger/reader.js';
 import { FILE_STATES } from './ledger/states.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import type { WatchHealth } from './watch/watcher.js';
@@ -18,6 +18,9 @@ export function formatSummary(summary: StatusSummary): string {
     lines.push(`LAST PASS FAILED: ${failed.finishedAt} (${failed.reason}): ${escapeControl(failed.error)}`);
   }
   lines.push(...formatWatchHealth(summary.watch, summary.watchRecordedAt));
+  if (summary.afterActionsFailed > 0) {
+    lines.push(`after-archive actions failed: ${summary.afterActionsFailed} (sources kept, tried again at every pass: status --failed)`);
+  }
   if (summary.lastErrors.length > 0) {
     lines.push('last errors (all: status --failed):');
     lines.push(...summary.lastErrors.map((row) => `  ${formatFailure(row)}`));
@@ -72,11 +75,17 @@ function formatWatchHealth(watch: unknown, recordedAt: string | null): string[] 
  * `status --failed`: each row retrying, quarantined or gone with its reason, latest first; `counts` says how
  * many there are in all, when the list is cut short.
  */
-export function formatFailures(rows: readonly FileRow[], counts: StateCounts): string {
-  if (rows.length === 0) return 'no files retrying, quarantined or gone';
+export function formatFailures(rows: readonly FileRow[], counts: StateCounts, afterActions: readonly FailedAfterAction[] = [], afterActionsFailed = 0): string {
+  const lines = rows.length === 0 ? ['no files retrying, quarantined or gone'] : rows.map(formatFailure);
   const total = counts.retry + counts.quarantined + counts.gone;
-  const lines = rows.map(formatFailure);
   if (total > rows.length) lines.push(`(the latest ${rows.length} of ${total}: ${counts.retry} retrying, ${counts.quarantined} quarantined, ${counts.gone} gone)`);
+  for (const action of afterActions) {
+    lines.push(
+      `${'after'.padEnd(11)} ${escapeControl(`${action.target}/${action.relPath}`)}  generation=${action.generation}` +
+        `  failed ${action.failedAt}  ${escapeControl(action.detail)}  (tried again at every pass)`,
+    );
+  }
+  if (afterActionsFailed > afterActions.length) lines.push(`(the latest ${afterActions.length} of ${afterActionsFailed} failed after-archive actions)`);
   return lines.join('\n');
 }
 

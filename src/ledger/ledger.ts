@@ -1,7 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { LedgerReplacedError, SftppushError } from '../errors.js';
+import { errnoCode, LedgerFullError, LedgerReplacedError, SftppushError } from '../errors.js';
 import { applyMigrations, readMigrations } from './migrations.js';
 import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
 import { FILE_COLUMNS, LedgerReader, type FileRow, type ReconcileScope } from './reader.js';
@@ -37,15 +37,17 @@ export interface RecordedObject {
 /** How an after-archive action ended: carried out, not needed or not allowed (see planAfterAction), or an error. */
 export type AfterOutcome = 'done' | 'skipped' | 'failed';
 
-/** An after-archive action a stopped process left due, taken over by this one. */
+/** An after-archive action a stopped process left due, or one that failed, taken over by this one. */
 export interface DueAfterAction {
   readonly fileId: number;
   /** As formatAfterAction wrote it: `delete` or `move:/abs/dir`. */
   readonly action: string;
   /** This process, which now owes it. */
   readonly owner: string;
-  /** The stopped process that archived the generation. */
+  /** The stopped process that archived the generation, or the one whose attempt failed. */
   readonly previousOwner: string;
+  /** Why the last attempt failed (its recorded detail), when this is a retry of a failed action. */
+  readonly previousFailure: string | undefined;
   readonly dueAt: number;
   readonly target: string;
   readonly relPath: string;
@@ -247,7 +249,7 @@ export class Ledger {
     // Most observations (every file of every rescan) change nothing: decide on a plain read first, and take
     // the write lock only to act, deciding again inside it.
     if (decideObservation(this.latestGeneration(target, relPath), stat).kind === 'unchanged') return 'unchanged';
-    return this.db.transaction((): ObserveOutcome => {
+    return this.write((): ObserveOutcome => {
       const latest = this.latestGeneration(target, relPath);
       const decision = decideObservation(latest, stat);
       const now = this.now();
@@ -280,7 +282,7 @@ export class Ledger {
           this.stmt(`UPDATE files SET ctime_ns = ? WHERE id = ?`).run(stat.ctimeNs, latest!.id);
           return 'unchanged';
       }
-    }).immediate();
+    });
   }
 
   /**
@@ -339,7 +341,7 @@ export class Ledger {
   }
 
   private claimNextTransaction(owner: string): ClaimedFile | undefined {
-    return this.db.transaction((): ClaimedFile | undefined => {
+    return this.write((): ClaimedFile | undefined => {
       const due = this.dueWindow();
       const row =
         (this.stmt(
@@ -359,7 +361,7 @@ export class Ledger {
       return this.stmt(
         `SELECT id, owner, target, rel_path AS relPath, generation, attempts FROM files WHERE id = ?`,
       ).get(row.id) as ClaimedFile;
-    }).immediate();
+    });
   }
 
   /**
@@ -368,7 +370,7 @@ export class Ledger {
    */
   markArchived(claim: ClaimRef, stat: FileStat, sha256: string, proof: ArchiveProof, afterAction?: string): { dirty: boolean } {
     const { id } = claim;
-    return this.db.transaction(() => {
+    return this.write(() => {
       const now = this.now();
       const { dirty } = this.stmt(`SELECT dirty FROM files WHERE id = ?`).get(id) as { dirty: number };
       if (proof.kind === 'duplicate') {
@@ -401,7 +403,7 @@ export class Ledger {
         );
       }
       return { dirty: dirty === 1 };
-    }).immediate();
+    });
   }
 
   /** A duplicate's original as an operator knows it: its generation and when it was archived, not its row id. */
@@ -414,45 +416,61 @@ export class Ledger {
   }
 
   /**
-   * Takes over the after-archive actions whose owner is verifiably gone (a crash between the archive's commit
-   * and the unlink or rename): they become `owner`'s, to carry out now. Called once when a process starts,
-   * like recoverAbandoned; a live process's due actions (it is carrying them out) are left alone.
+   * Takes over the after-archive actions owed and not in hand: those left due by an owner verifiably gone (a
+   * crash between the archive's commit and the unlink or rename), and those that failed (a taken name, EXDEV,
+   * EACCES: the operator may have fixed it since). They become `owner`'s, due, to carry out now. Called when a
+   * process starts and after every pass; a live process's due actions (it is carrying them out) are left alone,
+   * and two processes never take the same one (one transaction).
    */
   adoptDueAfterActions(owner: string, isOwnerAlive: (owner: string) => boolean): DueAfterAction[] {
-    return this.db.transaction(() => {
-      const rows = this.stmt(
-        `SELECT a.file_id AS fileId, a.action, a.owner, a.due_at AS dueAt, f.target, f.rel_path AS relPath,
-         f.size_bytes AS sizeBytes, f.mtime_ms AS mtimeMs, f.inode, CAST(f.ctime_ns AS TEXT) AS ctimeNs
-         FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = 'due' ORDER BY a.file_id`,
-      ).all() as (Omit<DueAfterAction, 'hashed' | 'previousOwner'> & { owner: string } & Omit<FileStat, 'ctimeNs'> & { ctimeNs: string })[];
-      const adopted = rows.filter((row) => row.owner !== owner && !isOwnerAlive(row.owner));
-      const take = this.stmt(`UPDATE after_actions SET owner = ? WHERE file_id = ? AND state = 'due' AND owner = ?`);
-      for (const row of adopted) take.run(owner, row.fileId, row.owner);
-      return adopted.map(({ fileId, action, owner: previousOwner, dueAt, target, relPath, sizeBytes, mtimeMs, inode, ctimeNs }) => ({
+    return this.write(() => {
+      // Two partial-index reads (due, failed), never a scan of the actions done over the years.
+      const select = (state: 'due' | 'failed') =>
+        this.stmt(
+          `SELECT a.file_id AS fileId, a.action, a.owner, a.state, a.detail, a.due_at AS dueAt, f.target, f.rel_path AS relPath,
+           f.size_bytes AS sizeBytes, f.mtime_ms AS mtimeMs, f.inode, CAST(f.ctime_ns AS TEXT) AS ctimeNs
+           FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = '${state}' ORDER BY a.file_id`,
+        ).all() as (Omit<DueAfterAction, 'hashed' | 'previousOwner' | 'previousFailure'> & { owner: string; state: 'due' | 'failed'; detail: string | null } & Omit<FileStat, 'ctimeNs'> & { ctimeNs: string })[];
+      const adopted = [
+        ...select('due').filter((row) => row.owner !== owner && !isOwnerAlive(row.owner)),
+        ...select('failed'),
+      ];
+      const take = this.stmt(
+        `UPDATE after_actions SET owner = ?, state = 'due', settled_at = NULL WHERE file_id = ? AND state = ? AND owner = ?`,
+      );
+      for (const row of adopted) take.run(owner, row.fileId, row.state, row.owner);
+      return adopted.map(({ fileId, action, owner: previousOwner, state, detail, dueAt, target, relPath, sizeBytes, mtimeMs, inode, ctimeNs }) => ({
         fileId,
         action,
         owner,
         previousOwner,
+        previousFailure: state === 'failed' ? (detail ?? 'failed') : undefined,
         dueAt,
         target,
         relPath,
         hashed: { sizeBytes, mtimeMs, inode, ctimeNs: BigInt(ctimeNs) },
       }));
-    }).immediate();
+    });
   }
 
   /**
    * Records how a due after-archive action ended, as a step of the file's story (a history row). Only the
-   * owner of a due action may settle it. @returns false (nothing written) when it was not due under `owner`.
+   * owner of a due action may settle it. A retry that fails again for the same reason (`detail` unchanged)
+   * adds no history row: a name taken for a month is one step of the story, not one per pass.
+   * @returns false (nothing written) when it was not due under `owner`.
    */
   settleAfterAction(fileId: number, owner: string, outcome: AfterOutcome, detail: string): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
+      const before = this.stmt(`SELECT detail FROM after_actions WHERE file_id = ? AND state = 'due' AND owner = ?`).get(fileId, owner) as
+        | { detail: string | null }
+        | undefined;
       const { changes } = this.stmt(
         `UPDATE after_actions SET state = ?, detail = ?, settled_at = ? WHERE file_id = ? AND state = 'due' AND owner = ?`,
       ).run(outcome, detail, this.now(), fileId, owner);
-      if (changes === 1) this.addHistory(fileId, 'archived', 'archived', `after: ${detail}`);
+      const repeated = outcome === 'failed' && before?.detail === detail;
+      if (changes === 1 && !repeated) this.addHistory(fileId, 'archived', 'archived', `after: ${detail}`);
       return changes === 1;
-    }).immediate();
+    });
   }
 
   /**
@@ -479,14 +497,14 @@ export class Ledger {
    * copy of its original bytes under the quarantine prefix, when one was stored, to the row's objects.
    */
   markQuarantined(claim: ClaimRef, reason: string, original?: ArchivedObject, stat?: FileStat): void {
-    this.db.transaction(() => {
+    this.write(() => {
       this.move(claim.id, 'working', 'quarantined', reason, 'owner = NULL, last_error = @reason, next_attempt_at = NULL', {
         reason,
       }, claim.owner);
       if (original) this.insertObject(claim.id, original, this.now());
       // The stat of the bytes judged: the next scan sees them as they are, not as a new generation to judge again.
       if (stat) this.setStat(claim.id, stat);
-    }).immediate();
+    });
   }
 
   /**
@@ -497,7 +515,7 @@ export class Ledger {
    * @throws LedgerConflictError when the row is no longer this claim's.
    */
   reserveKeys(claim: ClaimedFile, planned: readonly PlannedObject[]): KeyHolder | undefined {
-    return this.db.transaction((): KeyHolder | undefined => {
+    return this.write((): KeyHolder | undefined => {
       this.assertHeld(claim);
       for (const object of planned) {
         const holder = this.keyHolder(claim, object.bucket, object.key);
@@ -511,7 +529,7 @@ export class Ledger {
         insert.run(claim.id, object.member ?? null, object.bucket, object.key, object.sha256, object.sizeBytes);
       }
       return undefined;
-    }).immediate();
+    });
   }
 
   private keyHolder(claim: ClaimedFile, bucket: string, key: string): KeyHolder | undefined {
@@ -535,10 +553,10 @@ export class Ledger {
    * @throws LedgerConflictError when the row is no longer this claim's.
    */
   recordObject(claim: ClaimRef, object: ArchivedObject, member: string | undefined): void {
-    this.db.transaction(() => {
+    this.write(() => {
       this.assertHeld(claim);
       this.insertObject(claim.id, object, this.now(), member);
-    }).immediate();
+    });
   }
 
   /** The objects recorded for a generation so far, by key: what a resumed archive need not write again. */
@@ -556,12 +574,12 @@ export class Ledger {
    */
   discardObjects(claim: ClaimRef, objects: readonly RecordedMember[], reason: string): void {
     if (objects.length === 0) return;
-    this.db.transaction(() => {
+    this.write(() => {
       this.assertHeld(claim);
       const remove = this.stmt(`DELETE FROM objects WHERE id = ? AND file_id = ?`);
       for (const object of objects) remove.run(object.id, claim.id);
       this.addHistory(claim.id, 'working', 'working', `${objects.length} objects withdrawn: ${reason}`);
-    }).immediate();
+    });
   }
 
   private assertHeld(claim: ClaimRef): void {
@@ -578,12 +596,12 @@ export class Ledger {
    * if ever. @throws LedgerConflictError when the row is no longer this claim's.
    */
   private release(claim: ClaimRef, to: FileState, reason: string, nextAttemptAt: number | null = null): void {
-    this.db.transaction(() =>
+    this.write(() =>
       this.move(claim.id, 'working', to, reason, 'owner = NULL, last_error = @reason, next_attempt_at = @nextAttemptAt', {
         reason,
         nextAttemptAt,
       }, claim.owner),
-    ).immediate();
+    );
   }
 
   /**
@@ -593,7 +611,7 @@ export class Ledger {
    * true whenever it cannot prove the owner gone.
    */
   recoverAbandoned(isOwnerAlive: (owner: string) => boolean): number {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const rows = this.stmt(`SELECT id, owner FROM files WHERE state = 'working'`).all() as {
         id: number;
         owner: string | null;
@@ -603,7 +621,7 @@ export class Ledger {
         this.move(row.id, 'working', 'pending', `recovered after ${row.owner ?? 'unknown owner'} stopped`, 'owner = NULL');
       }
       return abandoned.length;
-    }).immediate();
+    });
   }
 
   /**
@@ -652,7 +670,7 @@ export class Ledger {
    * its object missing from S3 or replaced by other content. The worker's write gate then restores it.
    */
   reopen(fileId: number, reason: string): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const now = this.now();
       const { lastInsertRowid, changes } = this.stmt(
         `INSERT INTO files (target, rel_path, generation, size_bytes, mtime_ms, inode, ctime_ns, state, created_at, updated_at)
@@ -664,7 +682,7 @@ export class Ledger {
       // A newer generation appeared meanwhile (the watcher saw new content): it will be archived anyway.
       if (changes === 1) this.addHistory(Number(lastInsertRowid), null, 'pending', reason);
       return changes === 1;
-    }).immediate();
+    });
   }
 
   /**
@@ -728,16 +746,23 @@ export class Ledger {
   }
 
   beginReconcile(reason: string, scope?: ReconcileScope): number {
-    const { lastInsertRowid } = this.stmt(
-      `INSERT INTO reconcile_runs (reason, started_at, scope, partial) VALUES (?, ?, ?, ?)`,
-    ).run(reason, this.now(), scope ? JSON.stringify(scope) : null, scope?.partial || scope?.dryRun ? 1 : 0);
+    const { lastInsertRowid } = this.write(() =>
+      this.stmt(`INSERT INTO reconcile_runs (reason, started_at, scope, partial) VALUES (?, ?, ?, ?)`).run(
+        reason,
+        this.now(),
+        scope ? JSON.stringify(scope) : null,
+        scope?.partial || scope?.dryRun ? 1 : 0,
+      ),
+    );
     return Number(lastInsertRowid);
   }
 
   finishReconcile(runId: number, tally: ReconcileTally, error?: string): void {
-    this.stmt(
-      `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
-    ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
+    this.write(() =>
+      this.stmt(
+        `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
+      ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId),
+    );
   }
 
   /**
@@ -747,8 +772,9 @@ export class Ledger {
    * @returns the rows deleted; fewer than `maxRows` means none older is left.
    */
   pruneHistory(beforeMs: number, maxRows: number): number {
-    return this.stmt(`DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < ? ORDER BY at LIMIT ?)`).run(beforeMs, maxRows)
-      .changes;
+    return this.write(
+      () => this.stmt(`DELETE FROM history WHERE id IN (SELECT id FROM history WHERE at < ? ORDER BY at LIMIT ?)`).run(beforeMs, maxRows).changes,
+    );
   }
 
   /** A multipart upload was opened: until forgetOpenUpload, a crash leaves it to the next start to abort. */
@@ -757,7 +783,7 @@ export class Ledger {
   }
 
   forgetOpenUpload(uploadId: string): void {
-    this.stmt(`DELETE FROM service_state WHERE name = ?`).run(`${OPEN_UPLOAD}${uploadId}`);
+    this.write(() => this.stmt(`DELETE FROM service_state WHERE name = ?`).run(`${OPEN_UPLOAD}${uploadId}`));
   }
 
   /** Every multipart upload recorded open, by any process that used this ledger. */
@@ -770,10 +796,12 @@ export class Ledger {
 
   /** Records one piece of the service's own state (JSON) for `status`, replacing the previous value. */
   recordServiceState(name: string, value: unknown): void {
-    this.stmt(
-      `INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?)
-       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-    ).run(name, JSON.stringify(value), this.now());
+    this.write(() =>
+      this.stmt(
+        `INSERT INTO service_state (name, value, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+      ).run(name, JSON.stringify(value), this.now()),
+    );
   }
 
   private latestGeneration(target: string, relPath: string): LatestGeneration | undefined {
@@ -849,6 +877,20 @@ export class Ledger {
       now,
       member ?? null,
     );
+  }
+
+  /**
+   * Runs `fn` as one write transaction (BEGIN IMMEDIATE). Every write of the ledger goes through here, so a
+   * disk that cannot take it is one typed error naming the file, whichever write met it first.
+   * @throws LedgerFullError (SQLITE_FULL: the disk or the quota is full; SQLite rolled the transaction back).
+   */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (error) {
+      if (errnoCode(error) === 'SQLITE_FULL') throw new LedgerFullError(this.file, { cause: error });
+      throw error;
+    }
   }
 
   private stmt(sql: string): BetterSqlite3.Statement {

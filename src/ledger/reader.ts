@@ -46,6 +46,21 @@ export interface StatusSummary {
   backlog: { files: number; oldest: { target: string; relPath: string; since: string } | null };
   /** The rows that most recently went to retry, quarantined or gone. */
   lastErrors: FileRow[];
+  /** After-archive actions (delete, move) that failed and wait for their retry at the next pass. */
+  afterActionsFailed: number;
+}
+
+/** An after-archive action that failed: the source is kept, and every pass and start tries it again. */
+export interface FailedAfterAction {
+  target: string;
+  relPath: string;
+  generation: number;
+  /** `delete` or `move:/abs/dir`. */
+  action: string;
+  /** Why it failed, as the story records it. */
+  detail: string;
+  /** When the last attempt failed (ISO). */
+  failedAt: string;
 }
 
 export interface FileRow {
@@ -116,6 +131,9 @@ export const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_b
 
 /** The schema that brought counters (file_counts); the one before it is read too, with counts by a full count. */
 const COUNTERS_SCHEMA = 8;
+
+/** The schema that brought after_actions; a ledger older than it has none to list. */
+const AFTER_ACTIONS_SCHEMA = 9;
 
 /** How many of the latest failures the summary shows. */
 const LAST_ERRORS = 5;
@@ -198,7 +216,21 @@ export class LedgerReader {
         oldest: oldest ? { target: oldest.target, relPath: oldest.relPath, since: iso(oldest.createdAt) } : null,
       },
       lastErrors: this.failures(LAST_ERRORS),
+      afterActionsFailed:
+        this.schemaVersion < AFTER_ACTIONS_SCHEMA
+          ? 0
+          : (this.stmt(`SELECT COUNT(*) AS n FROM after_actions WHERE state = 'failed'`).get() as { n: number }).n,
     };
+  }
+
+  /** After-archive actions that failed, most recent first (a range read of their partial index). */
+  failedAfterActions(limit: number): FailedAfterAction[] {
+    if (this.schemaVersion < AFTER_ACTIONS_SCHEMA) return [];
+    const rows = this.stmt(
+      `SELECT f.target, f.rel_path AS relPath, f.generation, a.action, a.detail, a.settled_at AS settledAt
+       FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = 'failed' ORDER BY a.settled_at DESC LIMIT ?`,
+    ).all(limit) as (Omit<FailedAfterAction, 'failedAt' | 'detail'> & { detail: string | null; settledAt: number })[];
+    return rows.map(({ settledAt, detail, ...row }) => ({ ...row, detail: detail ?? 'failed', failedAt: iso(settledAt) }));
   }
 
   /** Rows that need an operator's eye: retrying, quarantined or gone, most recently changed first. */

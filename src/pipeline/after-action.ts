@@ -30,12 +30,15 @@ export interface DueAction {
   readonly hashed: FileStat;
   /** Said in the story when it is not the archiving worker's own step (`finished at start after … stopped`). */
   readonly recovery?: string | undefined;
+  /** The reason the last attempt failed, when this is its retry (see Ledger.adoptDueAfterActions). */
+  readonly previousFailure?: string | undefined;
 }
 
 /**
  * Carries out a due after-archive action and records how it ended (a history row of the file). Never throws
  * for the file's own problems: a failed unlink or a taken name is recorded as `failed` with the reason, and
- * the source stays. Throws only when the ledger fails.
+ * the source stays; the next pass or start tries it again. A retry that fails for the same reason is logged at
+ * debug only (one error line, not one per pass). Throws only when the ledger fails.
  *
  * A move never overwrites: link(2) to the new name (EEXIST when taken), then unlink of the old one; the
  * directories under DIR are created as needed, and DIR's directory entry is synced before the source's is
@@ -45,10 +48,17 @@ export interface DueAction {
 export async function carryOutAfterAction(due: DueAction, deps: AfterActionDeps): Promise<AfterOutcome> {
   const log = deps.log.child({ path: due.relPath, target: due.target, after: due.action.kind });
   deps.checkpoint?.('after-archive-record');
-  const suffix = due.recovery ? ` (${due.recovery})` : '';
+  const retried = due.previousFailure === undefined ? undefined : `retried after: ${due.previousFailure}`;
   const settle = (outcome: AfterOutcome, detail: string): AfterOutcome => {
-    deps.ledger.settleAfterAction(due.fileId, due.owner, outcome, `${detail}${suffix}`);
+    // A failure's detail is its reason alone, so a retry failing the same way is recognised as the same step.
+    const note = outcome === 'failed' ? due.recovery : (retried ?? due.recovery);
+    deps.ledger.settleAfterAction(due.fileId, due.owner, outcome, note ? `${detail} (${note})` : detail);
     return outcome;
+  };
+  const failed = (reason: string, detail: string): AfterOutcome => {
+    const again = detail === due.previousFailure;
+    log[again ? 'debug' : 'error']({ reason, retry: due.previousFailure !== undefined }, 'after-archive action failed: source kept');
+    return settle('failed', detail);
   };
   const absolute = path.join(due.target, due.relPath);
   let step;
@@ -62,8 +72,7 @@ export async function carryOutAfterAction(due: DueAction, deps: AfterActionDeps)
       current: await deps.source.stat(absolute),
     });
   } catch (error) {
-    log.error({ error: describeCause(error) }, 'after-archive action failed: source kept');
-    return settle('failed', `${due.action.kind} failed: ${describeError(error)}; source kept`);
+    return failed(describeCause(error), `${due.action.kind} failed: ${describeError(error)}; source kept`);
   }
   if (step.kind === 'skip') {
     log.info({ reason: step.reason, recovery: due.recovery }, 'after-archive action skipped');
@@ -84,8 +93,7 @@ export async function carryOutAfterAction(due: DueAction, deps: AfterActionDeps)
     return settle('done', `moved to ${step.to}`);
   } catch (error) {
     const reason = errnoCode(error) === 'EEXIST' && step.kind === 'move' ? `${step.to} already exists, never overwritten` : describeError(error);
-    log.error({ reason }, 'after-archive action failed: source kept');
-    return settle('failed', `${step.kind} failed: ${reason}; source kept`);
+    return failed(reason, `${step.kind} failed: ${reason}; source kept`);
   }
 }
 

@@ -32,6 +32,8 @@ export interface PassScope {
   readonly partial: boolean;
   /** What the pass walks (--target: whole targets, or directories in them); absent: every target, whole. */
   readonly subtrees?: readonly TargetSubtree[];
+  /** Stops the pass's walk (SIGTERM to a one-shot `reconcile`): the pass is recorded failed with the reason. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** How a pass ended. */
@@ -117,7 +119,7 @@ export class Reconciler {
     try {
       for (const { target, relDir } of subtrees) {
         try {
-          await scanTree(target, relDir, this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs }, total);
+          await scanTree(target, relDir, this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs, signal: scope?.signal }, total);
         } catch (error) {
           // One unreadable target fails the pass (recorded, shown by status), not the other targets' scans.
           if (!(error instanceof SftppushError && error.code === 'E_TARGET_MISSING')) throw error;

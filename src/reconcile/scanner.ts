@@ -29,6 +29,8 @@ export interface ScanTally {
 export interface ScanScope {
   /** Only files whose mtime is at or after this (ms since the epoch); older ones are left alone, not even stat-ed twice. */
   readonly sinceMs?: number | undefined;
+  /** Stops the walk between directories (a one-shot `reconcile` told to stop): the walk throws its reason. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export function emptyTally(): ScanTally {
@@ -68,6 +70,10 @@ export async function scanTree(
     return undefined;
   };
   for (let current = startNext(); current !== undefined; ) {
+    if (scope.signal?.aborted) {
+      current.dir.closeSync();
+      scope.signal.throwIfAborted();
+    }
     const ahead = startNext();
     let subdirs: string[];
     try {

@@ -3,8 +3,11 @@ import { describeCause, StoreError, UploadAbandonedError } from '../errors.js';
 import type { ListedObject, ObjectHead, ObjectStore, PutObjectRequest, StoredObject } from './object-store.js';
 import { classifyAttempt } from './request-outcome.js';
 
-/** How S3 is failing, as an operator would want to tell it apart (and alert on). */
-export type OutageKind = 'unreachable' | 'timeout' | 'throttled' | 'server-error';
+/**
+ * How S3 is failing, as an operator would want to tell it apart (and alert on). `not-s3`: something other than
+ * S3 answers at the endpoint (an HTML page from a proxy or a wrong endpoint): it needs an operator.
+ */
+export type OutageKind = 'unreachable' | 'timeout' | 'throttled' | 'server-error' | 'not-s3';
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
 
@@ -20,6 +23,7 @@ export function outageKind(error: unknown): OutageKind | undefined {
   // One classification of S3's answers (request-outcome.ts, which metrics count too); only a failure with no
   // answer at all needs its network code looked at here (our own verdicts carry none).
   const kind = classifyAttempt('', cause).error;
+  if (kind === 'invalid-response' && cause.code === 'E_S3_NOT_S3') return 'not-s3';
   if (kind === 'throttled') return 'throttled';
   if (kind === 'server') return 'server-error';
   if (kind === 'timeout') return 'timeout';
@@ -47,7 +51,12 @@ export class S3Outage {
     if (kind === undefined) return false;
     if (this.since === undefined) {
       this.since = this.now();
-      this.log.warn({ kind, error: describeCause(error) }, 'S3 is failing: files wait and retry with backoff until it answers again');
+      if (kind === 'not-s3') {
+        // Said once, as an error: waiting alone will not end it (the files still wait and retry meanwhile).
+        this.log.error({ kind, error: describeCause((error as StoreError).cause) }, 'S3 is failing: the endpoint does not answer as S3; files wait and retry until it does');
+      } else {
+        this.log.warn({ kind, error: describeCause(error) }, 'S3 is failing: files wait and retry with backoff until it answers again');
+      }
     }
     this.failures += 1;
     this.kinds[kind] = (this.kinds[kind] ?? 0) + 1;

@@ -2,7 +2,8 @@
  * Why an S3 request attempt failed, in words an operator alerts on. `network`: no connection or a reset;
  * `timeout`: no answer in time; `throttled`: SlowDown, 429 and the like; `server`: another 5xx; `denied`: 403;
  * `no-such-bucket`; `client`: any other 4xx S3 refused (an expected 404 of a HEAD, or a 412 of a conditional
- * write, is an answer, not an error); `invalid-response`: a 2xx/3xx the SDK could not read (a proxy's page).
+ * write, is an answer, not an error); `invalid-response`: an answer that is not S3's (an HTML page from a
+ * proxy or a wrong endpoint, NotS3AnswerError), or a 2xx/3xx the SDK could not read.
  */
 export type S3ErrorKind = 'network' | 'timeout' | 'throttled' | 'server' | 'denied' | 'no-such-bucket' | 'client' | 'invalid-response';
 
@@ -30,6 +31,8 @@ export function classifyAttempt(operation: string, error: unknown): S3Attempt {
   const name = typeof failure.name === 'string' ? failure.name : '';
   const code = typeof failure.code === 'string' ? failure.code : '';
   const status = failure.$metadata?.httpStatusCode;
+  // Something answered, not S3 (errors.ts NotS3AnswerError, duck-typed: this module loads nothing).
+  if (code === 'E_S3_NOT_S3') return { operation, answered: false, error: 'invalid-response' };
   if (status === undefined) {
     const timedOut = TIMEOUTS.has(name) || code === 'ETIMEDOUT' || code === 'ESOCKETTIMEDOUT';
     return { operation, answered: false, error: timedOut ? 'timeout' : 'network' };

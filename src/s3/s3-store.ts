@@ -17,6 +17,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type {
+  DeserializeMiddleware,
   FinalizeRequestMiddleware,
   HttpHandlerOptions,
   InitializeMiddleware,
@@ -27,7 +28,7 @@ import type {
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { SftppushError, StoreError, UploadAbandonedError } from '../errors.js';
+import { NotS3AnswerError, SftppushError, StoreError, UploadAbandonedError } from '../errors.js';
 import type { MultipartJournal, MultipartUploads, OpenUpload } from './multipart.js';
 import { classifyAttempt, type S3Attempt } from './request-outcome.js';
 import {
@@ -118,6 +119,28 @@ const tagWriteFailures: FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutp
   }
 };
 
+/** Headers S3 (and S3-compatible servers: MinIO, Ceph, moto) put on every answer, error or not. */
+const S3_REQUEST_ID_HEADERS = ['x-amz-request-id', 'x-amz-id-2', 'x-amzn-requestid'];
+
+/**
+ * Runs on every raw answer, before the SDK parses it: an HTML page without any of S3's request-id headers is
+ * a proxy's or a web server's, not S3's (S3 itself answers text/html only for an object stored as such, with
+ * its request id). Caught here, it is one clear error naming the endpoint, instead of a "success" the SDK read
+ * from a 200 page's headers, a 403 taken for a denied policy, or a 502 retried as an outage forever.
+ */
+const rejectNonS3Answers: DeserializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
+  const result = await next(args);
+  const response = result.response as { statusCode?: number; headers?: Record<string, string | undefined> } | undefined;
+  const contentType = response?.headers?.['content-type'] ?? '';
+  if (/^\s*text\/html\b/i.test(contentType) && !S3_REQUEST_ID_HEADERS.some((name) => response?.headers?.[name] !== undefined)) {
+    const request = args.request as { protocol?: string; hostname?: string; port?: number };
+    const endpoint = `${request.protocol ?? 'https:'}//${request.hostname ?? '?'}${request.port ? `:${request.port}` : ''}`;
+    (result.response as { body?: { destroy?: () => void } }).body?.destroy?.();
+    throw new NotS3AnswerError(endpoint, response?.statusCode ?? 0, contentType.split(';')[0]!.trim());
+  }
+  return result;
+};
+
 /** Runs once per attempt, inside the retry loop: reports how each attempt ended. */
 function reportAttempts(onAttempt: (attempt: S3Attempt) => void): FinalizeRequestMiddleware<ServiceInputTypes, ServiceOutputTypes> {
   return (next, context) => async (args) => {
@@ -160,6 +183,8 @@ export function createS3Client(options: S3StoreOptions): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+  // Inside the SDK's deserializer: sees the raw answer first.
+  client.middlewareStack.add(rejectNonS3Answers, { step: 'deserialize', name: 'sftppushRejectNonS3Answers', priority: 'low' });
   client.middlewareStack.addRelativeTo(tagWriteFailures, {
     name: 'sftppushTagWriteFailures',
     relation: 'after',
@@ -229,7 +254,7 @@ export class S3Store implements ObjectStore, MultipartUploads {
     } catch (error) {
       if (this.abandoning) throw new UploadAbandonedError(where);
       // Our own verdict on the source (it changed while streaming) is not an S3 failure: pass it on as is.
-      if (error instanceof SftppushError && !(error instanceof StoreError)) throw error;
+      if (error instanceof SftppushError && !(error instanceof StoreError) && !(error instanceof NotS3AnswerError)) throw error;
       if (condition && isPreconditionFailure(error, condition)) throw new PreconditionFailedError(where, { cause: error });
       throw new StoreError('put', where, isRetryable(error), { cause: error });
     } finally {

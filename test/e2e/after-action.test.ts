@@ -169,6 +169,40 @@ void describe('after = delete | move:DIR (child process, moto)', () => {
     ]);
   });
 
+  void it('a failed after-action is listed by status --failed with its reason, and retried by the next pass and the next start', async () => {
+    const service = await newService({ bucket: 'after-retry', targetToml: 'after = "move:done"', reconcileToml: 'schedule = "*/2 * * * * *"' });
+    const done = path.join(service.dir, 'done');
+    writeFile(done, 'a.csv', 'not ours\n');
+    writeFile(done, 'b.csv', 'not ours either\n');
+    const run = await service.start();
+    writeFile(service.targetDir, 'a.csv', 'a\n');
+    writeFile(service.targetDir, 'b.csv', 'b\n');
+    await run.waitForLogCount('both moves refused', (l) => l.msg === 'after-archive action failed: source kept', 2);
+    const failed = await service.failed();
+    const listed = failed.failedAfterActions.map((a) => `${a.relPath}: ${a.detail}`).sort();
+    assert.deepEqual(listed, [
+      `a.csv: move failed: ${fs.realpathSync(done)}/a.csv already exists, never overwritten; source kept`,
+      `b.csv: move failed: ${fs.realpathSync(done)}/b.csv already exists, never overwritten; source kept`,
+    ]);
+    // The operator frees one name: the next scheduled pass moves it.
+    fs.rmSync(path.join(done, 'a.csv'));
+    await run.waitForLog('the retried move', (l) => l.msg === 'source moved after archive' && l.path === 'a.csv', 30_000);
+    assert.equal(fs.readFileSync(path.join(done, 'a.csv'), 'utf8'), 'a\n');
+    assert.equal(await run.stop(), 0);
+    assert.deepEqual((await service.failed()).failedAfterActions.map((a) => a.relPath), ['b.csv'], 'b.csv still failing, a.csv no more');
+    // The other name freed while the service is stopped: the next start moves it.
+    fs.rmSync(path.join(done, 'b.csv'));
+    const again = await service.start();
+    await again.waitForLog('the move at start', (l) => l.msg === 'source moved after archive' && l.path === 'b.csv');
+    assert.equal(await again.stop(), 0);
+    assert.equal(fs.readFileSync(path.join(done, 'b.csv'), 'utf8'), 'b\n');
+    assert.equal(fs.existsSync(path.join(service.targetDir, 'b.csv')), false);
+    assert.deepEqual((await service.failed()).failedAfterActions, []);
+    const steps = afterSteps(await service.story('b.csv'));
+    assert.equal(steps.length, 2, `the failure and the retry are both steps of the story: ${JSON.stringify(steps)}`);
+    assert.match(steps[1]!, /^after: moved to .*\/b\.csv \(retried after: move failed/);
+  });
+
   void it('a bucket without versioning: exit 1 naming it under after = "delete"; one warning under "keep"', async () => {
     for (const bucket of ['after-unversioned', 'keep-unversioned']) {
       await env.moto.client.send(new CreateBucketCommand({ Bucket: bucket }));

@@ -65,6 +65,36 @@ void describe('S3 faults under watch (child process, moto behind the fault proxy
     }
   });
 
+  void it('an HTML page instead of S3\'s answer (a proxy\'s 502) is one error naming the endpoint, not a warning per retry; nothing lost', async () => {
+    const { proxy, run, targetDir } = await serviceBehindProxy('html-answer', 'max_backoff_seconds = 2');
+    const expected = new ExpectedBucket(env.moto.client, 'html-answer');
+    const files = Array.from({ length: 4 }, (_, i) => `html-${i}.csv`);
+    try {
+      const before = run.logs.length;
+      proxy.inject({ method: 'PUT', kind: 'html', status: 502, times: 100_000 });
+      for (const relPath of files) {
+        const bytes = Buffer.from(`${relPath}\n`.repeat(20));
+        writeFile(targetDir, relPath, bytes);
+        expected.addVersion(relPath, bytes);
+      }
+      await run.waitForLogCount('retries', (line) => line.msg === 'archive failed: will retry', files.length * 2, 30_000);
+      proxy.clear();
+      for (const relPath of files) await run.waitForOutcomes(relPath, 1, 60_000);
+      const during = run.logs.slice(before);
+      const loud = during.filter((line) => line.level >= WARN);
+      assert.equal(loud.length, 1, `one line for the whole time, not one per file or retry${describeLogs(run)}`);
+      assert.equal(loud[0]!.kind, 'not-s3');
+      assert.match(String(loud[0]!.error), new RegExp(`endpoint ${proxy.endpoint.replace(/[.]/g, '\\.')} does not answer as S3: HTTP 502 text/html`));
+      const retry = during.find((line) => line.msg === 'archive failed: will retry')!;
+      assert.match(String(retry.error), /E_S3_NOT_S3|does not answer as S3/, 'each file\'s own retry says why too');
+      assert.equal(await run.stop(), 0);
+      await expected.assertMatches();
+      assertJsonOnly(run);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   void it('an outage of 503 SlowDown is logged once, its recovery once; the backlog drains, one version per file', async () => {
     const { proxy, run, targetDir } = await serviceBehindProxy('outage', 'max_backoff_seconds = 4');
     const expected = new ExpectedBucket(env.moto.client, 'outage');

@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../support/moto.js';
-import { startFaultProxy, target, type FaultProxy } from '../support/fault-proxy.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sendHtmlPage, startFaultProxy, target, type FaultProxy } from '../support/fault-proxy.js';
 import { createService, exitWithin, motoForSuite } from '../support/service.js';
 
 const DENIED = { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied', times: 100 } as const;
@@ -52,6 +54,20 @@ void describe('watch: start-up checks', () => {
     assert.equal((await exitWithin(run, 30_000, 'exit for 403 on a missing key')).code, 1);
     assert.match(run.stderr, /answers 403, not 404: the policy lacks s3:ListBucket/);
   });
+
+  for (const status of [200, 403, 502]) {
+    void it(`an endpoint that answers an HTML page (HTTP ${status}: a proxy, a wrong endpoint): exit 1 naming it`, async (t) => {
+      const server = createServer((req, res) => req.resume().on('end', () => sendHtmlPage(res, status)));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      t.after(() => new Promise((resolve) => server.close(resolve)));
+      const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const s = await service({ endpoint });
+      const run = await s.start({ noWait: true });
+      assert.equal((await exitWithin(run, 30_000, `exit for an HTML ${status}`)).code, 1, run.stderr);
+      assert.match(run.stderr, new RegExp(`endpoint ${endpoint} does not answer as S3: HTTP ${status} text/html`));
+      assert.ok(!run.logs.some((l) => l.msg.startsWith('S3 cannot be reached now')), 'not taken for an endpoint that is down');
+    });
+  }
 
   void it('an unreachable endpoint: the service starts, says so, and files wait in retry', async () => {
     const s = await service({ endpoint: `http://127.0.0.1:${await freePort()}` });

@@ -118,6 +118,30 @@ void describe('after = "move:DIR"', () => {
   });
 });
 
+void describe('failed actions are tried again', () => {
+  void test('a failed move is taken again by any process (once), fails again without a new step, then succeeds saying so', async (t) => {
+    const env = setup(t);
+    const dir = path.join(env.root, 'done');
+    writeFile(dir, 'm.csv', 'taken\n');
+    const due = archived(env, 'm.csv', 'ours\n', { kind: 'move', dir });
+    assert.equal(await carryOut(env, due), 'failed');
+    const reason = `move failed: ${path.join(dir, 'm.csv')} already exists, never overwritten; source kept`;
+    assert.deepEqual(env.ledger.reader.failedAfterActions(10).map((a) => [a.relPath, a.detail]), [['m.csv', reason]]);
+    const [retry] = env.ledger.adoptDueAfterActions('pid:6', () => true);
+    assert.equal(retry?.previousFailure, reason, 'a live owner does not keep a failed action: it is taken, with its reason');
+    assert.deepEqual(env.ledger.adoptDueAfterActions('pid:7', () => true), [], 'taken once: due under pid:6 now');
+    assert.deepEqual(env.ledger.reader.failedAfterActions(10), [], 'in hand, not failed');
+    const again = { ...due, owner: 'pid:6', previousFailure: retry.previousFailure };
+    assert.equal(await carryOut(env, again), 'failed');
+    assert.deepEqual(afterSteps(env, 'm.csv'), [`after: ${reason}`], 'the same failure again is not a new step');
+    fs.rmSync(path.join(dir, 'm.csv'));
+    const [last] = env.ledger.adoptDueAfterActions('pid:6', () => true);
+    assert.equal(await carryOut(env, { ...due, owner: 'pid:6', previousFailure: last?.previousFailure }), 'done');
+    assert.deepEqual(afterSteps(env, 'm.csv'), [`after: ${reason}`, `after: moved to ${path.join(dir, 'm.csv')} (retried after: ${reason})`]);
+    assert.equal(env.ledger.reader.status().afterActionsFailed, 0);
+  });
+});
+
 void describe('due actions across a crash', () => {
   void test('only a stopped owner\'s due actions are taken over, and only their new owner settles them', (t) => {
     const env = setup(t);

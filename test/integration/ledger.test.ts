@@ -403,6 +403,7 @@ void describe('status, failures and story', () => {
       targets: [],
       backlog: { files: 0, oldest: null },
       lastErrors: [],
+      afterActionsFailed: 0,
     });
     ledger.recordServiceState('watch', { directoriesWatched: 3 });
     assert.deepEqual(ledger.reader.status().watch, { directoriesWatched: 3 }, 'the watcher\'s health as the service recorded it');

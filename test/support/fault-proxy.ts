@@ -30,6 +30,8 @@ export type FaultKind =
   | { readonly kind: 'lose-answer' }
   /** Answer `status` with an S3-style XML error without forwarding: nothing is committed. */
   | { readonly kind: 'status'; readonly status: number; readonly code: string; readonly message?: string }
+  /** Answer `status` with an HTML page (a proxy's error page, a wrong endpoint) without forwarding. */
+  | { readonly kind: 'html'; readonly status: number }
   /** Forward, let moto commit, then answer 500 InternalError instead of moto's answer. */
   | { readonly kind: 'status-after-commit' }
   /** Forward, then hold moto's answer for `ms` before sending it; without `ms`, until stop(). */
@@ -134,10 +136,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const fault = takeFault(view);
     if (fault) record.faulted = fault.kind;
 
-    if (fault?.kind === 'status') {
+    if (fault?.kind === 'status' || fault?.kind === 'html') {
       // Read the body to its end first: answering mid-body would turn the fault into a reset connection.
       await finished(req.resume());
-      sendS3Error(res, fault.status, fault.code, fault.message ?? fault.code, view.path);
+      if (fault.kind === 'html') sendHtmlPage(res, fault.status);
+      else sendS3Error(res, fault.status, fault.code, fault.message ?? fault.code, view.path);
       return;
     }
 
@@ -268,6 +271,13 @@ function sendS3Error(res: ServerResponse, status: number, code: string, message:
       `<Resource>${escapeXml(resource)}</Resource><RequestId>fault-proxy</RequestId></Error>`,
   );
   res.writeHead(status, { 'content-type': 'application/xml', 'content-length': body.length, 'x-amz-request-id': 'fault-proxy' });
+  res.end(body);
+}
+
+/** What a proxy or a web server that is not S3 answers: an HTML page, no S3 headers. */
+export function sendHtmlPage(res: ServerResponse, status: number): void {
+  const body = Buffer.from(`<!DOCTYPE html>\n<html><head><title>${status} Not S3</title></head><body><h1>${status}</h1><p>nginx</p></body></html>\n`);
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-length': body.length, server: 'nginx' });
   res.end(body);
 }
 

@@ -44,6 +44,12 @@ export interface StatusJson {
   targets: { target: string; counts: StatusJson['counts'] }[];
 }
 
+/** `status --json --failed`: the summary, the failing generations, and the after-archive actions that failed. */
+export interface FailedJson extends StatusJson {
+  failed: { relPath: string; state: string; lastError: string | null }[];
+  failedAfterActions: { target: string; relPath: string; action: string; detail: string; failedAt: string }[];
+}
+
 /** `status --json PATH`: the ledger's story of one path (see LedgerReader.story). */
 export interface StoryJson {
   generations: { id: number; relPath: string; generation: number; state: string; sha256: string | null; duplicateOf: number | null }[];
@@ -94,6 +100,7 @@ export interface Service {
   readonly bucket: string;
   start(options?: StartOptions): Promise<RunningService>;
   status(): Promise<StatusJson>;
+  failed(): Promise<FailedJson>;
   story(relPath: string): Promise<StoryJson>;
   /** Removes the temp dir (stop or kill every run first). */
   cleanup(): void;
@@ -141,6 +148,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       return run;
     },
     status: async () => (await runCli(['status', '--json', '--config', configFile])) as StatusJson,
+    failed: async () => (await runCli(['status', '--json', '--failed', '--config', configFile])) as FailedJson,
     story: async (relPath) => (await runCli(['status', '--json', '--config', configFile, relPath])) as StoryJson,
     cleanup() {
       for (const run of runs) {

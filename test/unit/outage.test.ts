@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { StoreError, UploadAbandonedError } from '../../src/errors.js';
+import { NotS3AnswerError, StoreError, UploadAbandonedError } from '../../src/errors.js';
 import { PreconditionFailedError } from '../../src/s3/object-store.js';
 import { outageKind, S3Outage } from '../../src/s3/outage.js';
 import { captureLines, ManualClock, type LogRecord } from '../support/fixtures.js';
@@ -18,6 +18,7 @@ void test('outageKind tells throttling, 5xx, timeouts and unreachable apart; ans
   assert.equal(outageKind(storeError({ name: 'InternalError', $metadata: { httpStatusCode: 500 } })), 'server-error');
   assert.equal(outageKind(storeError({ name: 'TimeoutError' })), 'timeout');
   assert.equal(outageKind(storeError({ code: 'ECONNREFUSED' })), 'unreachable');
+  assert.equal(outageKind(new StoreError('put', 's3://b/k', true, { cause: new NotS3AnswerError('http://proxy:8080', 502, 'text/html') })), 'not-s3');
   assert.equal(outageKind(storeError({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } })), undefined);
   assert.equal(outageKind(new PreconditionFailedError('s3://b/k', { cause: new Error('412') })), undefined);
   assert.equal(outageKind(new UploadAbandonedError('s3://b/k')), undefined);

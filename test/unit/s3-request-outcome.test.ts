@@ -3,6 +3,7 @@ import { S3ServiceException } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { NotS3AnswerError } from '../../src/errors.js';
 import { classifyAttempt } from '../../src/s3/request-outcome.js';
 
 function s3Error(name: string, status: number): S3ServiceException {
@@ -28,6 +29,7 @@ void test('every way an attempt ends: answered or not, and the kind of error wor
     [s3Error('InternalError', 500), false, 'server'],
     [s3Error('BadGateway', 502), false, 'server'],
     [s3Error('Unknown', 200), false, 'invalid-response'], // a page the SDK could not read as S3's
+    [new NotS3AnswerError('http://proxy:8080', 200, 'text/html'), false, 'invalid-response'], // a proxy's page, any status
     [systemError('ECONNREFUSED'), false, 'network'],
     [systemError('ECONNRESET'), false, 'network'],
     [systemError('ETIMEDOUT'), false, 'timeout'],

@@ -68,6 +68,7 @@ void describe('formatSummary', () => {
     ],
     backlog: { files: 6, oldest: { target: '/srv/sftp/in', relPath: 'a/report.csv', since: '2024-03-01T11:59:18.000Z' } },
     lastErrors: [],
+    afterActionsFailed: 0,
   };
 
   void test('a table of every state per target with a total, then the backlog, passes and watch health', () => {
@@ -171,6 +172,16 @@ void describe('formatFailures', () => {
 
   void test('a list cut short says how many there are in all', () => {
     assert.match(formatFailures([row({ state: 'gone' })], { ...ZERO, retry: 2, quarantined: 3, gone: 1995 }), /\(the latest 1 of 2000: 2 retrying, 3 quarantined, 1995 gone\)$/);
+  });
+
+  void test('a failed after-archive action shows its path, generation, when and why, and that it is tried again', () => {
+    const failed = { target: '/srv/sftp/in', relPath: 'a\x07.csv', generation: 2, action: 'move:/srv/done', failedAt: '2024-03-01T12:00:00.000Z' };
+    const text = formatFailures([], ZERO, [{ ...failed, detail: 'move failed: /srv/done/a.csv already exists, never overwritten; source kept' }], 3);
+    assert.deepEqual(text.split('\n'), [
+      'no files retrying, quarantined or gone',
+      'after       /srv/sftp/in/a\\x07.csv  generation=2  failed 2024-03-01T12:00:00.000Z  move failed: /srv/done/a.csv already exists, never overwritten; source kept  (tried again at every pass)',
+      '(the latest 1 of 3 failed after-archive actions)',
+    ]);
   });
 
   void test('control characters in a name or an error are escaped, backslashes doubled', () => {
