@@ -29,8 +29,13 @@ node_modules/.installed: package-lock.json package.json $(wildcard binding.gyp n
 
 install: node_modules/.installed
 
-build: install
+# tsc only when a source changed since the last build: `make demo` twice in a row starts at once the second time.
+TS_SOURCES = $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
+dist/.built: node_modules/.installed $(TS_SOURCES)
 	npx tsc -p tsconfig.json
+	touch $@
+
+build: install dist/.built
 
 lint: build
 	npx eslint .

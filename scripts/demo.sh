@@ -31,7 +31,7 @@ if ! answering; then
   done
   answering || { echo "moto_server did not answer on $endpoint within 10 s; see var/moto.log" >&2; exit 1; }
 fi
-node scripts/demo-bucket.mjs "$endpoint" sftppush-demo
+AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true node scripts/demo-bucket.mjs "$endpoint" sftppush-demo
 
 cat <<MSG
 
