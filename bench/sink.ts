@@ -123,10 +123,12 @@ async function receiveBody(request: IncomingMessage, retain: boolean): Promise<R
   let crc32 = 0;
   let sizeBytes = 0;
   const kept: Buffer[] = [];
+  // CRC32 only when the client sends one (botocore does): it is a third pass over every byte.
+  const wantsCrc32 = request.headers['x-amz-checksum-crc32'] !== undefined || /crc32(?!c)/i.test(String(request.headers['x-amz-trailer'] ?? ''));
   const take = (bytes: Buffer): void => {
     md5.update(bytes);
     sha256.update(bytes);
-    crc32 = zlib.crc32(bytes, crc32);
+    if (wantsCrc32) crc32 = zlib.crc32(bytes, crc32);
     sizeBytes += bytes.length;
     if (retain) kept.push(bytes);
   };
