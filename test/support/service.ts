@@ -84,6 +84,8 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Resolve as soon as the process runs, without waiting for `sftppush watching` (for runs expected to fail). */
   readonly noWait?: boolean;
+  /** --log-level of the run: debug unless given (a benchmark runs at the production default, info). */
+  readonly logLevel?: 'debug' | 'info';
 }
 
 export interface ExitInfo {
@@ -200,7 +202,7 @@ async function runCli(args: readonly string[]): Promise<unknown> {
 
 /** Spawns `watch` and resolves once it logged that its watches are in place (files written after are seen). */
 async function startService(configFile: string, options: StartOptions): Promise<RunningService> {
-  const child = spawn(SFTPPUSH_BIN, ['watch', '--config', configFile, '--log-level', 'debug'], {
+  const child = spawn(SFTPPUSH_BIN, ['watch', '--config', configFile, '--log-level', options.logLevel ?? 'debug'], {
     env: { ...childEnv(), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
