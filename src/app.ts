@@ -10,7 +10,7 @@ import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } fr
 import { InstanceLock } from './ledger/instance-lock.js';
 import type { MetricsEndpoint } from './metrics/endpoint.js';
 import { noMetrics, type Metrics } from './metrics/metrics.js';
-import { Ledger } from './ledger/ledger.js';
+import { Ledger, type ScopeSubtree } from './ledger/ledger.js';
 import { LedgerReader } from './ledger/reader.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
@@ -122,8 +122,13 @@ interface Core {
   uploaded: { bytes: number };
   /** Closes the S3 client, if one was made. */
   closeS3: () => void;
-  /** Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. */
-  recover: () => void;
+  /**
+   * Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. A one-shot
+   * pass calls it again for the rows another process held and left by stopping. @returns the rows recovered.
+   */
+  recover: () => number;
+  /** Whether a row's owner is another process that may still be working on it (ledger/ownership.ts). */
+  isLiveOther: (rowOwner: string) => boolean;
   /**
    * Start-up: carries out the after-archive actions (delete, move) a stopped process recorded as due but did
    * not finish (a crash between the archive's commit and the unlink or rename). Each is a step of its file's
@@ -301,10 +306,12 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     closeS3: () => client?.destroy(),
     recover() {
       // A dry run changes no state. Otherwise only rows whose owner is verifiably gone: never a live process's, never our own.
-      if (dryRun) return;
+      if (dryRun) return 0;
       const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
       if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
+      return recovered;
     },
+    isLiveOther: (rowOwner) => rowOwner !== owner && isOwnerAlive(rowOwner, probe),
     async finishDueAfterActions() {
       if (dryRun) return;
       const due = ledger.adoptDueAfterActions(owner, (rowOwner) => isOwnerAlive(rowOwner, probe));
@@ -572,6 +579,8 @@ export async function runReconcileOnce(
     metrics: noMetrics,
   });
   const { ledger, observer, pool, reconciler } = core;
+  const scope = subtrees.map((s) => ({ target: s.target.path, relDir: s.relDir }));
+  const sinceMs = options.sinceMs ?? 0;
   const progress = await startProgress(
     options.progress,
     log,
@@ -595,23 +604,19 @@ export async function runReconcileOnce(
       // Files in scope still settling are waited for, not skipped (the progress says so).
       progress.phase(tally.filesWaiting > 0 ? `waiting for ${tally.filesWaiting} file(s) to settle` : 'uploading');
       await observer.settled();
-      await pool.drained();
+      await drainScope(core, scope, sinceMs, (phase) => progress.phase(phase));
     }
-    const sinceMs = options.sinceMs ?? 0;
     const verify = options.verify
       ? await verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun })
       : undefined;
     if (verify && verify.findings.length > 0 && !options.dryRun) {
       core.queued.count += verify.findings.length;
       pool.wake();
-      await pool.drained();
+      await drainScope(core, scope, sinceMs, (phase) => progress.phase(phase));
     }
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
-    const unfinished = ledger.unfinishedInScope(
-      subtrees.map((s) => ({ target: s.target.path, relDir: s.relDir })),
-      sinceMs,
-    );
+    const unfinished = ledger.unfinishedInScope(scope, sinceMs);
     const summary: ReconcileSummary = {
       scope: {
         since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
@@ -654,6 +659,32 @@ export async function runReconcileOnce(
     await pool.stop();
     core.closeS3();
     ledger.close();
+  }
+}
+
+/** How often a one-shot pass looks again at the rows another process is archiving. */
+const OTHERS_POLL_MS = 250;
+
+/**
+ * Resolves once this process's pool has nothing left to claim and no row in scope is held by another live
+ * process: a `watch` beside this `reconcile` on the same ledger archives what it claimed, and those rows are
+ * waited for (their end, archived or not, is then what the summary reports), never reported as unfinished
+ * while in its hands. A row whose owner stops meanwhile is recovered and archived here. Returns at once after
+ * a fatal error (the pool has stopped).
+ */
+async function drainScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: number, onWait: (phase: string) => void): Promise<void> {
+  for (;;) {
+    await core.pool.drained();
+    const owners = core.ledger.workingOwnersInScope(scope, sinceMs);
+    const others = owners.filter(core.isLiveOther);
+    // Owners that stopped while we waited (and no longer our own): their rows are ours to finish.
+    if (others.length < owners.length && core.recover() > 0) {
+      core.pool.wake();
+      continue;
+    }
+    if (others.length === 0 || core.pool.stopped) return;
+    onWait(`waiting for ${core.ledger.unfinishedCountsInScope(scope, sinceMs).working ?? 0} file(s) another sftppush process is archiving`);
+    await new Promise((resolve) => setTimeout(resolve, OTHERS_POLL_MS));
   }
 }
 

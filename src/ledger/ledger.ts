@@ -672,20 +672,32 @@ export class Ledger {
    * with mtime at or after `sinceMs`, that is not archived: what a one-shot `reconcile` reports (and exits 1
    * for) once it has drained what it could.
    */
-  unfinishedInScope(subtrees: readonly { target: string; relDir: string }[], sinceMs: number, limit = 1000): FileRow[] {
-    const inScope = subtrees.map(() => '(f.target = ? AND f.rel_path > ? AND (? IS NULL OR f.rel_path < ?))').join(' OR ') || 'FALSE';
-    const params = subtrees.flatMap(({ target, relDir }) => {
-      const range = subtreeRange(relDir);
-      return [target, range.after, range.before, range.before];
-    });
+  unfinishedInScope(subtrees: readonly ScopeSubtree[], sinceMs: number, limit = 1000): FileRow[] {
+    const scope = latestInScope(subtrees, sinceMs);
     return this.db
-      .prepare(
-        `SELECT ${FILE_COLUMNS} FROM files f WHERE f.state IN ('pending', 'working', 'retry', 'quarantined', 'gone')
-         AND (${inScope}) AND f.mtime_ms >= ?
-         AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = f.target AND n.rel_path = f.rel_path AND n.generation > f.generation)
-         ORDER BY f.target, f.rel_path LIMIT ?`,
-      )
-      .all(...params, sinceMs, limit) as FileRow[];
+      .prepare(`SELECT ${FILE_COLUMNS} FROM files f WHERE f.state IN (${UNFINISHED}) AND ${scope.where} ORDER BY f.target, f.rel_path LIMIT ?`)
+      .all(...scope.params, limit) as FileRow[];
+  }
+
+  /** How many latest generations in scope (as unfinishedInScope) are in each unfinished state: the whole count, not a page. */
+  unfinishedCountsInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): Partial<Record<FileState, number>> {
+    const scope = latestInScope(subtrees, sinceMs);
+    const rows = this.db
+      .prepare(`SELECT f.state, COUNT(*) AS n FROM files f WHERE f.state IN (${UNFINISHED}) AND ${scope.where} GROUP BY f.state`)
+      .all(...scope.params) as { state: FileState; n: number }[];
+    return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+  }
+
+  /**
+   * The owners of the rows in scope (as unfinishedInScope) that are `working`: a one-shot `reconcile` waits for
+   * those held by another live process (a `watch` archiving them) instead of reporting them unfinished.
+   */
+  workingOwnersInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): string[] {
+    const scope = latestInScope(subtrees, sinceMs);
+    const rows = this.db
+      .prepare(`SELECT DISTINCT f.owner FROM files f WHERE f.state = 'working' AND f.owner IS NOT NULL AND ${scope.where}`)
+      .all(...scope.params) as { owner: string }[];
+    return rows.map((row) => row.owner);
   }
 
   /** The most recent archived generation of a path before `generation`, for duplicate detection. */
@@ -859,6 +871,32 @@ export class Ledger {
     }
     return statement;
   }
+}
+
+/** A target (its path) and a directory in it, '' for the whole target: what a one-shot pass covers. */
+export interface ScopeSubtree {
+  readonly target: string;
+  readonly relDir: string;
+}
+
+/** The states a one-shot pass reports as not archived. */
+const UNFINISHED = `'pending', 'working', 'retry', 'quarantined', 'gone'`;
+
+/**
+ * The WHERE clause (on `files f`) of the latest generation of every path in these subtrees with mtime at or
+ * after `sinceMs`, and its parameters: each subtree is one index range (subtreeRange).
+ */
+function latestInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): { where: string; params: unknown[] } {
+  const inScope = subtrees.map(() => '(f.target = ? AND f.rel_path > ? AND (? IS NULL OR f.rel_path < ?))').join(' OR ') || 'FALSE';
+  const params = subtrees.flatMap(({ target, relDir }) => {
+    const range = subtreeRange(relDir);
+    return [target, range.after, range.before, range.before];
+  });
+  return {
+    where: `(${inScope}) AND f.mtime_ms >= ?
+      AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = f.target AND n.rel_path = f.rel_path AND n.generation > f.generation)`,
+    params: [...params, sinceMs],
+  };
 }
 
 /**

@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { tempDir } from '../support/fixtures.js';
+import { startFaultProxy, target as faultTarget } from '../support/fault-proxy.js';
+import { tempDir, waitUntil } from '../support/fixtures.js';
 import { getObject, listVersions, MOTO_ENV, startMoto, type MotoServer } from '../support/moto.js';
-import { SFTPPUSH_BIN, type StatusJson, type StoryJson } from '../support/service.js';
+import { createService, SFTPPUSH_BIN, type RunningService, type Service, type StatusJson, type StoryJson } from '../support/service.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -434,6 +435,52 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(text.code, 1);
     assert.match(text.stdout, /retry: .*x\.csv/);
     assert.match(text.stdout, /retry: .*d\/y\.csv/);
+  });
+
+  /**
+   * A `watch` on a fresh bucket whose PUT answers a proxy holds for 6 s, with two files claimed by it (`working`,
+   * held by a live process), and a config for a one-shot `reconcile` on the same ledger and target straight to moto.
+   */
+  async function watchHoldingTwo(t: TestContext): Promise<{ service: Service; watch: RunningService; direct: string }> {
+    const proxy = await startFaultProxy(moto.endpoint);
+    t.after(() => proxy.stop());
+    bucketSerial += 1;
+    const service = await createService({ moto, bucket: `reconcile-beside-${bucketSerial}-${process.pid}`, endpoint: proxy.endpoint });
+    t.after(() => service.cleanup());
+    const watch = await service.start();
+    t.after(() => watch.kill());
+    const files = { 'held1.csv': 'held one\n', 'held2.csv': 'held two\n' };
+    for (const name of Object.keys(files)) proxy.inject({ ...faultTarget.putObject(name), kind: 'stall', ms: 6000 });
+    writeFiles(service.targetDir, files);
+    await waitUntil('both files claimed by the watch', async () => (await service.status()).counts.working === 2, 15_000, 200);
+    const direct = path.join(service.dir, 'direct.toml');
+    fs.writeFileSync(direct, fs.readFileSync(service.configFile, 'utf8').replace(proxy.endpoint, moto.endpoint));
+    return { service, watch, direct };
+  }
+
+  async function assertBothArchivedOnce(service: Service, run: CliResult & { result: ReconcileJson }): Promise<void> {
+    assert.equal(run.code, 0, `the watch's rows end archived: exit 0 (unfinished: ${JSON.stringify(run.result.unfinished)})\n${tail(run.stderr)}`);
+    assert.deepEqual(run.result.unfinished, []);
+    assert.equal(run.result.counts.failed, 0);
+    const st = await service.status();
+    assert.equal(st.counts.archived, 2);
+    assert.equal(st.counts.working + st.counts.pending + st.counts.retry, 0);
+    assert.deepEqual(await versionCounts(moto, service.bucket), { 'held1.csv': 1, 'held2.csv': 1 }, 'each archived exactly once');
+  }
+
+  void it('beside a running watch on the same ledger, waits for the rows the watch is archiving and exits 0 once they are archived', async (t) => {
+    const { service, direct } = await watchHoldingTwo(t);
+    const run = await reconcile(direct, '--settle', '0');
+    await assertBothArchivedOnce(service, run);
+    assert.equal(run.result.counts.uploaded, 0, 'archived by the watch, not by this reconcile');
+  });
+
+  void it('beside a watch that is killed while the reconcile waits for its rows: recovers them and archives each once', async (t) => {
+    const { service, watch, direct } = await watchHoldingTwo(t);
+    const running = reconcile(direct, '--settle', '0');
+    await sleep(1500); // the reconcile is waiting for the watch's rows by now (its start takes well under that)
+    await watch.kill();
+    await assertBothArchivedOnce(service, await running);
   });
 
   void it('a no-change pass over 5,000 files in 200 directories (bounded-memory smoke)', async (t) => {
