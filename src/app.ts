@@ -617,6 +617,8 @@ export async function runReconcileOnce(
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
     const unfinished = ledger.unfinishedInScope(scope, sinceMs);
+    const notArchived = ledger.unfinishedCountsInScope(scope, sinceMs);
+    const failed = Object.values(notArchived).reduce((sum, n) => sum + n, 0);
     const summary: ReconcileSummary = {
       scope: {
         since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
@@ -628,7 +630,7 @@ export async function runReconcileOnce(
         scanned: tally.filesSeen,
         dirsScanned: tally.dirsScanned,
         inScope: tally.filesInScope,
-        alreadyArchived: tally.filesUnchanged,
+        alreadyArchived: tally.filesArchived,
         queued: tally.filesQueued,
         uploaded: core.outcomes.archived,
         bytesUploaded: core.uploaded.bytes,
@@ -636,7 +638,10 @@ export async function runReconcileOnce(
         verified: verify?.verified ?? 0,
         reUploaded: options.dryRun ? 0 : (verify?.findings.length ?? 0),
         waiting: tally.filesWaiting,
-        failed: unfinished.length,
+        failed,
+        retrying: notArchived.retry ?? 0,
+        quarantined: notArchived.quarantined ?? 0,
+        gone: notArchived.gone ?? 0,
         dirsUnreadable: tally.dirsUnreadable,
         entriesSkipped: tally.entriesSkipped,
       },
@@ -651,7 +656,7 @@ export async function runReconcileOnce(
     // An unreadable directory's files are in scope but unseen: the pass cannot say they are archived.
     // So are entries it had to skip (names that cannot be keys, files it could not stat).
     const unseen = tally.dirsUnreadable + tally.entriesSkipped;
-    const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || unseen > 0 ? 1 : 0;
+    const code = fatalError !== undefined || failed > 0 || wouldAct || unseen > 0 ? 1 : 0;
     return { code, summary };
   } finally {
     progress.stop();

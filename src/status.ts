@@ -128,6 +128,7 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
       `${c.waiting} ${summary.scope.dryRun ? 'not settled yet' : 'waited for'}` +
       (summary.scope.verify ? `, ${c.verified} verified, ${summary.verifyFindings.length} missing or replaced in S3` : '') +
       `, ${c.failed} not archived` +
+      (c.failed > 0 ? ` (${c.retrying} retrying, ${c.quarantined} quarantined, ${c.gone} gone)` : '') +
       (c.dirsUnreadable + c.entriesSkipped > 0 ? `, ${c.dirsUnreadable} unreadable directories, ${c.entriesSkipped} entries skipped (see the log)` : '') +
       `, in ${(summary.durationMs / 1000).toFixed(1)} s`,
   ];

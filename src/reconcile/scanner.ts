@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError } from '../errors.js';
+import type { FileState } from '../ledger/states.js';
 import type { Observer } from '../observe/observer.js';
 import { lstatNames, type StatFailure } from '../native/stat-at.js';
 import type { SourceStat } from '../source/source-fs.js';
@@ -12,8 +13,10 @@ export interface ScanTally {
   filesSeen: number;
   /** Seen and in the pass's scope (`--since`: mtime at or after it; all files otherwise). */
   filesInScope: number;
-  /** In scope and already in the ledger as they are (archived, or queued earlier). */
+  /** In scope and already in the ledger as they are (archived, or queued, retrying, quarantined earlier). */
   filesUnchanged: number;
+  /** Of filesUnchanged, those the ledger holds archived (a duplicate included): nothing left to do for them. */
+  filesArchived: number;
   filesQueued: number;
   /** Files not complete yet by the completion rule (observe/completion.ts); each is looked at again when due. */
   filesWaiting: number;
@@ -32,7 +35,7 @@ export interface ScanScope {
 }
 
 export function emptyTally(): ScanTally {
-  return { filesSeen: 0, filesInScope: 0, filesUnchanged: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 0, dirsUnreadable: 0, entriesSkipped: 0 };
+  return { filesSeen: 0, filesInScope: 0, filesUnchanged: 0, filesArchived: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 0, dirsUnreadable: 0, entriesSkipped: 0 };
 }
 
 /**
@@ -88,7 +91,7 @@ async function scanDirectory(
   if (!dir) return [];
   const absoluteDir = relDir === '' ? target.path : path.join(target.path, relDir);
   const subdirs: string[] = [];
-  let unchanged: ((relPath: string, stat: SourceStat) => boolean) | undefined;
+  let unchanged: UnchangedTest | undefined;
   try {
     for (let more = true; more; ) {
       const batch = readBatch(dir, target, relDir, log, tally);
@@ -123,7 +126,7 @@ function observeEntry(
   relPath: string,
   stat: SourceStat | StatFailure,
   observer: Pick<Observer, 'noteScanned'>,
-  unchanged: (relPath: string, stat: SourceStat) => boolean,
+  unchanged: UnchangedTest,
   log: Logger,
   tally: ScanTally,
   scope: ScanScope,
@@ -140,8 +143,10 @@ function observeEntry(
   tally.filesSeen += 1;
   if (scope.sinceMs !== undefined && stat.mtimeMs < scope.sinceMs) return;
   tally.filesInScope += 1;
-  if (unchanged(relPath, stat)) {
+  const held = unchanged(relPath, stat);
+  if (held !== undefined) {
     tally.filesUnchanged += 1;
+    if (held === 'archived') tally.filesArchived += 1;
     return;
   }
   const result = observer.noteScanned(target, relPath, stat);
@@ -149,6 +154,9 @@ function observeEntry(
   else if (result === 'waiting') tally.filesWaiting += 1;
   else if (result === 'unchanged' || result === 'updated') tally.filesUnchanged += 1;
 }
+
+/** Observer.unchangedIn's answer for one file: the state the ledger holds it in, when it holds it as it is. */
+type UnchangedTest = (relPath: string, stat: SourceStat) => FileState | undefined;
 
 interface Entry {
   readonly name: string;

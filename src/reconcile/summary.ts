@@ -5,6 +5,7 @@ export interface ReconcileSummary {
     scanned: number;
     dirsScanned: number;
     inScope: number;
+    /** In scope, and archived (or a duplicate) before this run: never a row quarantined, retrying or queued. */
     alreadyArchived: number;
     queued: number;
     uploaded: number;
@@ -14,7 +15,11 @@ export interface ReconcileSummary {
     verified: number;
     reUploaded: number;
     waiting: number;
+    /** In scope and not archived at the end (every one, where `unfinished` lists the first 1000), and of them: */
     failed: number;
+    retrying: number;
+    quarantined: number;
+    gone: number;
     /** Directories that could not be read, and entries skipped (non-UTF-8 names, unstat-able files). */
     dirsUnreadable: number;
     entriesSkipped: number;

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { startFaultProxy, target as faultTarget } from '../support/fault-proxy.js';
 import { tempDir, waitUntil } from '../support/fixtures.js';
 import { getObject, listVersions, MOTO_ENV, startMoto, type MotoServer } from '../support/moto.js';
@@ -20,7 +21,8 @@ const execFileAsync = promisify(execFile);
 interface ReconcileJson {
   scope: { since: string | null; verify: boolean; dryRun: boolean; targets: string[] };
   counts: Record<
-    'scanned' | 'inScope' | 'alreadyArchived' | 'queued' | 'uploaded' | 'duplicates' | 'verified' | 'reUploaded' | 'waiting' | 'failed',
+    | 'scanned' | 'inScope' | 'alreadyArchived' | 'queued' | 'uploaded' | 'duplicates' | 'verified' | 'reUploaded' | 'waiting' | 'failed'
+    | 'quarantined' | 'retrying' | 'gone',
     number
   >;
   durationMs: number;
@@ -435,6 +437,32 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(text.code, 1);
     assert.match(text.stdout, /retry: .*x\.csv/);
     assert.match(text.stdout, /retry: .*d\/y\.csv/);
+  });
+
+  void it('a quarantined file in scope is not counted as already archived: it is counted and listed as quarantined, exit 1', async (t) => {
+    const s = await setup(t, moto);
+    const good = gzipSync(Buffer.from('good content\n'.repeat(100)));
+    writeFiles(s.target, { 'a.csv': 'a\n' });
+    fs.writeFileSync(path.join(s.target, 'bad.csv.gz'), good.subarray(0, good.length - 12)); // truncated: a structure error
+
+    const first = await reconcile(s.config, '--settle', '0');
+    assert.equal(first.code, 1, tail(first.stderr));
+    assert.deepEqual(first.result.unfinished.map((u) => [u.path, u.state]), [['bad.csv.gz', 'quarantined']]);
+
+    // Nothing changed on disk: both are as the ledger holds them, but only a.csv is archived.
+    const second = await reconcile(s.config, '--settle', '0');
+    assert.equal(second.code, 1, `a quarantined file in scope: exit 1\n${tail(second.stderr)}`);
+    assert.equal(second.result.counts.inScope, 2);
+    assert.equal(second.result.counts.alreadyArchived, 1, 'only a.csv is archived');
+    assert.equal(second.result.counts.quarantined, 1);
+    assert.equal(second.result.counts.failed, 1);
+    assert.equal(second.result.counts.queued, 0);
+    assert.deepEqual(second.result.unfinished.map((u) => [u.path, u.state]), [['bad.csv.gz', 'quarantined']]);
+    const text = await sftppush(['reconcile', '--config', s.config, '--settle', '0', '--log-level', 'silent']);
+    assert.equal(text.code, 1);
+    assert.match(text.stdout, /1 already archived/);
+    assert.match(text.stdout, /1 quarantined/);
+    assert.match(text.stdout, /quarantined: .*bad\.csv\.gz/);
   });
 
   /**

@@ -67,7 +67,7 @@ void describe('scanTree', () => {
     const tally = await scanTree(s.target, '', s.observer, s.log);
 
     // The target, deep/ and deep/er/: .hidden/ is pruned, linkdir is a symlink and never followed.
-    assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesQueued: 2, filesWaiting: 0, dirsScanned: 3, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesArchived: 0, filesQueued: 2, filesWaiting: 0, dirsScanned: 3, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('a.csv'), ['pending']);
     assert.deepEqual(s.states('deep/er/b.csv'), ['pending']);
     for (const skipped of ['upload.csv.filepart', '.hidden/c.csv', 'link.txt', 'linkdir/secret.txt']) {
@@ -80,7 +80,7 @@ void describe('scanTree', () => {
     s.oldFile('a.csv');
     await scanTree(s.target, '', s.observer, s.log);
     const again = await scanTree(s.target, '', s.observer, s.log);
-    assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesArchived: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.equal(s.ledger.reader.story('a.csv').generations.length, 1);
   });
 
@@ -102,7 +102,7 @@ void describe('scanTree', () => {
     const s = setup(t, 300);
     writeFile(s.root, 'fresh.csv', 'just written');
     const tally = await scanTree(s.target, '', s.observer, s.log);
-    assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesQueued: 0, filesWaiting: 1, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesArchived: 0, filesQueued: 0, filesWaiting: 1, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('fresh.csv'), []);
     await waitUntil('the fresh file to be taken', () => s.states('fresh.csv').length === 1, 5000);
     assert.deepEqual(s.states('fresh.csv'), ['pending']);
