@@ -20,7 +20,7 @@ import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js'
 import { nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
-import { formatFailures, formatStory, formatSummary } from './status.js';
+import { formatFailures, formatScanSkips, formatStory, formatSummary } from './status.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
@@ -619,6 +619,7 @@ export async function runReconcileOnce(
     const unfinished = ledger.unfinishedInScope(scope, sinceMs);
     const notArchived = ledger.unfinishedCountsInScope(scope, sinceMs);
     const failed = Object.values(notArchived).reduce((sum, n) => sum + n, 0);
+    const findings = reconciler.findings;
     const summary: ReconcileSummary = {
       scope: {
         since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
@@ -647,6 +648,22 @@ export async function runReconcileOnce(
       },
       durationMs: Date.now() - started,
       unfinished: unfinished.map((row) => ({ target: row.target, path: row.relPath, state: row.state, error: row.lastError })),
+      skipped: {
+        listed: findings.skips.items.map((skip) => ({
+          target: skip.target,
+          path: skip.relPath,
+          kind: skip.kind,
+          code: skip.code ?? null,
+          nameHex: skip.nameHex ?? null,
+        })),
+        more: findings.skips.more,
+      },
+      planned: options.dryRun
+        ? {
+            files: findings.files.items.map((f) => ({ target: f.target, path: f.relPath, action: f.outcome === 'queued' ? ('queue' as const) : ('wait' as const) })),
+            more: findings.files.more,
+          }
+        : null,
       verifyFindings: (verify?.findings ?? []).map((f) => ({ target: f.target, path: f.relPath, key: f.key, reason: f.reason })),
       verifyRequests: verify ? { listed: verify.listed, heads: verify.heads } : null,
     };
@@ -803,7 +820,9 @@ export function runStatus(request: StatusRequest): { code: number; stdout: strin
     const summary = reader.status();
     if (request.failed) {
       const rows = reader.failures(FAILURES_LISTED);
-      return print({ ...summary, failed: rows }, formatFailures(rows, summary.counts));
+      const skips = reader.scanSkips(FAILURES_LISTED);
+      const text = [formatFailures(rows, summary.counts), ...formatScanSkips(skips, `the latest ${FAILURES_LISTED} are listed`)].join('\n');
+      return print({ ...summary, failed: rows, scanSkips: skips }, text);
     }
     return print(summary, formatSummary(summary));
   } finally {

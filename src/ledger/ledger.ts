@@ -116,6 +116,17 @@ export interface KeyHolder {
   readonly relPath: string;
 }
 
+/** An entry a scan could not archive and skipped (reconcile/scanner.ts): what `status` lists. */
+export interface ScanSkip {
+  /** unreadable-directory: `relPath` is the directory; invalid-name: the directory holding it; unstatable-file: the file. */
+  readonly kind: 'unreadable-directory' | 'invalid-name' | 'unstatable-file';
+  readonly relPath: string;
+  /** The errno name (EACCES, EIO, ENAMETOOLONG); absent for an invalid name. */
+  readonly code?: string | undefined;
+  /** An invalid name's bytes, as hex. */
+  readonly nameHex?: string | undefined;
+}
+
 /** What a pass counted; recorded whole (JSON), with files_seen and files_queued also in their columns. */
 export interface ReconcileTally {
   readonly filesSeen: number;
@@ -750,6 +761,35 @@ export class Ledger {
     this.stmt(
       `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
     ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId);
+  }
+
+  /**
+   * Records what a pass had to skip while walking a target's directory (`relDir`, '' for the whole target):
+   * each skip is kept (first seen, last seen, by pass `runId`), and every row under `relDir` this pass did not
+   * see again is cleared (readable again, renamed, gone). Then the target keeps at most `maxRows`, the most
+   * recently seen: the pass record counts them all.
+   */
+  recordScanSkips(target: string, relDir: string, runId: number, skips: readonly ScanSkip[], maxRows: number): void {
+    this.db.transaction(() => {
+      const now = this.now();
+      const upsert = this.stmt(
+        `INSERT INTO scan_skips (target, path, name_hex, kind, code, first_seen_at, last_seen_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (target, path, name_hex) DO UPDATE SET kind = excluded.kind, code = excluded.code,
+           last_seen_at = excluded.last_seen_at, run_id = excluded.run_id`,
+      );
+      for (const skip of skips) upsert.run(target, skip.relPath, skip.nameHex ?? '', skip.kind, skip.code ?? null, now, now, runId);
+      const range = subtreeRange(relDir);
+      this.stmt(
+        `DELETE FROM scan_skips WHERE target = @target AND run_id <> @runId
+         AND (path = @relDir OR (path > @after AND (@before IS NULL OR path < @before)))`,
+      ).run({ target, runId, relDir, ...range });
+      const { n } = this.stmt(`SELECT COUNT(*) AS n FROM scan_skips WHERE target = ?`).get(target) as { n: number };
+      if (n <= maxRows) return;
+      this.stmt(
+        `DELETE FROM scan_skips WHERE target = @target AND rowid NOT IN
+         (SELECT rowid FROM scan_skips WHERE target = @target ORDER BY last_seen_at DESC, rowid LIMIT @maxRows)`,
+      ).run({ target, maxRows });
+    }).immediate();
   }
 
   /**

@@ -46,6 +46,31 @@ export interface StatusSummary {
   backlog: { files: number; oldest: { target: string; relPath: string; since: string } | null };
   /** The rows that most recently went to retry, quarantined or gone. */
   lastErrors: FileRow[];
+  /** What the passes skipped and could not archive (unreadable directories, invalid names), as kept now. */
+  scanSkips: ScanSkips;
+}
+
+export type ScanSkipKind = 'unreadable-directory' | 'invalid-name' | 'unstatable-file';
+
+/** An entry the passes skipped, as the last pass that walked it left it (migrations/0010_scan_skips.sql). */
+export interface ScanSkipRow {
+  target: string;
+  /** The directory (unreadable, or holding the invalid name), or the file that could not be stat-ed. */
+  path: string;
+  kind: ScanSkipKind;
+  /** The errno name; null for an invalid name. */
+  code: string | null;
+  /** An invalid name's bytes, hex; null for the other kinds. */
+  nameHex: string | null;
+  firstSeenAt: string;
+  lastSeenAt: string;
+}
+
+export interface ScanSkips {
+  /** Rows kept per kind (at most SCAN_SKIPS_KEPT per target: the pass records count them all). */
+  counts: Record<ScanSkipKind, number>;
+  /** The most recently seen first, up to the limit asked for. */
+  rows: ScanSkipRow[];
 }
 
 export interface FileRow {
@@ -116,6 +141,9 @@ export const FILE_COLUMNS = `id, target, rel_path AS relPath, generation, size_b
 
 /** The schema that brought counters (file_counts); the one before it is read too, with counts by a full count. */
 const COUNTERS_SCHEMA = 8;
+
+/** The schema that brought scan_skips; before it there is nothing to list. */
+const SCAN_SKIPS_SCHEMA = 10;
 
 /** How many of the latest failures the summary shows. */
 const LAST_ERRORS = 5;
@@ -198,7 +226,23 @@ export class LedgerReader {
         oldest: oldest ? { target: oldest.target, relPath: oldest.relPath, since: iso(oldest.createdAt) } : null,
       },
       lastErrors: this.failures(LAST_ERRORS),
+      scanSkips: this.scanSkips(LAST_ERRORS),
     };
+  }
+
+  /** What the passes skipped: counts by kind, and up to `limit` rows, the most recently seen first. */
+  scanSkips(limit: number): ScanSkips {
+    const counts: Record<ScanSkipKind, number> = { 'unreadable-directory': 0, 'invalid-name': 0, 'unstatable-file': 0 };
+    // A ledger a running older service still uses has no such table: nothing recorded yet.
+    if (this.schemaVersion < SCAN_SKIPS_SCHEMA) return { counts, rows: [] };
+    for (const row of this.stmt(`SELECT kind, COUNT(*) AS n FROM scan_skips GROUP BY kind`).all() as { kind: ScanSkipKind; n: number }[]) {
+      counts[row.kind] = row.n;
+    }
+    const rows = this.stmt(
+      `SELECT target, path, kind, code, NULLIF(name_hex, '') AS nameHex, first_seen_at AS firstSeenAt, last_seen_at AS lastSeenAt
+       FROM scan_skips ORDER BY last_seen_at DESC LIMIT ?`,
+    ).all(limit) as (Omit<ScanSkipRow, 'firstSeenAt' | 'lastSeenAt'> & { firstSeenAt: number; lastSeenAt: number })[];
+    return { counts, rows: rows.map((row) => ({ ...row, firstSeenAt: iso(row.firstSeenAt), lastSeenAt: iso(row.lastSeenAt) })) };
   }
 
   /** Rows that need an operator's eye: retrying, quarantined or gone, most recently changed first. */

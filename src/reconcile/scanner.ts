@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError } from '../errors.js';
+import type { ScanSkip } from '../ledger/ledger.js';
 import type { FileState } from '../ledger/states.js';
 import type { Observer } from '../observe/observer.js';
 import { lstatNames, type StatFailure } from '../native/stat-at.js';
@@ -28,10 +29,14 @@ export interface ScanTally {
   entriesSkipped: number;
 }
 
-/** Which files a pass looks at. */
+/** Which files a pass looks at, and whom it tells what it found besides the counts. */
 export interface ScanScope {
   /** Only files whose mtime is at or after this (ms since the epoch); older ones are left alone, not even stat-ed twice. */
   readonly sinceMs?: number | undefined;
+  /** Told of each entry skipped (also logged and counted): the pass records them for `status`. */
+  readonly onSkip?: (skip: ScanSkip) => void;
+  /** Told of each file in scope the pass queued (a dry run: would queue) or waits for (not settled yet). */
+  readonly onFile?: (relPath: string, outcome: 'queued' | 'waiting') => void;
 }
 
 export function emptyTally(): ScanTally {
@@ -87,14 +92,14 @@ async function scanDirectory(
   scope: ScanScope,
   tally: ScanTally,
 ): Promise<string[]> {
-  const dir = openDirectory(target, relDir, log, tally);
+  const dir = openDirectory(target, relDir, log, tally, scope);
   if (!dir) return [];
   const absoluteDir = relDir === '' ? target.path : path.join(target.path, relDir);
   const subdirs: string[] = [];
   let unchanged: UnchangedTest | undefined;
   try {
     for (let more = true; more; ) {
-      const batch = readBatch(dir, target, relDir, log, tally);
+      const batch = readBatch(dir, target, relDir, log, tally, scope);
       more = batch.more;
       const files: { name: string; relPath: string }[] = [];
       for (const entry of batch.entries) {
@@ -137,6 +142,7 @@ function observeEntry(
     if (stat.code !== 'ENOENT' && stat.code !== 'ENOTDIR') {
       log.error({ target: target.path, path: relPath, code: stat.code }, 'cannot stat file: not archived');
       tally.entriesSkipped += 1;
+      scope.onSkip?.({ kind: 'unstatable-file', relPath, code: stat.code });
     }
     return;
   }
@@ -152,6 +158,7 @@ function observeEntry(
   const result = observer.noteScanned(target, relPath, stat);
   if (result === 'queued') tally.filesQueued += 1;
   else if (result === 'waiting') tally.filesWaiting += 1;
+  if (result === 'queued' || result === 'waiting') scope.onFile?.(relPath, result);
   else if (result === 'unchanged' || result === 'updated') tally.filesUnchanged += 1;
 }
 
@@ -167,7 +174,7 @@ interface Entry {
  * Opens a directory for streaming, in place like the lstat calls: a thread-pool round trip per directory
  * (fs.promises.opendir) cost more than the open itself, 0.15 s of a pass over 1,000 directories.
  */
-function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): Dir | undefined {
+function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally, scope: ScanScope): Dir | undefined {
   try {
     // Names as bytes: one that is not UTF-8 must be reported, not silently mangled. Node honours 'buffer'
     // here as in readdir; @types/node types opendir's encoding as a text encoding only.
@@ -180,6 +187,7 @@ function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally:
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     log.error({ target: target.path, dir: relDir, code }, 'cannot read directory: its files are not archived');
     tally.dirsUnreadable += 1;
+    scope.onSkip?.({ kind: 'unreadable-directory', relPath: relDir, code: code ?? describeCause(error) });
     return undefined;
   }
 }
@@ -188,7 +196,14 @@ function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally:
  * The next entries of an open directory, up to one buffer's worth: readSync hands out what the last
  * getdents(2) buffered and makes the next call only when that is used up. `more` is false at the end.
  */
-function readBatch(dir: Dir, target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): { entries: Entry[]; more: boolean } {
+function readBatch(
+  dir: Dir,
+  target: TargetConfig,
+  relDir: string,
+  log: Logger,
+  tally: ScanTally,
+  scope: ScanScope,
+): { entries: Entry[]; more: boolean } {
   const entries: Entry[] = [];
   while (entries.length < BATCH_ENTRIES) {
     let entry;
@@ -196,8 +211,10 @@ function readBatch(dir: Dir, target: TargetConfig, relDir: string, log: Logger, 
       entry = dir.readSync() as Dirent<Buffer> | null;
     } catch (error) {
       // EIO mid-listing (a failing disk, a stale NFS handle): the rest of the directory is unseen.
-      log.error({ target: target.path, dir: relDir, code: errnoCode(error) }, 'cannot read directory: its files are not archived');
+      const code = errnoCode(error) ?? describeCause(error);
+      log.error({ target: target.path, dir: relDir, code }, 'cannot read directory: its files are not archived');
       tally.dirsUnreadable += 1;
+      scope.onSkip?.({ kind: 'unreadable-directory', relPath: relDir, code });
       return { entries, more: false };
     }
     if (entry === null) {
@@ -209,11 +226,10 @@ function readBatch(dir: Dir, target: TargetConfig, relDir: string, log: Logger, 
       entries.push({ name: entry.name.toString('utf8'), kind });
       continue;
     }
+    const nameHex = entry.name.toString('hex');
     tally.entriesSkipped += 1;
-    log.error(
-      { target: target.path, dir: relDir, nameHex: entry.name.toString('hex') },
-      'file name is not valid UTF-8 and cannot become an S3 key: not archived (rename it)',
-    );
+    scope.onSkip?.({ kind: 'invalid-name', relPath: relDir, nameHex });
+    log.error({ target: target.path, dir: relDir, nameHex }, 'file name is not valid UTF-8 and cannot become an S3 key: not archived (rename it)');
   }
   return { entries, more: true };
 }
