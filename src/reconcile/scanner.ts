@@ -23,9 +23,9 @@ export interface ScanTally {
   filesWaiting: number;
   /** Directories read to the end. */
   dirsScanned: number;
-  /** Directories that could not be read (EACCES, EIO): skipped, reported in the pass record. */
+  /** Directories that could not be read (EACCES, EIO): skipped, counted in the pass record, each told to ScanScope.onSkip. */
   dirsUnreadable: number;
-  /** Entries that were skipped: names that are not valid UTF-8 (no S3 key), files that could not be stat-ed. */
+  /** Entries that were skipped (each told to ScanScope.onSkip): names that are not valid UTF-8 (no S3 key), files that could not be stat-ed. */
   entriesSkipped: number;
 }
 
