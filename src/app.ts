@@ -10,7 +10,7 @@ import { addKillPoints, createCheckpoint, KILL_AT_VARIABLE, type Checkpoint } fr
 import { InstanceLock } from './ledger/instance-lock.js';
 import type { MetricsEndpoint } from './metrics/endpoint.js';
 import { noMetrics, type Metrics } from './metrics/metrics.js';
-import { Ledger } from './ledger/ledger.js';
+import { Ledger, type ScopeSubtree } from './ledger/ledger.js';
 import { LedgerReader } from './ledger/reader.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
@@ -20,7 +20,7 @@ import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js'
 import { nodeSourceDirs, nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
-import { formatFailures, formatStory, formatSummary } from './status.js';
+import { formatFailures, formatScanSkips, formatStory, formatSummary } from './status.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
@@ -122,8 +122,13 @@ interface Core {
   uploaded: { bytes: number };
   /** Closes the S3 client, if one was made. */
   closeS3: () => void;
-  /** Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. */
-  recover: () => void;
+  /**
+   * Start-up, before any worker claims: rows whose owners are verifiably gone are pending again. A one-shot
+   * pass calls it again for the rows another process held and left by stopping. @returns the rows recovered.
+   */
+  recover: () => number;
+  /** Whether a row's owner is another process that may still be working on it (ledger/ownership.ts). */
+  isLiveOther: (rowOwner: string) => boolean;
   /**
    * At start and after every pass: carries out the after-archive actions (delete, move) a stopped process
    * recorded as due but did not finish (a crash between the archive's commit and the unlink or rename), and
@@ -302,10 +307,12 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     closeS3: () => client?.destroy(),
     recover() {
       // A dry run changes no state. Otherwise only rows whose owner is verifiably gone: never a live process's, never our own.
-      if (dryRun) return;
+      if (dryRun) return 0;
       const recovered = ledger.recoverAbandoned((rowOwner) => isOwnerAlive(rowOwner, probe));
       if (recovered > 0) log.warn({ recovered }, 'rows left working by a stopped process are pending again');
+      return recovered;
     },
+    isLiveOther: (rowOwner) => rowOwner !== owner && isOwnerAlive(rowOwner, probe),
     async finishDueAfterActions(when) {
       if (dryRun) return;
       const due = ledger.adoptDueAfterActions(owner, (rowOwner) => isOwnerAlive(rowOwner, probe));
@@ -593,6 +600,8 @@ export async function runReconcileOnce(
     metrics: noMetrics,
   });
   const { ledger, observer, pool, reconciler } = core;
+  const scope = subtrees.map((s) => ({ target: s.target.path, relDir: s.relDir }));
+  const sinceMs = options.sinceMs ?? 0;
   const progress = await startProgress(
     options.progress,
     log,
@@ -616,23 +625,22 @@ export async function runReconcileOnce(
       // Files in scope still settling are waited for, not skipped (the progress says so).
       progress.phase(tally.filesWaiting > 0 ? `waiting for ${tally.filesWaiting} file(s) to settle` : 'uploading');
       await untilInterrupted(observer.settled());
-      await untilInterrupted(pool.drained());
+      await untilInterrupted(drainScope(core, scope, sinceMs, (phase) => progress.phase(phase)));
     }
-    const sinceMs = options.sinceMs ?? 0;
     const verify = options.verify
       ? await untilInterrupted(verifyArchived(subtrees, sinceMs, { ledger, store: (await core.s3()).store, log, dryRun: options.dryRun }))
       : undefined;
     if (verify && verify.findings.length > 0 && !options.dryRun) {
       core.queued.count += verify.findings.length;
       pool.wake();
-      await untilInterrupted(pool.drained());
+      await untilInterrupted(drainScope(core, scope, sinceMs, (phase) => progress.phase(phase)));
     }
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
-    const unfinished = ledger.unfinishedInScope(
-      subtrees.map((s) => ({ target: s.target.path, relDir: s.relDir })),
-      sinceMs,
-    );
+    const unfinished = ledger.unfinishedInScope(scope, sinceMs);
+    const notArchived = ledger.unfinishedCountsInScope(scope, sinceMs);
+    const failed = Object.values(notArchived).reduce((sum, n) => sum + n, 0);
+    const findings = reconciler.findings;
     const summary: ReconcileSummary = {
       scope: {
         since: options.sinceMs === undefined ? null : new Date(options.sinceMs).toISOString(),
@@ -644,7 +652,7 @@ export async function runReconcileOnce(
         scanned: tally.filesSeen,
         dirsScanned: tally.dirsScanned,
         inScope: tally.filesInScope,
-        alreadyArchived: tally.filesUnchanged,
+        alreadyArchived: tally.filesArchived,
         queued: tally.filesQueued,
         uploaded: core.outcomes.archived,
         bytesUploaded: core.uploaded.bytes,
@@ -652,12 +660,31 @@ export async function runReconcileOnce(
         verified: verify?.verified ?? 0,
         reUploaded: options.dryRun ? 0 : (verify?.findings.length ?? 0),
         waiting: tally.filesWaiting,
-        failed: unfinished.length,
+        failed,
+        retrying: notArchived.retry ?? 0,
+        quarantined: notArchived.quarantined ?? 0,
+        gone: notArchived.gone ?? 0,
         dirsUnreadable: tally.dirsUnreadable,
         entriesSkipped: tally.entriesSkipped,
       },
       durationMs: Date.now() - started,
       unfinished: unfinished.map((row) => ({ target: row.target, path: row.relPath, state: row.state, error: row.lastError })),
+      skipped: {
+        listed: findings.skips.items.map((skip) => ({
+          target: skip.target,
+          path: skip.relPath,
+          kind: skip.kind,
+          code: skip.code ?? null,
+          nameHex: skip.nameHex ?? null,
+        })),
+        more: findings.skips.more,
+      },
+      planned: options.dryRun
+        ? {
+            files: findings.files.items.map((f) => ({ target: f.target, path: f.relPath, action: f.outcome === 'queued' ? ('queue' as const) : ('wait' as const) })),
+            more: findings.files.more,
+          }
+        : null,
       verifyFindings: (verify?.findings ?? []).map((f) => ({ target: f.target, path: f.relPath, key: f.key, reason: f.reason })),
       verifyRequests: verify ? { listed: verify.listed, heads: verify.heads } : null,
     };
@@ -667,7 +694,7 @@ export async function runReconcileOnce(
     // An unreadable directory's files are in scope but unseen: the pass cannot say they are archived.
     // So are entries it had to skip (names that cannot be keys, files it could not stat).
     const unseen = tally.dirsUnreadable + tally.entriesSkipped;
-    const code = fatalError !== undefined || unfinished.length > 0 || wouldAct || unseen > 0 ? 1 : 0;
+    const code = fatalError !== undefined || failed > 0 || wouldAct || unseen > 0 ? 1 : 0;
     return { code, summary };
   } catch (error) {
     if (error instanceof InterruptedError) {
@@ -684,6 +711,32 @@ export async function runReconcileOnce(
     core.closeS3();
     ledger.close();
     signals.remove();
+  }
+}
+
+/** How often a one-shot pass looks again at the rows another process is archiving. */
+const OTHERS_POLL_MS = 250;
+
+/**
+ * Resolves once this process's pool has nothing left to claim and no row in scope is held by another live
+ * process: a `watch` beside this `reconcile` on the same ledger archives what it claimed, and those rows are
+ * waited for (their end, archived or not, is then what the summary reports), never reported as unfinished
+ * while in its hands. A row whose owner stops meanwhile is recovered and archived here. Returns at once after
+ * a fatal error (the pool has stopped).
+ */
+async function drainScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: number, onWait: (phase: string) => void): Promise<void> {
+  for (;;) {
+    await core.pool.drained();
+    const owners = core.ledger.workingOwnersInScope(scope, sinceMs);
+    const others = owners.filter(core.isLiveOther);
+    // Owners that stopped while we waited (and no longer our own): their rows are ours to finish.
+    if (others.length < owners.length && core.recover() > 0) {
+      core.pool.wake();
+      continue;
+    }
+    if (others.length === 0 || core.pool.stopped) return;
+    onWait(`waiting for ${core.ledger.unfinishedCountsInScope(scope, sinceMs).working ?? 0} file(s) another sftppush process is archiving`);
+    await new Promise((resolve) => setTimeout(resolve, OTHERS_POLL_MS));
   }
 }
 
@@ -798,10 +851,12 @@ export function runStatus(request: StatusRequest): { code: number; stdout: strin
     if (request.failed) {
       const rows = reader.failures(FAILURES_LISTED);
       const failedAfterActions = reader.failedAfterActions(FAILURES_LISTED);
-      return print(
-        { ...summary, failed: rows, failedAfterActions },
+      const skips = reader.scanSkips(FAILURES_LISTED);
+      const text = [
         formatFailures(rows, summary.counts, failedAfterActions, summary.afterActionsFailed),
-      );
+        ...formatScanSkips(skips, `the latest ${FAILURES_LISTED} are listed`),
+      ].join('\n');
+      return print({ ...summary, failed: rows, failedAfterActions, scanSkips: skips }, text);
     }
     return print(summary, formatSummary(summary));
   } finally {

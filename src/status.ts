@@ -1,4 +1,14 @@
-import type { FailedAfterAction, FileRow, FileStory, ReconcilePass, StateCounts, StatusSummary } from './ledger/reader.js';
+import type {
+  FailedAfterAction,
+  FileRow,
+  FileStory,
+  ReconcilePass,
+  ScanSkipKind,
+  ScanSkipRow,
+  ScanSkips,
+  StateCounts,
+  StatusSummary,
+} from './ledger/reader.js';
 import { FILE_STATES } from './ledger/states.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import type { WatchHealth } from './watch/watcher.js';
@@ -21,6 +31,7 @@ export function formatSummary(summary: StatusSummary): string {
   if (summary.afterActionsFailed > 0) {
     lines.push(`after-archive actions failed: ${summary.afterActionsFailed} (sources kept, tried again at every pass: status --failed)`);
   }
+  lines.push(...formatScanSkips(summary.scanSkips, 'all: status --failed'));
   if (summary.lastErrors.length > 0) {
     lines.push('last errors (all: status --failed):');
     lines.push(...summary.lastErrors.map((row) => `  ${formatFailure(row)}`));
@@ -46,7 +57,10 @@ function formatPass(pass: ReconcilePass): string {
     scope?.verify ? 'verify' : '',
     scope?.dryRun ? 'dry run' : '',
   ].filter(Boolean);
-  const counts = pass.counts ? `, ${pass.counts.filesSeen ?? 0} scanned, ${pass.counts.filesQueued ?? 0} queued` : '';
+  const skipped = (pass.counts?.dirsUnreadable ?? 0) + (pass.counts?.entriesSkipped ?? 0) > 0
+    ? `, ${pass.counts?.dirsUnreadable ?? 0} unreadable directories, ${pass.counts?.entriesSkipped ?? 0} entries skipped`
+    : '';
+  const counts = pass.counts ? `, ${pass.counts.filesSeen ?? 0} scanned, ${pass.counts.filesQueued ?? 0} queued${skipped}` : '';
   return `${pass.finishedAt} (${pass.reason}${limits.length > 0 ? `: ${limits.join(', ')}` : ''}${counts})`;
 }
 
@@ -69,6 +83,49 @@ function formatWatchHealth(watch: unknown, recordedAt: string | null): string[] 
     if (more > 0) lines.push(`  ${name}: ${more} more directories not watched`);
   }
   return lines;
+}
+
+const SKIP_KINDS: Record<ScanSkipKind, string> = {
+  'unreadable-directory': 'unreadable directory',
+  'invalid-name': 'name not UTF-8',
+  'unstatable-file': 'cannot stat',
+};
+
+/**
+ * What the passes skipped, and so could not archive: counts by kind, then each row listed (the latest first).
+ * Nothing at all when there is nothing: the common case stays one line shorter. `more` says where the rest is.
+ */
+export function formatScanSkips(skips: ScanSkips, more: string): string[] {
+  const total = Object.values(skips.counts).reduce((sum, n) => sum + n, 0);
+  if (total === 0) return [];
+  const lines = [
+    `scan skips (not archived until fixed; the next pass clears what it can read again): ${skips.counts['unreadable-directory']} unreadable directories, ` +
+      `${skips.counts['invalid-name']} names not UTF-8, ${skips.counts['unstatable-file']} files that cannot be stat-ed`,
+  ];
+  for (const row of skips.rows) lines.push(`  ${formatSkip(row)}`);
+  if (total > skips.rows.length) lines.push(`  (${total - skips.rows.length} more: ${more})`);
+  return lines;
+}
+
+/** One skip: its kind, where, and why (the errno, or a name's bytes shown escaped). */
+export function formatSkip(skip: Pick<ScanSkipRow, 'target' | 'path' | 'kind' | 'code' | 'nameHex'>): string {
+  const where = escapeControl(skip.path === '' ? skip.target : `${skip.target}/${skip.path}`);
+  const name = skip.nameHex === null ? '' : `/${escapeNameBytes(Buffer.from(skip.nameHex, 'hex'))}`;
+  return `${SKIP_KINDS[skip.kind].padEnd(20)} ${where}${name}${skip.code === null ? '' : `  ${escapeControl(skip.code)}`}`;
+}
+
+/**
+ * A name that is not valid UTF-8, shown as escapeControl shows text: printable ASCII as is, a backslash
+ * doubled, every other byte `\xNN` (so the bytes can be told apart, and typed back with $'...').
+ */
+function escapeNameBytes(bytes: Buffer): string {
+  let text = '';
+  for (const byte of bytes) {
+    if (byte === 0x5c) text += '\\\\';
+    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
+    else text += `\\x${byte.toString(16).padStart(2, '0')}`;
+  }
+  return text;
 }
 
 /**
@@ -137,15 +194,22 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
       `${c.waiting} ${summary.scope.dryRun ? 'not settled yet' : 'waited for'}` +
       (summary.scope.verify ? `, ${c.verified} verified, ${summary.verifyFindings.length} missing or replaced in S3` : '') +
       `, ${c.failed} not archived` +
-      (c.dirsUnreadable + c.entriesSkipped > 0 ? `, ${c.dirsUnreadable} unreadable directories, ${c.entriesSkipped} entries skipped (see the log)` : '') +
+      (c.failed > 0 ? ` (${c.retrying} retrying, ${c.quarantined} quarantined, ${c.gone} gone)` : '') +
+      (c.dirsUnreadable + c.entriesSkipped > 0 ? `, ${c.dirsUnreadable} unreadable directories, ${c.entriesSkipped} entries skipped` : '') +
       `, in ${(summary.durationMs / 1000).toFixed(1)} s`,
   ];
+  for (const file of summary.planned?.files ?? []) {
+    lines.push(`  ${file.action === 'queue' ? 'would queue' : 'would wait for (not settled yet)'}: ${escapeControl(`${file.target}/${file.path}`)}`);
+  }
+  if (summary.planned && summary.planned.more > 0) lines.push(`  (${summary.planned.more} more files to queue or wait for, not listed)`);
   for (const f of summary.verifyFindings) {
     lines.push(`  ${f.reason}: ${escapeControl(`${f.target}/${f.path}`)} (s3 key ${escapeControl(f.key)})${summary.scope.dryRun ? '' : ': uploaded again'}`);
   }
   for (const u of summary.unfinished) {
     lines.push(`  ${u.state}: ${escapeControl(`${u.target}/${u.path}`)}${u.error ? `  ${escapeControl(u.error)}` : ''}`);
   }
+  for (const skip of summary.skipped.listed) lines.push(`  skipped: ${formatSkip(skip)}`);
+  if (summary.skipped.more > 0) lines.push(`  (${summary.skipped.more} more skipped, not listed)`);
   return lines.join('\n');
 }
 

@@ -118,6 +118,17 @@ export interface KeyHolder {
   readonly relPath: string;
 }
 
+/** An entry a scan could not archive and skipped (reconcile/scanner.ts): what `status` lists. */
+export interface ScanSkip {
+  /** unreadable-directory: `relPath` is the directory; invalid-name: the directory holding it; unstatable-file: the file. */
+  readonly kind: 'unreadable-directory' | 'invalid-name' | 'unstatable-file';
+  readonly relPath: string;
+  /** The errno name (EACCES, EIO, ENAMETOOLONG); absent for an invalid name. */
+  readonly code?: string | undefined;
+  /** An invalid name's bytes, as hex. */
+  readonly nameHex?: string | undefined;
+}
+
 /** What a pass counted; recorded whole (JSON), with files_seen and files_queued also in their columns. */
 export interface ReconcileTally {
   readonly filesSeen: number;
@@ -690,20 +701,32 @@ export class Ledger {
    * with mtime at or after `sinceMs`, that is not archived: what a one-shot `reconcile` reports (and exits 1
    * for) once it has drained what it could.
    */
-  unfinishedInScope(subtrees: readonly { target: string; relDir: string }[], sinceMs: number, limit = 1000): FileRow[] {
-    const inScope = subtrees.map(() => '(f.target = ? AND f.rel_path > ? AND (? IS NULL OR f.rel_path < ?))').join(' OR ') || 'FALSE';
-    const params = subtrees.flatMap(({ target, relDir }) => {
-      const range = subtreeRange(relDir);
-      return [target, range.after, range.before, range.before];
-    });
+  unfinishedInScope(subtrees: readonly ScopeSubtree[], sinceMs: number, limit = 1000): FileRow[] {
+    const scope = latestInScope(subtrees, sinceMs);
     return this.db
-      .prepare(
-        `SELECT ${FILE_COLUMNS} FROM files f WHERE f.state IN ('pending', 'working', 'retry', 'quarantined', 'gone')
-         AND (${inScope}) AND f.mtime_ms >= ?
-         AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = f.target AND n.rel_path = f.rel_path AND n.generation > f.generation)
-         ORDER BY f.target, f.rel_path LIMIT ?`,
-      )
-      .all(...params, sinceMs, limit) as FileRow[];
+      .prepare(`SELECT ${FILE_COLUMNS} FROM files f WHERE f.state IN (${UNFINISHED}) AND ${scope.where} ORDER BY f.target, f.rel_path LIMIT ?`)
+      .all(...scope.params, limit) as FileRow[];
+  }
+
+  /** How many latest generations in scope (as unfinishedInScope) are in each unfinished state: the whole count, not a page. */
+  unfinishedCountsInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): Partial<Record<FileState, number>> {
+    const scope = latestInScope(subtrees, sinceMs);
+    const rows = this.db
+      .prepare(`SELECT f.state, COUNT(*) AS n FROM files f WHERE f.state IN (${UNFINISHED}) AND ${scope.where} GROUP BY f.state`)
+      .all(...scope.params) as { state: FileState; n: number }[];
+    return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+  }
+
+  /**
+   * The owners of the rows in scope (as unfinishedInScope) that are `working`: a one-shot `reconcile` waits for
+   * those held by another live process (a `watch` archiving them) instead of reporting them unfinished.
+   */
+  workingOwnersInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): string[] {
+    const scope = latestInScope(subtrees, sinceMs);
+    const rows = this.db
+      .prepare(`SELECT DISTINCT f.owner FROM files f WHERE f.state = 'working' AND f.owner IS NOT NULL AND ${scope.where}`)
+      .all(...scope.params) as { owner: string }[];
+    return rows.map((row) => row.owner);
   }
 
   /** The most recent archived generation of a path before `generation`, for duplicate detection. */
@@ -763,6 +786,35 @@ export class Ledger {
         `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,
       ).run(this.now(), tally.filesSeen, tally.filesQueued, JSON.stringify(tally), error ?? null, runId),
     );
+  }
+
+  /**
+   * Records what a pass had to skip while walking a target's directory (`relDir`, '' for the whole target):
+   * each skip is kept (first seen, last seen, by pass `runId`), and every row under `relDir` this pass did not
+   * see again is cleared (readable again, renamed, gone). Then the target keeps at most `maxRows`, the most
+   * recently seen: the pass record counts them all.
+   */
+  recordScanSkips(target: string, relDir: string, runId: number, skips: readonly ScanSkip[], maxRows: number): void {
+    this.db.transaction(() => {
+      const now = this.now();
+      const upsert = this.stmt(
+        `INSERT INTO scan_skips (target, path, name_hex, kind, code, first_seen_at, last_seen_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (target, path, name_hex) DO UPDATE SET kind = excluded.kind, code = excluded.code,
+           last_seen_at = excluded.last_seen_at, run_id = excluded.run_id`,
+      );
+      for (const skip of skips) upsert.run(target, skip.relPath, skip.nameHex ?? '', skip.kind, skip.code ?? null, now, now, runId);
+      const range = subtreeRange(relDir);
+      this.stmt(
+        `DELETE FROM scan_skips WHERE target = @target AND run_id <> @runId
+         AND (path = @relDir OR (path > @after AND (@before IS NULL OR path < @before)))`,
+      ).run({ target, runId, relDir, ...range });
+      const { n } = this.stmt(`SELECT COUNT(*) AS n FROM scan_skips WHERE target = ?`).get(target) as { n: number };
+      if (n <= maxRows) return;
+      this.stmt(
+        `DELETE FROM scan_skips WHERE target = @target AND rowid NOT IN
+         (SELECT rowid FROM scan_skips WHERE target = @target ORDER BY last_seen_at DESC, rowid LIMIT @maxRows)`,
+      ).run({ target, maxRows });
+    }).immediate();
   }
 
   /**
@@ -901,6 +953,32 @@ export class Ledger {
     }
     return statement;
   }
+}
+
+/** A target (its path) and a directory in it, '' for the whole target: what a one-shot pass covers. */
+export interface ScopeSubtree {
+  readonly target: string;
+  readonly relDir: string;
+}
+
+/** The states a one-shot pass reports as not archived. */
+const UNFINISHED = `'pending', 'working', 'retry', 'quarantined', 'gone'`;
+
+/**
+ * The WHERE clause (on `files f`) of the latest generation of every path in these subtrees with mtime at or
+ * after `sinceMs`, and its parameters: each subtree is one index range (subtreeRange).
+ */
+function latestInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): { where: string; params: unknown[] } {
+  const inScope = subtrees.map(() => '(f.target = ? AND f.rel_path > ? AND (? IS NULL OR f.rel_path < ?))').join(' OR ') || 'FALSE';
+  const params = subtrees.flatMap(({ target, relDir }) => {
+    const range = subtreeRange(relDir);
+    return [target, range.after, range.before, range.before];
+  });
+  return {
+    where: `(${inScope}) AND f.mtime_ms >= ?
+      AND NOT EXISTS (SELECT 1 FROM files n WHERE n.target = f.target AND n.rel_path = f.rel_path AND n.generation > f.generation)`,
+    params: [...params, sinceMs],
+  };
 }
 
 /**

@@ -48,6 +48,8 @@ export interface StatusSummary {
   lastErrors: FileRow[];
   /** After-archive actions (delete, move) that failed and wait for their retry at the next pass. */
   afterActionsFailed: number;
+  /** What the passes skipped and could not archive (unreadable directories, invalid names), as kept now. */
+  scanSkips: ScanSkips;
 }
 
 /** An after-archive action that failed: the source is kept, and every pass and start tries it again. */
@@ -61,6 +63,29 @@ export interface FailedAfterAction {
   detail: string;
   /** When the last attempt failed (ISO). */
   failedAt: string;
+}
+
+export type ScanSkipKind = 'unreadable-directory' | 'invalid-name' | 'unstatable-file';
+
+/** An entry the passes skipped, as the last pass that walked it left it (migrations/0010_scan_skips.sql). */
+export interface ScanSkipRow {
+  target: string;
+  /** The directory (unreadable, or holding the invalid name), or the file that could not be stat-ed. */
+  path: string;
+  kind: ScanSkipKind;
+  /** The errno name; null for an invalid name. */
+  code: string | null;
+  /** An invalid name's bytes, hex; null for the other kinds. */
+  nameHex: string | null;
+  firstSeenAt: string;
+  lastSeenAt: string;
+}
+
+export interface ScanSkips {
+  /** Rows kept per kind (at most SCAN_SKIPS_KEPT per target: the pass records count them all). */
+  counts: Record<ScanSkipKind, number>;
+  /** The most recently seen first, up to the limit asked for. */
+  rows: ScanSkipRow[];
 }
 
 export interface FileRow {
@@ -134,6 +159,8 @@ const COUNTERS_SCHEMA = 8;
 
 /** The schema that brought after_actions; a ledger older than it has none to list. */
 const AFTER_ACTIONS_SCHEMA = 9;
+/** The schema that brought scan_skips; before it there is nothing to list. */
+const SCAN_SKIPS_SCHEMA = 10;
 
 /** How many of the latest failures the summary shows. */
 const LAST_ERRORS = 5;
@@ -220,6 +247,7 @@ export class LedgerReader {
         this.schemaVersion < AFTER_ACTIONS_SCHEMA
           ? 0
           : (this.stmt(`SELECT COUNT(*) AS n FROM after_actions WHERE state = 'failed'`).get() as { n: number }).n,
+      scanSkips: this.scanSkips(LAST_ERRORS),
     };
   }
 
@@ -231,6 +259,21 @@ export class LedgerReader {
        FROM after_actions a JOIN files f ON f.id = a.file_id WHERE a.state = 'failed' ORDER BY a.settled_at DESC LIMIT ?`,
     ).all(limit) as (Omit<FailedAfterAction, 'failedAt' | 'detail'> & { detail: string | null; settledAt: number })[];
     return rows.map(({ settledAt, detail, ...row }) => ({ ...row, detail: detail ?? 'failed', failedAt: iso(settledAt) }));
+  }
+
+  /** What the passes skipped: counts by kind, and up to `limit` rows, the most recently seen first. */
+  scanSkips(limit: number): ScanSkips {
+    const counts: Record<ScanSkipKind, number> = { 'unreadable-directory': 0, 'invalid-name': 0, 'unstatable-file': 0 };
+    // A ledger a running older service still uses has no such table: nothing recorded yet.
+    if (this.schemaVersion < SCAN_SKIPS_SCHEMA) return { counts, rows: [] };
+    for (const row of this.stmt(`SELECT kind, COUNT(*) AS n FROM scan_skips GROUP BY kind`).all() as { kind: ScanSkipKind; n: number }[]) {
+      counts[row.kind] = row.n;
+    }
+    const rows = this.stmt(
+      `SELECT target, path, kind, code, NULLIF(name_hex, '') AS nameHex, first_seen_at AS firstSeenAt, last_seen_at AS lastSeenAt
+       FROM scan_skips ORDER BY last_seen_at DESC LIMIT ?`,
+    ).all(limit) as (Omit<ScanSkipRow, 'firstSeenAt' | 'lastSeenAt'> & { firstSeenAt: number; lastSeenAt: number })[];
+    return { counts, rows: rows.map((row) => ({ ...row, firstSeenAt: iso(row.firstSeenAt), lastSeenAt: iso(row.lastSeenAt) })) };
   }
 
   /** Rows that need an operator's eye: retrying, quarantined or gone, most recently changed first. */

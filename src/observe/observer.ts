@@ -4,6 +4,7 @@ import type { TargetConfig } from '../config.js';
 import { errnoCode } from '../errors.js';
 import type { Ledger, ObserveOutcome } from '../ledger/ledger.js';
 import { decideObservation } from '../ledger/observation.js';
+import type { FileState } from '../ledger/states.js';
 import type { SourceFs, SourceStat } from '../source/source-fs.js';
 import { scanTree } from '../reconcile/scanner.js';
 import { decideCompletion, lastChangeMs, type CompletionDecision, type Sighting, type Waiting } from './completion.js';
@@ -100,13 +101,16 @@ export class Observer {
 
   /**
    * For a scan of one directory: a test of "the ledger already holds this file exactly as it is", answered
-   * from one read of the directory's rows. A path with a wait pending is never "unchanged" here.
+   * from one read of the directory's rows: the state it holds it in (archived, quarantined, ...), or undefined
+   * when it does not. A path with a wait pending is never "unchanged" here.
    */
-  unchangedIn(target: TargetConfig, relDir: string): (relPath: string, stat: SourceStat) => boolean {
+  unchangedIn(target: TargetConfig, relDir: string): (relPath: string, stat: SourceStat) => FileState | undefined {
     const latest = this.deps.ledger.latestInDirectory(target.path, relDir);
-    return (relPath, stat) =>
-      (this.pending.size === 0 || !this.pending.has(pathId(target, relPath))) &&
-      decideObservation(latest.get(relPath), stat).kind === 'unchanged';
+    return (relPath, stat) => {
+      if (this.pending.size > 0 && this.pending.has(pathId(target, relPath))) return undefined;
+      const row = latest.get(relPath);
+      return row && decideObservation(row, stat).kind === 'unchanged' ? row.state : undefined;
+    };
   }
 
   /** Resolves once no path waits for its quiet or settle period (a one-shot `reconcile` drains them). */

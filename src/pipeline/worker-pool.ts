@@ -63,6 +63,11 @@ export class WorkerPool {
     await Promise.all(this.loops);
   }
 
+  /** Whether the pool stopped claiming (stop(), or a fatal error): nothing more gets archived here. */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
   get busy(): number {
     return this.inFlight;
   }

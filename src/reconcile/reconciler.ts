@@ -2,14 +2,15 @@ import { CronJob } from 'cron';
 import type { Logger } from 'pino';
 import { subtreePath, type TargetConfig, type TargetSubtree } from '../config.js';
 import { describeCause, SftppushError } from '../errors.js';
-import type { Ledger } from '../ledger/ledger.js';
+import type { Ledger, ScanSkip } from '../ledger/ledger.js';
 import type { Observer } from '../observe/observer.js';
+import { CappedList } from './capped-list.js';
 import { emptyTally, scanTree, type ScanTally } from './scanner.js';
 
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
   readonly observer: Observer;
-  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile'>;
+  readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile' | 'recordScanSkips'>;
   readonly log: Logger;
   readonly now: () => number;
   /**
@@ -36,6 +37,21 @@ export interface PassScope {
   readonly signal?: AbortSignal | undefined;
 }
 
+/** What the scan skipped (see scanner.ts), per target; the ledger keeps at most this many per target. */
+export const SCAN_SKIPS_KEPT = 1000;
+
+/** What a pass listed besides its counts, each list capped at SCAN_SKIPS_KEPT (the rest counted). */
+export interface PassFindings {
+  /** Entries the walk skipped: also recorded in the ledger (scan_skips) for `status`, unless in a dry run. */
+  readonly skips: CappedList<ScanSkip & { readonly target: string }>;
+  /** Files in scope queued (a dry run: that would be) or waited for (not settled yet). */
+  readonly files: CappedList<{ readonly target: string; readonly relPath: string; readonly outcome: 'queued' | 'waiting' }>;
+}
+
+function emptyFindings(): PassFindings {
+  return { skips: new CappedList(SCAN_SKIPS_KEPT), files: new CappedList(SCAN_SKIPS_KEPT) };
+}
+
 /** How a pass ended. */
 export interface FinishedPass {
   /** Why it ran: `startup`, `schedule`, `inotify-overflow`, `command`, … */
@@ -55,6 +71,7 @@ export class Reconciler {
   private rerunReason: string | undefined;
   private job: CronJob | undefined;
   private passTally: ScanTally = emptyTally();
+  private passFindings: PassFindings = emptyFindings();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -96,6 +113,11 @@ export class Reconciler {
     return this.passTally;
   }
 
+  /** What the pass under way (or the last one) listed: skips, and the files it queued or waits for. */
+  get findings(): PassFindings {
+    return this.passFindings;
+  }
+
   stop(): void {
     void this.job?.stop();
   }
@@ -114,12 +136,25 @@ export class Reconciler {
     const started = this.deps.now();
     const total = emptyTally();
     this.passTally = total;
+    const findings = emptyFindings();
+    this.passFindings = findings;
     const failed: string[] = [];
     let passFailed = true;
     try {
       for (const { target, relDir } of subtrees) {
+        const skips = new CappedList<ScanSkip>(SCAN_SKIPS_KEPT);
         try {
-          await scanTree(target, relDir, this.deps.observer, this.deps.log, { sinceMs: scope?.sinceMs, signal: scope?.signal }, total);
+          await scanTree(target, relDir, this.deps.observer, this.deps.log, {
+            sinceMs: scope?.sinceMs,
+            signal: scope?.signal,
+            onSkip: (skip) => {
+              skips.add(skip);
+              findings.skips.add({ ...skip, target: target.path });
+            },
+            onFile: (relPath, outcome) => findings.files.add({ target: target.path, relPath, outcome }),
+          }, total);
+          // Only a walk that ended: one cut short by a missing target must not clear what it did not see.
+          if (!scope?.dryRun) this.deps.ledger.recordScanSkips(target.path, relDir, runId, skips.items, SCAN_SKIPS_KEPT);
         } catch (error) {
           // One unreadable target fails the pass (recorded, shown by status), not the other targets' scans.
           if (!(error instanceof SftppushError && error.code === 'E_TARGET_MISSING')) throw error;

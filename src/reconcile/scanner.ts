@@ -4,6 +4,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
 import { describeCause, errnoCode, SftppushError } from '../errors.js';
+import type { ScanSkip } from '../ledger/ledger.js';
+import type { FileState } from '../ledger/states.js';
 import type { Observer } from '../observe/observer.js';
 import { lstatNames, type StatFailure } from '../native/stat-at.js';
 import type { SourceStat } from '../source/source-fs.js';
@@ -12,29 +14,35 @@ export interface ScanTally {
   filesSeen: number;
   /** Seen and in the pass's scope (`--since`: mtime at or after it; all files otherwise). */
   filesInScope: number;
-  /** In scope and already in the ledger as they are (archived, or queued earlier). */
+  /** In scope and already in the ledger as they are (archived, or queued, retrying, quarantined earlier). */
   filesUnchanged: number;
+  /** Of filesUnchanged, those the ledger holds archived (a duplicate included): nothing left to do for them. */
+  filesArchived: number;
   filesQueued: number;
   /** Files not complete yet by the completion rule (observe/completion.ts); each is looked at again when due. */
   filesWaiting: number;
   /** Directories read to the end. */
   dirsScanned: number;
-  /** Directories that could not be read (EACCES, EIO): skipped, reported in the pass record. */
+  /** Directories that could not be read (EACCES, EIO): skipped, counted in the pass record, each told to ScanScope.onSkip. */
   dirsUnreadable: number;
-  /** Entries that were skipped: names that are not valid UTF-8 (no S3 key), files that could not be stat-ed. */
+  /** Entries that were skipped (each told to ScanScope.onSkip): names that are not valid UTF-8 (no S3 key), files that could not be stat-ed. */
   entriesSkipped: number;
 }
 
-/** Which files a pass looks at. */
+/** Which files a pass looks at, and whom it tells what it found besides the counts. */
 export interface ScanScope {
   /** Only files whose mtime is at or after this (ms since the epoch); older ones are left alone, not even stat-ed twice. */
   readonly sinceMs?: number | undefined;
+  /** Told of each entry skipped (also logged and counted): the pass records them for `status`. */
+  readonly onSkip?: (skip: ScanSkip) => void;
+  /** Told of each file in scope the pass queued (a dry run: would queue) or waits for (not settled yet). */
+  readonly onFile?: (relPath: string, outcome: 'queued' | 'waiting') => void;
   /** Stops the walk between directories (a one-shot `reconcile` told to stop): the walk throws its reason. */
   readonly signal?: AbortSignal | undefined;
 }
 
 export function emptyTally(): ScanTally {
-  return { filesSeen: 0, filesInScope: 0, filesUnchanged: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 0, dirsUnreadable: 0, entriesSkipped: 0 };
+  return { filesSeen: 0, filesInScope: 0, filesUnchanged: 0, filesArchived: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 0, dirsUnreadable: 0, entriesSkipped: 0 };
 }
 
 /**
@@ -123,7 +131,7 @@ interface StartedDirectory {
 
 /** Opens `relDir` and starts its first batch; undefined when it cannot be read (reported) or is gone. */
 function startDirectory(walk: Walk, relDir: string): StartedDirectory | undefined {
-  const dir = openDirectory(walk.target, relDir, walk.log, walk.tally);
+  const dir = openDirectory(walk.target, relDir, walk.log, walk.tally, walk.scope);
   if (!dir) return undefined;
   const absoluteDir = relDir === '' ? walk.target.path : path.join(walk.target.path, relDir);
   try {
@@ -136,7 +144,7 @@ function startDirectory(walk: Walk, relDir: string): StartedDirectory | undefine
 
 /** Reads the next batch of `dir` and sends its files to be lstat-ed, off this thread. */
 function startBatch(walk: Walk, dir: Dir, relDir: string, absoluteDir: string): StartedBatch {
-  const batch = readBatch(dir, walk.target, relDir, walk.log, walk.tally);
+  const batch = readBatch(dir, walk.target, relDir, walk.log, walk.tally, walk.scope);
   const subdirs: string[] = [];
   const files: { name: string; relPath: string }[] = [];
   for (const entry of batch.entries) {
@@ -163,7 +171,7 @@ async function finishDirectory(walk: Walk, started: StartedDirectory): Promise<s
   const { target, observer, log, scope, tally } = walk;
   const { relDir, absoluteDir, dir } = started;
   const subdirs: string[] = [];
-  let unchanged: ((relPath: string, stat: SourceStat) => boolean) | undefined;
+  let unchanged: UnchangedTest | undefined;
   try {
     for (let batch: StartedBatch | undefined = started.first; batch !== undefined; ) {
       subdirs.push(...batch.subdirs);
@@ -190,7 +198,7 @@ function observeEntry(
   relPath: string,
   stat: SourceStat | StatFailure,
   observer: Pick<Observer, 'noteScanned'>,
-  unchanged: (relPath: string, stat: SourceStat) => boolean,
+  unchanged: UnchangedTest,
   log: Logger,
   tally: ScanTally,
   scope: ScanScope,
@@ -201,21 +209,28 @@ function observeEntry(
     if (stat.code !== 'ENOENT' && stat.code !== 'ENOTDIR') {
       log.error({ target: target.path, path: relPath, code: stat.code }, 'cannot stat file: not archived');
       tally.entriesSkipped += 1;
+      scope.onSkip?.({ kind: 'unstatable-file', relPath, code: stat.code });
     }
     return;
   }
   tally.filesSeen += 1;
   if (scope.sinceMs !== undefined && stat.mtimeMs < scope.sinceMs) return;
   tally.filesInScope += 1;
-  if (unchanged(relPath, stat)) {
+  const held = unchanged(relPath, stat);
+  if (held !== undefined) {
     tally.filesUnchanged += 1;
+    if (held === 'archived') tally.filesArchived += 1;
     return;
   }
   const result = observer.noteScanned(target, relPath, stat);
   if (result === 'queued') tally.filesQueued += 1;
   else if (result === 'waiting') tally.filesWaiting += 1;
+  if (result === 'queued' || result === 'waiting') scope.onFile?.(relPath, result);
   else if (result === 'unchanged' || result === 'updated') tally.filesUnchanged += 1;
 }
+
+/** Observer.unchangedIn's answer for one file: the state the ledger holds it in, when it holds it as it is. */
+type UnchangedTest = (relPath: string, stat: SourceStat) => FileState | undefined;
 
 interface Entry {
   readonly name: string;
@@ -226,7 +241,7 @@ interface Entry {
  * Opens a directory for streaming, in place like the lstat calls: a thread-pool round trip per directory
  * (fs.promises.opendir) cost more than the open itself, 0.15 s of a pass over 1,000 directories.
  */
-function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): Dir | undefined {
+function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally, scope: ScanScope): Dir | undefined {
   try {
     // Names as bytes: one that is not UTF-8 must be reported, not silently mangled. Node honours 'buffer'
     // here as in readdir; @types/node types opendir's encoding as a text encoding only.
@@ -239,6 +254,7 @@ function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally:
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     log.error({ target: target.path, dir: relDir, code }, 'cannot read directory: its files are not archived');
     tally.dirsUnreadable += 1;
+    scope.onSkip?.({ kind: 'unreadable-directory', relPath: relDir, code: code ?? describeCause(error) });
     return undefined;
   }
 }
@@ -247,7 +263,14 @@ function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally:
  * The next entries of an open directory, up to one buffer's worth: readSync hands out what the last
  * getdents(2) buffered and makes the next call only when that is used up. `more` is false at the end.
  */
-function readBatch(dir: Dir, target: TargetConfig, relDir: string, log: Logger, tally: ScanTally): { entries: Entry[]; more: boolean } {
+function readBatch(
+  dir: Dir,
+  target: TargetConfig,
+  relDir: string,
+  log: Logger,
+  tally: ScanTally,
+  scope: ScanScope,
+): { entries: Entry[]; more: boolean } {
   const entries: Entry[] = [];
   while (entries.length < BATCH_ENTRIES) {
     let entry;
@@ -255,8 +278,10 @@ function readBatch(dir: Dir, target: TargetConfig, relDir: string, log: Logger, 
       entry = dir.readSync() as Dirent<Buffer> | null;
     } catch (error) {
       // EIO mid-listing (a failing disk, a stale NFS handle): the rest of the directory is unseen.
-      log.error({ target: target.path, dir: relDir, code: errnoCode(error) }, 'cannot read directory: its files are not archived');
+      const code = errnoCode(error) ?? describeCause(error);
+      log.error({ target: target.path, dir: relDir, code }, 'cannot read directory: its files are not archived');
       tally.dirsUnreadable += 1;
+      scope.onSkip?.({ kind: 'unreadable-directory', relPath: relDir, code });
       return { entries, more: false };
     }
     if (entry === null) {
@@ -268,11 +293,10 @@ function readBatch(dir: Dir, target: TargetConfig, relDir: string, log: Logger, 
       entries.push({ name: entry.name.toString('utf8'), kind });
       continue;
     }
+    const nameHex = entry.name.toString('hex');
     tally.entriesSkipped += 1;
-    log.error(
-      { target: target.path, dir: relDir, nameHex: entry.name.toString('hex') },
-      'file name is not valid UTF-8 and cannot become an S3 key: not archived (rename it)',
-    );
+    scope.onSkip?.({ kind: 'invalid-name', relPath: relDir, nameHex });
+    log.error({ target: target.path, dir: relDir, nameHex }, 'file name is not valid UTF-8 and cannot become an S3 key: not archived (rename it)');
   }
   return { entries, more: true };
 }

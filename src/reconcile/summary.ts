@@ -1,3 +1,21 @@
+/** An entry the scan skipped, shaped as `status` lists them (ScanSkipRow, without its times). */
+export interface SkippedEntry {
+  readonly target: string;
+  /** The directory (unreadable, or holding the invalid name), or the file that could not be stat-ed. */
+  readonly path: string;
+  readonly kind: 'unreadable-directory' | 'invalid-name' | 'unstatable-file';
+  readonly code: string | null;
+  /** An invalid name's bytes, hex. */
+  readonly nameHex: string | null;
+}
+
+/** A file a dry run would queue, or wait for until it settles. */
+export interface PlannedFile {
+  readonly target: string;
+  readonly path: string;
+  readonly action: 'queue' | 'wait';
+}
+
 /** What one `sftppush reconcile` did: printed as a summary line, or as one JSON object with --json. */
 export interface ReconcileSummary {
   readonly scope: { since: string | null; verify: boolean; dryRun: boolean; targets: readonly string[] };
@@ -5,6 +23,7 @@ export interface ReconcileSummary {
     scanned: number;
     dirsScanned: number;
     inScope: number;
+    /** In scope, and archived (or a duplicate) before this run: never a row quarantined, retrying or queued. */
     alreadyArchived: number;
     queued: number;
     uploaded: number;
@@ -14,7 +33,11 @@ export interface ReconcileSummary {
     verified: number;
     reUploaded: number;
     waiting: number;
+    /** In scope and not archived at the end (every one, where `unfinished` lists the first 1000), and of them: */
     failed: number;
+    retrying: number;
+    quarantined: number;
+    gone: number;
     /** Directories that could not be read, and entries skipped (non-UTF-8 names, unstat-able files). */
     dirsUnreadable: number;
     entriesSkipped: number;
@@ -22,6 +45,10 @@ export interface ReconcileSummary {
   readonly durationMs: number;
   /** Files in scope not archived at the end: left retrying, quarantined, gone (or, dry run, waiting). */
   readonly unfinished: readonly { target: string; path: string; state: string; error: string | null }[];
+  /** What the scan skipped, so could not archive (unreadable directories, invalid names, unstat-able files). */
+  readonly skipped: { readonly listed: readonly SkippedEntry[]; /** Beyond the list: counted only. */ readonly more: number };
+  /** A dry run: each file it would queue, or wait for (not settled yet); null for a real run. */
+  readonly planned: { readonly files: readonly PlannedFile[]; /** Beyond the list: counted only. */ readonly more: number } | null;
   /** What --verify found missing or replaced in S3. */
   readonly verifyFindings: readonly { target: string; path: string; key: string; reason: string }[];
   /** What --verify asked S3: objects listed (ListObjectsV2 returns up to 1000 per request) and HEADs. */

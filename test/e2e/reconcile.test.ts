@@ -9,9 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { tempDir } from '../support/fixtures.js';
+import { gzipSync } from 'node:zlib';
+import { startFaultProxy, target as faultTarget } from '../support/fault-proxy.js';
+import { tempDir, waitUntil } from '../support/fixtures.js';
 import { getObject, listVersions, MOTO_ENV, startMoto, type MotoServer } from '../support/moto.js';
-import { SFTPPUSH_BIN, type StatusJson, type StoryJson } from '../support/service.js';
+import { createService, SFTPPUSH_BIN, type RunningService, type Service, type StatusJson, type StoryJson } from '../support/service.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -19,12 +21,23 @@ const execFileAsync = promisify(execFile);
 interface ReconcileJson {
   scope: { since: string | null; verify: boolean; dryRun: boolean; targets: string[] };
   counts: Record<
-    'scanned' | 'inScope' | 'alreadyArchived' | 'queued' | 'uploaded' | 'duplicates' | 'verified' | 'reUploaded' | 'waiting' | 'failed',
+    | 'scanned' | 'inScope' | 'alreadyArchived' | 'queued' | 'uploaded' | 'duplicates' | 'verified' | 'reUploaded' | 'waiting' | 'failed'
+    | 'quarantined' | 'retrying' | 'gone',
     number
   >;
   durationMs: number;
   unfinished: { target: string; path: string; state: string; error: string | null }[];
   verifyFindings: { target: string; path: string; key: string; reason: string }[];
+  skipped: { listed: SkipJson[]; more: number };
+  planned: { files: { target: string; path: string; action: 'queue' | 'wait' }[]; more: number } | null;
+}
+
+interface SkipJson {
+  target: string;
+  path: string;
+  kind: string;
+  code: string | null;
+  nameHex: string | null;
 }
 
 interface ReconcilePassJson {
@@ -34,7 +47,11 @@ interface ReconcilePassJson {
   counts: Record<string, number> | null;
 }
 
-type StatusWithPasses = StatusJson & { lastFullPass: ReconcilePassJson | null; lastPartialPass: ReconcilePassJson | null };
+type StatusWithPasses = StatusJson & {
+  lastFullPass: ReconcilePassJson | null;
+  lastPartialPass: ReconcilePassJson | null;
+  scanSkips: { counts: Record<string, number>; rows: SkipJson[] };
+};
 
 interface CliResult {
   code: number;
@@ -46,9 +63,15 @@ interface CliResult {
 
 const CHILD_ENV = { ...MOTO_ENV, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 
+/**
+ * Who a child runs as: root reads every directory whatever its mode, so a test of an unreadable directory runs
+ * the CLI as `nobody` when the suite runs as root.
+ */
+let runAs: { uid: number; gid: number } | undefined;
+
 async function sftppush(args: readonly string[], command = SFTPPUSH_BIN): Promise<CliResult> {
   const started = performance.now();
-  const options = { env: { ...process.env, ...CHILD_ENV }, maxBuffer: 256 * 1024 * 1024 };
+  const options = { env: { ...process.env, ...CHILD_ENV }, maxBuffer: 256 * 1024 * 1024, ...runAs };
   try {
     const { stdout, stderr } = await execFileAsync(command, args, options);
     return { code: 0, stdout, stderr, ms: performance.now() - started };
@@ -299,6 +322,12 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(dry.code, 1, `a dry run with work to do exits 1\n${tail(dry.stderr)}`);
     assert.equal(dry.result.scope.dryRun, true);
     assert.equal(dry.result.counts.queued, 3);
+    assert.deepEqual(
+      dry.result.planned?.files.map((f) => [f.path, f.action]).sort(),
+      [['a.csv', 'queue'], ['b/b.csv', 'queue'], ['b/c/c.csv', 'queue']],
+      'the files it would queue are listed',
+    );
+    assert.equal(dry.result.planned?.more, 0);
     assert.equal(dry.result.counts.uploaded, 0);
     assert.deepEqual(await listVersions(moto.client, s.bucket), [], 'no object written');
     const afterDry = await status(s.config);
@@ -308,11 +337,13 @@ void describe('sftppush reconcile (one shot)', () => {
     const unsettled = await reconcile(s.config, '--dry-run');
     assert.equal(unsettled.code, 1);
     assert.equal(unsettled.result.counts.waiting, 3);
+    assert.deepEqual(unsettled.result.planned?.files.map((f) => f.action), ['wait', 'wait', 'wait']);
     assert.deepEqual(await listVersions(moto.client, s.bucket), []);
 
     const real = await reconcile(s.config, '--settle', '0');
     assert.equal(real.code, 0, tail(real.stderr));
     assert.equal(real.result.counts.uploaded, 3);
+    assert.equal(real.result.planned, null, 'only a dry run lists its plan');
     const written = await versionIds(moto, s.bucket);
     assert.equal(written.length, 3);
 
@@ -320,6 +351,7 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(clean.code, 0, `nothing to do: exit 0\n${tail(clean.stderr)}`);
     assert.equal(clean.result.counts.queued, 0);
     assert.equal(clean.result.counts.alreadyArchived, 3);
+    assert.deepEqual(clean.result.planned, { files: [], more: 0 });
     assert.deepEqual(await versionIds(moto, s.bucket), written);
   });
 
@@ -434,6 +466,145 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(text.code, 1);
     assert.match(text.stdout, /retry: .*x\.csv/);
     assert.match(text.stdout, /retry: .*d\/y\.csv/);
+  });
+
+  void it('what a pass skips (an unreadable directory, a name that is not UTF-8) is listed by the summary and by status, and cleared once fixed', async (t) => {
+    const s = await setup(t, moto);
+    writeFiles(s.target, { 'ok.csv': 'ok\n', 'locked/x.csv': 'x\n' });
+    const badName = Buffer.from([0x62, 0x61, 0x64, 0xe9, 0x2e, 0x63, 0x73, 0x76]); // "bad\xe9.csv" (Latin-1)
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${s.target}/`), badName]), 'latin-1 name\n');
+    fs.chmodSync(path.join(s.target, 'locked'), 0o000);
+    if (process.getuid?.() === 0) {
+      // The CLI runs as nobody (root would read the directory): everything it writes must be theirs to write.
+      for (const dir of [s.dir, s.target]) fs.chmodSync(dir, 0o777);
+      runAs = { uid: 65534, gid: 65534 };
+    }
+    try {
+
+      const run = await reconcile(s.config, '--settle', '0');
+      assert.equal(run.code, 1, `files unseen: exit 1\n${tail(run.stderr)}`);
+      const expected = [
+        { target: s.target, path: '', kind: 'invalid-name', code: null, nameHex: badName.toString('hex') },
+        { target: s.target, path: 'locked', kind: 'unreadable-directory', code: 'EACCES', nameHex: null },
+      ];
+      const byPath = (a: SkipJson, b: SkipJson) => a.path.localeCompare(b.path);
+      assert.deepEqual([...run.result.skipped.listed].sort(byPath), expected);
+      assert.equal(run.result.skipped.more, 0);
+      const text = await sftppush(['reconcile', '--config', s.config, '--settle', '0', '--log-level', 'silent']);
+      assert.match(text.stdout, /skipped: unreadable directory +.*\/locked {2}EACCES/);
+      assert.match(text.stdout, /skipped: name not UTF-8 +.*\/in\/bad\\xe9\.csv/);
+
+      const st = await status(s.config);
+      assert.deepEqual(st.scanSkips.counts, { 'unreadable-directory': 1, 'invalid-name': 1, 'unstatable-file': 0 });
+      assert.deepEqual(st.scanSkips.rows.map(({ target, path: p, kind, code, nameHex }) => ({ target, path: p, kind, code, nameHex })).sort(byPath), expected);
+      const summaryText = await sftppush(['status', '--config', s.config]);
+      assert.match(summaryText.stdout, /scan skips .*1 unreadable directories, 1 names not UTF-8/);
+      assert.match(summaryText.stdout, /unreadable directory +.*\/locked {2}EACCES/);
+      const failedText = await sftppush(['status', '--failed', '--config', s.config]);
+      assert.match(failedText.stdout, /name not UTF-8 +.*\/in\/bad\\xe9\.csv/);
+      assert.match(failedText.stdout, /unreadable directory +.*\/locked/);
+
+      // Fixed: readable again, renamed. The next pass archives what it could not see and clears both.
+      fs.chmodSync(path.join(s.target, 'locked'), 0o755);
+      fs.renameSync(Buffer.concat([Buffer.from(`${s.target}/`), badName]), path.join(s.target, 'bad.csv'));
+      const fixed = await reconcile(s.config, '--settle', '0');
+      assert.equal(fixed.code, 0, tail(fixed.stderr));
+      assert.deepEqual(fixed.result.skipped, { listed: [], more: 0 });
+      assert.deepEqual((await status(s.config)).scanSkips, { counts: { 'unreadable-directory': 0, 'invalid-name': 0, 'unstatable-file': 0 }, rows: [] });
+      assert.deepEqual(await versionCounts(moto, s.bucket), { 'p/ok.csv': 1, 'p/locked/x.csv': 1, 'p/bad.csv': 1 });
+    } finally {
+      runAs = undefined;
+    }
+  });
+
+  void it('--dry-run lists the files it would queue or wait for, at most 1000, counting the rest', async (t) => {
+    const s = await setup(t, moto);
+    const n = 1005;
+    writeFiles(s.target, Object.fromEntries(Array.from({ length: n }, (_, i) => [`d${i % 5}/f${i}.csv`, `${i}\n`])));
+    const dry = await reconcile(s.config, '--dry-run', '--settle', '0');
+    assert.equal(dry.code, 1);
+    assert.equal(dry.result.counts.queued, n);
+    assert.ok(dry.result.planned);
+    assert.equal(dry.result.planned.files.length, 1000);
+    assert.equal(dry.result.planned.more, n - 1000);
+    assert.ok(dry.result.planned.files.every((f) => f.target === s.target && f.action === 'queue' && /^d\d\/f\d+\.csv$/.test(f.path)));
+    assert.equal(new Set(dry.result.planned.files.map((f) => f.path)).size, 1000, 'each file once');
+    const text = await sftppush(['reconcile', '--config', s.config, '--dry-run', '--settle', '0', '--log-level', 'silent']);
+    assert.equal(text.stdout.split('\n').filter((line) => line.startsWith('  would queue: ')).length, 1000);
+    assert.match(text.stdout, /\(5 more files to queue or wait for, not listed\)/);
+    assert.deepEqual(await listVersions(moto.client, s.bucket), [], 'a dry run writes nothing');
+  });
+
+  void it('a quarantined file in scope is not counted as already archived: it is counted and listed as quarantined, exit 1', async (t) => {
+    const s = await setup(t, moto);
+    const good = gzipSync(Buffer.from('good content\n'.repeat(100)));
+    writeFiles(s.target, { 'a.csv': 'a\n' });
+    fs.writeFileSync(path.join(s.target, 'bad.csv.gz'), good.subarray(0, good.length - 12)); // truncated: a structure error
+
+    const first = await reconcile(s.config, '--settle', '0');
+    assert.equal(first.code, 1, tail(first.stderr));
+    assert.deepEqual(first.result.unfinished.map((u) => [u.path, u.state]), [['bad.csv.gz', 'quarantined']]);
+
+    // Nothing changed on disk: both are as the ledger holds them, but only a.csv is archived.
+    const second = await reconcile(s.config, '--settle', '0');
+    assert.equal(second.code, 1, `a quarantined file in scope: exit 1\n${tail(second.stderr)}`);
+    assert.equal(second.result.counts.inScope, 2);
+    assert.equal(second.result.counts.alreadyArchived, 1, 'only a.csv is archived');
+    assert.equal(second.result.counts.quarantined, 1);
+    assert.equal(second.result.counts.failed, 1);
+    assert.equal(second.result.counts.queued, 0);
+    assert.deepEqual(second.result.unfinished.map((u) => [u.path, u.state]), [['bad.csv.gz', 'quarantined']]);
+    const text = await sftppush(['reconcile', '--config', s.config, '--settle', '0', '--log-level', 'silent']);
+    assert.equal(text.code, 1);
+    assert.match(text.stdout, /1 already archived/);
+    assert.match(text.stdout, /1 quarantined/);
+    assert.match(text.stdout, /quarantined: .*bad\.csv\.gz/);
+  });
+
+  /**
+   * A `watch` on a fresh bucket whose PUT answers a proxy holds for 6 s, with two files claimed by it (`working`,
+   * held by a live process), and a config for a one-shot `reconcile` on the same ledger and target straight to moto.
+   */
+  async function watchHoldingTwo(t: TestContext): Promise<{ service: Service; watch: RunningService; direct: string }> {
+    const proxy = await startFaultProxy(moto.endpoint);
+    t.after(() => proxy.stop());
+    bucketSerial += 1;
+    const service = await createService({ moto, bucket: `reconcile-beside-${bucketSerial}-${process.pid}`, endpoint: proxy.endpoint });
+    t.after(() => service.cleanup());
+    const watch = await service.start();
+    t.after(() => watch.kill());
+    const files = { 'held1.csv': 'held one\n', 'held2.csv': 'held two\n' };
+    for (const name of Object.keys(files)) proxy.inject({ ...faultTarget.putObject(name), kind: 'stall', ms: 6000 });
+    writeFiles(service.targetDir, files);
+    await waitUntil('both files claimed by the watch', async () => (await service.status()).counts.working === 2, 15_000, 200);
+    const direct = path.join(service.dir, 'direct.toml');
+    fs.writeFileSync(direct, fs.readFileSync(service.configFile, 'utf8').replace(proxy.endpoint, moto.endpoint));
+    return { service, watch, direct };
+  }
+
+  async function assertBothArchivedOnce(service: Service, run: CliResult & { result: ReconcileJson }): Promise<void> {
+    assert.equal(run.code, 0, `the watch's rows end archived: exit 0 (unfinished: ${JSON.stringify(run.result.unfinished)})\n${tail(run.stderr)}`);
+    assert.deepEqual(run.result.unfinished, []);
+    assert.equal(run.result.counts.failed, 0);
+    const st = await service.status();
+    assert.equal(st.counts.archived, 2);
+    assert.equal(st.counts.working + st.counts.pending + st.counts.retry, 0);
+    assert.deepEqual(await versionCounts(moto, service.bucket), { 'held1.csv': 1, 'held2.csv': 1 }, 'each archived exactly once');
+  }
+
+  void it('beside a running watch on the same ledger, waits for the rows the watch is archiving and exits 0 once they are archived', async (t) => {
+    const { service, direct } = await watchHoldingTwo(t);
+    const run = await reconcile(direct, '--settle', '0');
+    await assertBothArchivedOnce(service, run);
+    assert.equal(run.result.counts.uploaded, 0, 'archived by the watch, not by this reconcile');
+  });
+
+  void it('beside a watch that is killed while the reconcile waits for its rows: recovers them and archives each once', async (t) => {
+    const { service, watch, direct } = await watchHoldingTwo(t);
+    const running = reconcile(direct, '--settle', '0');
+    await sleep(1500); // the reconcile is waiting for the watch's rows by now (its start takes well under that)
+    await watch.kill();
+    await assertBothArchivedOnce(service, await running);
   });
 
   void it('a no-change pass over 5,000 files in 200 directories (bounded-memory smoke)', async (t) => {

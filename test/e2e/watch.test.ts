@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
-import { createService, ExpectedBucket, isFileOutcome, sha256, type RunningService, type Service } from '../support/service.js';
+import { createService, ExpectedBucket, isFileOutcome, motoForSuite, sha256, type RunningService, type Service } from '../support/service.js';
 
 const BUCKET = 'e2e-watch';
 const ARCHIVE_DEADLINE_MS = 20_000;
@@ -132,7 +132,7 @@ void describe('sftppush watch (child process, moto)', () => {
     const status = await service.status();
     assert.deepEqual(Object.keys(status).sort(), [
       'backlog', 'counts', 'lastErrors', 'lastFailedPass', 'lastFullPass', 'lastPartialPass', 'lastReconcile', 'oldestPendingSeconds',
-      'targets', 'watch', 'watchRecordedAt',
+      'scanSkips', 'targets', 'watch', 'watchRecordedAt',
     ]);
     assert.deepEqual(status.targets, [{ target: fs.realpathSync(service.targetDir), counts: status.counts }], 'one target, all its generations');
     const watch = status.watch as { directoriesWatched: number; unwatchedCount: number } | null;
@@ -162,5 +162,43 @@ void describe('sftppush watch (child process, moto)', () => {
 
   void it('stops on SIGTERM with exit code 0', async () => {
     assert.equal(await run.stop(), 0);
+  });
+});
+
+void describe('sftppush watch: a target that disappears and comes back (child process, moto)', () => {
+  const env = motoForSuite();
+
+  void it('is picked up again by the next pass, which archives what landed meanwhile, and is watched again', async () => {
+    // A pass every 2 s: the test waits for passes, not for a guessed time.
+    const service = await createService({ moto: env.moto, bucket: 'e2e-target-back', reconcileToml: 'schedule = "*/2 * * * * *"' });
+    env.services.push(service);
+    const expected = new ExpectedBucket(env.moto.client, service.bucket);
+    const write = (relPath: string, content: string): Buffer => {
+      fs.mkdirSync(path.dirname(path.join(service.targetDir, relPath)), { recursive: true });
+      fs.writeFileSync(path.join(service.targetDir, relPath), content);
+      return Buffer.from(content);
+    };
+    const run = await service.start();
+    await run.waitForOutcomes('before.csv', expected.addVersion('before.csv', write('before.csv', 'before it went\n')), ARCHIVE_DEADLINE_MS);
+
+    fs.rmSync(service.targetDir, { recursive: true });
+    await run.waitForLog('a pass that fails on the missing target', (line) => line.msg === 'reconcile scan failed' && /cannot be read/.test(String(line.error)));
+    const missing = await service.status();
+    assert.match(JSON.stringify(missing.watch), /"rootWatched":false/, 'status says the target is not watched');
+
+    // Back, with a file already in it (mkdir -p and write, as a restore would): only a pass can find it.
+    const passesBefore = run.logs.filter((line) => line.msg === 'reconcile scan finished').length;
+    await run.waitForOutcomes('back/restored.csv', expected.addVersion('back/restored.csv', write('back/restored.csv', 'restored\n')), ARCHIVE_DEADLINE_MS);
+    await run.waitForLog('the root watched again', (line) => line.msg === 'target directory is watched again');
+    await run.waitForLogCount('a pass that succeeds again', (line) => line.msg === 'reconcile scan finished', passesBefore + 1);
+
+    // Watched again: a file written now is archived, and status shows the root watched and no failed pass.
+    await run.waitForOutcomes('after.csv', expected.addVersion('after.csv', write('after.csv', 'after it came back\n')), ARCHIVE_DEADLINE_MS);
+    const back = (await service.status()) as Awaited<ReturnType<Service['status']>> & { lastFailedPass: unknown };
+    const watch = back.watch as { targets: { rootWatched: boolean; rootLoss: unknown }[] };
+    assert.deepEqual(watch.targets.map((t) => [t.rootWatched, t.rootLoss]), [[true, null]]);
+    assert.equal(back.lastFailedPass, null, 'a good pass since the failed one');
+    assert.equal(await run.stop(), 0);
+    await expected.assertMatches();
   });
 });

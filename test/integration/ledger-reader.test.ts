@@ -49,6 +49,7 @@ void describe('status queries stay cheap as the ledger grows', () => {
     t.after(() => db.close());
     reader.status();
     reader.failures(1000);
+    reader.scanSkips(1000);
     reader.story(bigLedgerPath(77));
     reader.story(bigLedgerPath(77), BIG_TARGETS[1]);
     assert.ok(runs.length >= 8, `${runs.length} queries`);
@@ -139,7 +140,7 @@ void describe('counters', () => {
     // fillBigLedger inserted through the triggers; drop the counters (and what later migrations made) and migrate
     // again from 7 to see the backfill.
     const db = new Database(file);
-    db.exec(`DELETE FROM file_counts; DROP TABLE after_actions; PRAGMA user_version = 7;`);
+    db.exec(`DELETE FROM file_counts; DROP TABLE after_actions; DROP TABLE scan_skips; PRAGMA user_version = 7;`);
     db.exec(`DROP TRIGGER files_counts_insert; DROP TRIGGER files_counts_update; DROP TRIGGER files_counts_delete;
              DROP TABLE file_counts; DROP INDEX files_path; DROP INDEX files_unfinished; DROP INDEX files_failed;
              DROP INDEX history_at; DROP INDEX reconcile_runs_failed;`);

@@ -404,6 +404,7 @@ void describe('status, failures and story', () => {
       backlog: { files: 0, oldest: null },
       lastErrors: [],
       afterActionsFailed: 0,
+      scanSkips: { counts: { 'unreadable-directory': 0, 'invalid-name': 0, 'unstatable-file': 0 }, rows: [] },
     });
     ledger.recordServiceState('watch', { directoriesWatched: 3 });
     assert.deepEqual(ledger.reader.status().watch, { directoriesWatched: 3 }, 'the watcher\'s health as the service recorded it');

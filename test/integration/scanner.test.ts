@@ -6,10 +6,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import type { ScanSkip } from '../../src/ledger/ledger.js';
 import { createLogger } from '../../src/log.js';
 import { Observer } from '../../src/observe/observer.js';
 import { nodeSourceFs } from '../../src/source/source-fs.js';
-import { Reconciler } from '../../src/reconcile/reconciler.js';
+import { Reconciler, SCAN_SKIPS_KEPT } from '../../src/reconcile/reconciler.js';
 import { scanTree } from '../../src/reconcile/scanner.js';
 import {
   captureLines,
@@ -67,7 +68,7 @@ void describe('scanTree', () => {
     const tally = await scanTree(s.target, '', s.observer, s.log);
 
     // The target, deep/ and deep/er/: .hidden/ is pruned, linkdir is a symlink and never followed.
-    assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesQueued: 2, filesWaiting: 0, dirsScanned: 3, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesArchived: 0, filesQueued: 2, filesWaiting: 0, dirsScanned: 3, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('a.csv'), ['pending']);
     assert.deepEqual(s.states('deep/er/b.csv'), ['pending']);
     for (const skipped of ['upload.csv.filepart', '.hidden/c.csv', 'link.txt', 'linkdir/secret.txt']) {
@@ -80,7 +81,7 @@ void describe('scanTree', () => {
     s.oldFile('a.csv');
     await scanTree(s.target, '', s.observer, s.log);
     const again = await scanTree(s.target, '', s.observer, s.log);
-    assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesArchived: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.equal(s.ledger.reader.story('a.csv').generations.length, 1);
   });
 
@@ -102,7 +103,7 @@ void describe('scanTree', () => {
     const s = setup(t, 300);
     writeFile(s.root, 'fresh.csv', 'just written');
     const tally = await scanTree(s.target, '', s.observer, s.log);
-    assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesQueued: 0, filesWaiting: 1, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
+    assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesArchived: 0, filesQueued: 0, filesWaiting: 1, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('fresh.csv'), []);
     await waitUntil('the fresh file to be taken', () => s.states('fresh.csv').length === 1, 5000);
     assert.deepEqual(s.states('fresh.csv'), ['pending']);
@@ -148,9 +149,14 @@ void describe('scanTree', () => {
     }
     s.oldFile('ok.csv');
     try {
-      const tally = await scanTree(s.target, '', s.observer, s.log);
+      const skips: ScanSkip[] = [];
+      const tally = await scanTree(s.target, '', s.observer, s.log, { onSkip: (skip) => skips.push(skip) });
       assert.equal(tally.filesQueued, 1, 'ok.csv is still queued');
       assert.ok(s.logs.some((line) => line.level === 50 && line.code === 'ENAMETOOLONG'), 'the unreadable entry is logged');
+      // Where the path passes PATH_MAX, the directory (opendir) or the file (lstat) fails: either is reported.
+      assert.equal(skips.length, 1, `reported to the pass: ${JSON.stringify(skips)}`);
+      assert.equal(skips[0]?.code, 'ENAMETOOLONG');
+      assert.ok(skips[0]?.kind === 'unstatable-file' || skips[0]?.kind === 'unreadable-directory');
     } finally {
       // fs.rmSync cannot remove a tree deeper than PATH_MAX; GNU rm walks it with openat.
       execFileSync('rm', ['-rf', path.join(s.root, `000${'d'.repeat(240)}`)]);
@@ -175,6 +181,59 @@ void describe('Reconciler', () => {
     assert.equal(finished[0]?.filesQueued, 50);
     assert.equal(finished[1]?.filesQueued, 0);
     assert.notEqual(s.ledger.reader.status().lastReconcile, null);
+  });
+
+  void it('records what a pass skips in the ledger, at most SCAN_SKIPS_KEPT per target, and clears each once it is valid again', async (t) => {
+    const s = setup(t);
+    const n = SCAN_SKIPS_KEPT + 200;
+    fs.mkdirSync(path.join(s.root, 'bad'));
+    const names = Array.from({ length: n }, (_, i) => Buffer.concat([Buffer.from(`f${i}-`), Buffer.from([0xff]), Buffer.from('.csv')]));
+    for (const name of names) fs.writeFileSync(Buffer.concat([Buffer.from(`${s.root}/bad/`), name]), 'x');
+    s.oldFile('ok.csv');
+    const reconciler = reconcilerFor(s);
+
+    const tally = await reconciler.scan('schedule');
+    assert.equal(tally.entriesSkipped, n, 'every bad name is counted');
+    const skips = s.ledger.reader.scanSkips(5000);
+    assert.equal(skips.rows.length, SCAN_SKIPS_KEPT, 'but the ledger keeps a bounded number');
+    assert.equal(skips.counts['invalid-name'], SCAN_SKIPS_KEPT);
+    assert.ok(skips.rows.every((row) => row.kind === 'invalid-name' && row.path === 'bad' && row.target === s.root && row.code === null));
+    const kept = new Set(names.map((name) => name.toString('hex')));
+    assert.ok(skips.rows.every((row) => kept.has(row.nameHex!)), 'each row names a bad name by its bytes');
+    assert.equal(reconciler.findings.skips.items.length + reconciler.findings.skips.more, n);
+    assert.equal(s.ledger.reader.status().lastFullPass?.counts?.entriesSkipped, n, 'the pass record counts them all');
+
+    // A second pass over the same tree: the same rows, updated, not more of them.
+    await reconciler.scan('schedule');
+    assert.equal(s.ledger.reader.scanSkips(5000).rows.length, SCAN_SKIPS_KEPT);
+
+    // Renamed to valid names: the next pass clears them all (and queues the files).
+    names.forEach((name, i) => fs.renameSync(Buffer.concat([Buffer.from(`${s.root}/bad/`), name]), path.join(s.root, 'bad', `f${i}.csv`)));
+    const after = await reconciler.scan('schedule');
+    assert.equal(after.entriesSkipped, 0);
+    assert.deepEqual(s.ledger.reader.scanSkips(10), { counts: { 'unreadable-directory': 0, 'invalid-name': 0, 'unstatable-file': 0 }, rows: [] });
+  });
+
+  void it('a pass over a subtree clears only the skips under it; a failed pass (target missing) clears none', async (t) => {
+    const s = setup(t);
+    const bad = (dir: string) => fs.writeFileSync(Buffer.concat([Buffer.from(`${s.root}/${dir}/`), Buffer.from([0x78, 0xfe])]), 'x');
+    fs.mkdirSync(path.join(s.root, 'a'));
+    fs.mkdirSync(path.join(s.root, 'ab'));
+    bad('a');
+    bad('ab');
+    await reconcilerFor(s).scan('startup');
+    assert.deepEqual(s.ledger.reader.scanSkips(10).rows.map((row) => row.path).sort(), ['a', 'ab']);
+
+    fs.rmSync(path.join(s.root, 'a'), { recursive: true });
+    fs.mkdirSync(path.join(s.root, 'a'));
+    fs.rmSync(path.join(s.root, 'ab'), { recursive: true });
+    const subtree = new Reconciler({ ...s, targets: [s.target], now: Date.now, scope: { verify: false, dryRun: false, partial: true, subtrees: [{ target: s.target, relDir: 'a' }] } });
+    await subtree.scan('command');
+    assert.deepEqual(s.ledger.reader.scanSkips(10).rows.map((row) => row.path), ['ab'], "a/ is clear; ab/ (a sibling, not under a/) is left for a pass that walks it");
+
+    fs.rmSync(s.root, { recursive: true });
+    await assert.rejects(reconcilerFor(s).scan('schedule'), /cannot be read/);
+    assert.deepEqual(s.ledger.reader.scanSkips(10).rows.map((row) => row.path), ['ab'], 'a pass that could not walk the target clears nothing');
   });
 
   // Recovery runs once, when a process starts and before it claims: a scan taking rows back raced live workers.
