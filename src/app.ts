@@ -689,6 +689,8 @@ export async function runReconcileOnce(
       verifyRequests: verify ? { listed: verify.listed, heads: verify.heads } : null,
     };
     log.info({ ...summary.counts, ms: summary.durationMs }, 'reconcile finished');
+    // The pass record was closed when the walk ended; the command's pass ends now, with what it uploaded too.
+    if (reconciler.runId !== undefined) ledger.finishReconcile(reconciler.runId, { ...tally, ...summary.counts });
     // A dry run "fails" when it would have anything to do: S3 does not match the disk in scope.
     const wouldAct = options.dryRun && (tally.filesQueued + tally.filesWaiting + (verify?.findings.length ?? 0) > 0);
     // An unreadable directory's files are in scope but unseen: the pass cannot say they are archived.
@@ -702,6 +704,10 @@ export async function runReconcileOnce(
       observer.close();
       await stopWorkers(core, log, config.upload.stopGraceMs, signals.now);
       log.warn({ signal: error.signal, uploaded: core.outcomes.archived, ms: Date.now() - started }, 'reconcile interrupted');
+      // Also when the walk had ended: the pass is the whole command, and it did not finish.
+      if (reconciler.runId !== undefined) {
+        ledger.finishReconcile(reconciler.runId, { ...reconciler.tally, uploaded: core.outcomes.archived }, describeCause(error));
+      }
     }
     throw error;
   } finally {

@@ -780,7 +780,8 @@ export class Ledger {
     return Number(lastInsertRowid);
   }
 
-  finishReconcile(runId: number, tally: ReconcileTally, error?: string): void {
+  /** Closes a pass's record: two counts in columns, `tally` whole (a scan's, a command's summary too) as JSON. */
+  finishReconcile<T extends ReconcileTally>(runId: number, tally: T, error?: string): void {
     this.write(() =>
       this.stmt(
         `UPDATE reconcile_runs SET finished_at = ?, files_seen = ?, files_queued = ?, counts = ?, error = ? WHERE id = ?`,

@@ -72,6 +72,7 @@ export class Reconciler {
   private job: CronJob | undefined;
   private passTally: ScanTally = emptyTally();
   private passFindings: PassFindings = emptyFindings();
+  private passRunId: number | undefined;
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -118,6 +119,11 @@ export class Reconciler {
     return this.passFindings;
   }
 
+  /** The reconcile_runs row of the pass under way, or of the last one: a one-shot command completes it. */
+  get runId(): number | undefined {
+    return this.passRunId;
+  }
+
   stop(): void {
     void this.job?.stop();
   }
@@ -133,6 +139,7 @@ export class Reconciler {
       targets: subtrees.map(subtreePath),
       partial: scope?.partial ?? false,
     });
+    this.passRunId = runId;
     const started = this.deps.now();
     const total = emptyTally();
     this.passTally = total;
