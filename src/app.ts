@@ -733,6 +733,8 @@ const OTHERS_POLL_MS = 250;
 async function drainScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: number, onWait: (phase: string) => void): Promise<void> {
   for (;;) {
     await core.pool.drained();
+    // Stopped (a fatal error, an interrupt): nobody here archives anything more, and the ledger may be closing.
+    if (core.pool.stopped) return;
     const owners = core.ledger.workingOwnersInScope(scope, sinceMs);
     const others = owners.filter(core.isLiveOther);
     // Owners that stopped while we waited (and no longer our own): their rows are ours to finish.
@@ -740,7 +742,7 @@ async function drainScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: n
       core.pool.wake();
       continue;
     }
-    if (others.length === 0 || core.pool.stopped) return;
+    if (others.length === 0) return;
     onWait(`waiting for ${core.ledger.unfinishedCountsInScope(scope, sinceMs).working ?? 0} file(s) another sftppush process is archiving`);
     await new Promise((resolve) => setTimeout(resolve, OTHERS_POLL_MS));
   }

@@ -160,7 +160,7 @@ export class Reconciler {
             },
             onFile: (relPath, outcome) => findings.files.add({ target: target.path, relPath, outcome }),
           }, total);
-          // Only a walk that ended: one cut short by a missing target must not clear what it did not see.
+          // Only a walk that ended: one cut short (a missing target, an interrupt) must not clear what it did not see.
           if (!scope?.dryRun) this.deps.ledger.recordScanSkips(target.path, relDir, runId, skips.items, SCAN_SKIPS_KEPT);
         } catch (error) {
           // One unreadable target fails the pass (recorded, shown by status), not the other targets' scans.
