@@ -219,6 +219,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
   const observer = new Observer({
     ledger,
     source: nodeSourceFs,
+    dirs: nodeSourceDirs,
     log,
     settleMs: options.settleMs ?? config.reconcile.settleSeconds * 1000,
     now: Date.now,
@@ -282,6 +283,7 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
   const reconciler = new Reconciler({
     targets: config.targets,
     observer,
+    dirs: nodeSourceDirs,
     ledger,
     log,
     now: Date.now,

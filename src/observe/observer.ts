@@ -5,7 +5,7 @@ import { errnoCode } from '../errors.js';
 import type { Ledger, ObserveOutcome } from '../ledger/ledger.js';
 import { decideObservation } from '../ledger/observation.js';
 import type { FileState } from '../ledger/states.js';
-import type { SourceFs, SourceStat } from '../source/source-fs.js';
+import type { SourceDirs, SourceFs, SourceStat } from '../source/source-fs.js';
 import { scanTree } from '../reconcile/scanner.js';
 import { decideCompletion, lastChangeMs, type CompletionDecision, type Sighting, type Waiting } from './completion.js';
 import { createIgnoreMatcher, type IgnoreMatcher } from './ignore.js';
@@ -18,6 +18,8 @@ export type FinishedBy = 'closed' | 'moved-in' | 'linked';
 export interface ObserverDeps {
   readonly ledger: Pick<Ledger, 'observe' | 'wouldObserve' | 'latestInDirectory'>;
   readonly source: Pick<SourceFs, 'stat'>;
+  /** How scans read directories (scanner.ts). */
+  readonly dirs: Pick<SourceDirs, 'openDirectory' | 'lstatNames'>;
   readonly log: Logger;
   /** `settle_seconds` in ms: how old a file found without an event must be (completion.ts). */
   readonly settleMs: number;
@@ -120,7 +122,7 @@ export class Observer {
 
   /** Scans a directory subtree (a new directory's files, written before its watch existed) by the same rule. */
   async scanDirectory(target: TargetConfig, relDir: string): Promise<void> {
-    await scanTree(target, relDir, this, this.deps.log);
+    await scanTree(target, relDir, { observer: this, log: this.deps.log, dirs: this.deps.dirs });
   }
 
   /**

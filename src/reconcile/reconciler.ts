@@ -4,12 +4,15 @@ import { subtreePath, type TargetConfig, type TargetSubtree } from '../config.js
 import { describeCause, SftppushError } from '../errors.js';
 import type { Ledger, ScanSkip } from '../ledger/ledger.js';
 import type { Observer } from '../observe/observer.js';
+import type { SourceDirs } from '../source/source-fs.js';
 import { CappedList } from './capped-list.js';
 import { emptyTally, scanTree, type ScanTally } from './scanner.js';
 
 export interface ReconcilerDeps {
   readonly targets: readonly TargetConfig[];
   readonly observer: Observer;
+  /** How the walk reads directories (scanner.ts). */
+  readonly dirs: Pick<SourceDirs, 'openDirectory' | 'lstatNames'>;
   readonly ledger: Pick<Ledger, 'beginReconcile' | 'finishReconcile' | 'recordScanSkips'>;
   readonly log: Logger;
   readonly now: () => number;
@@ -151,7 +154,7 @@ export class Reconciler {
       for (const { target, relDir } of subtrees) {
         const skips = new CappedList<ScanSkip>(SCAN_SKIPS_KEPT);
         try {
-          await scanTree(target, relDir, this.deps.observer, this.deps.log, {
+          await scanTree(target, relDir, this.deps, {
             sinceMs: scope?.sinceMs,
             signal: scope?.signal,
             onSkip: (skip) => {

@@ -1,5 +1,4 @@
 import { isUtf8 } from 'node:buffer';
-import { opendirSync, type Dir, type Dirent } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
@@ -7,8 +6,8 @@ import { describeCause, errnoCode, SftppushError } from '../errors.js';
 import type { ScanSkip } from '../ledger/ledger.js';
 import type { FileState } from '../ledger/states.js';
 import type { Observer } from '../observe/observer.js';
-import { lstatNames, type StatFailure } from '../native/stat-at.js';
-import type { SourceStat } from '../source/source-fs.js';
+import type { StatFailure } from '../native/stat-at.js';
+import type { SourceDirectory, SourceDirs, SourceStat } from '../source/source-fs.js';
 
 export interface ScanTally {
   filesSeen: number;
@@ -63,12 +62,11 @@ export function emptyTally(): ScanTally {
 export async function scanTree(
   target: TargetConfig,
   relDir: string,
-  observer: Pick<Observer, 'isIgnoredEntry' | 'noteScanned' | 'unchangedIn'>,
-  log: Logger,
+  deps: ScanDeps,
   scope: ScanScope = {},
   tally: ScanTally = emptyTally(),
 ): Promise<ScanTally> {
-  const walk: Walk = { target, observer, log, scope, tally };
+  const walk: Walk = { ...deps, target, scope, tally };
   const pending = [relDir];
   const startNext = (): StartedDirectory | undefined => {
     for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
@@ -97,11 +95,16 @@ export async function scanTree(
   return tally;
 }
 
-/** What every step of one walk shares. */
-interface Walk {
-  readonly target: TargetConfig;
+/** Whom a walk tells what it finds, and how it reads directories. */
+export interface ScanDeps {
   readonly observer: Pick<Observer, 'isIgnoredEntry' | 'noteScanned' | 'unchangedIn'>;
   readonly log: Logger;
+  readonly dirs: Pick<SourceDirs, 'openDirectory' | 'lstatNames'>;
+}
+
+/** What every step of one walk shares. */
+interface Walk extends ScanDeps {
+  readonly target: TargetConfig;
   readonly scope: ScanScope;
   readonly tally: ScanTally;
 }
@@ -125,13 +128,13 @@ interface StartedBatch {
 interface StartedDirectory {
   readonly relDir: string;
   readonly absoluteDir: string;
-  readonly dir: Dir;
+  readonly dir: SourceDirectory;
   readonly first: StartedBatch;
 }
 
 /** Opens `relDir` and starts its first batch; undefined when it cannot be read (reported) or is gone. */
 function startDirectory(walk: Walk, relDir: string): StartedDirectory | undefined {
-  const dir = openDirectory(walk.target, relDir, walk.log, walk.tally, walk.scope);
+  const dir = openDirectory(walk, relDir);
   if (!dir) return undefined;
   const absoluteDir = relDir === '' ? walk.target.path : path.join(walk.target.path, relDir);
   try {
@@ -143,7 +146,7 @@ function startDirectory(walk: Walk, relDir: string): StartedDirectory | undefine
 }
 
 /** Reads the next batch of `dir` and sends its files to be lstat-ed, off this thread. */
-function startBatch(walk: Walk, dir: Dir, relDir: string, absoluteDir: string): StartedBatch {
+function startBatch(walk: Walk, dir: SourceDirectory, relDir: string, absoluteDir: string): StartedBatch {
   const batch = readBatch(dir, walk.target, relDir, walk.log, walk.tally, walk.scope);
   const subdirs: string[] = [];
   const files: { name: string; relPath: string }[] = [];
@@ -153,7 +156,7 @@ function startBatch(walk: Walk, dir: Dir, relDir: string, absoluteDir: string): 
     if (entry.kind === 'directory') subdirs.push(relPath);
     else if (entry.kind === 'file') files.push({ name: entry.name, relPath });
   }
-  const stats = files.length > 0 ? lstatNames(absoluteDir, files.map((f) => f.name)) : undefined;
+  const stats = files.length > 0 ? walk.dirs.lstatNames(absoluteDir, files.map((f) => f.name)) : undefined;
   // A batch started ahead may be dropped unawaited when the walk fails before it: not an unhandled rejection.
   stats?.catch(() => undefined);
   return { subdirs, files, stats, more: batch.more };
@@ -237,15 +240,11 @@ interface Entry {
   readonly kind: 'file' | 'directory' | 'other';
 }
 
-/**
- * Opens a directory for streaming, in place like the lstat calls: a thread-pool round trip per directory
- * (fs.promises.opendir) cost more than the open itself, 0.15 s of a pass over 1,000 directories.
- */
-function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally: ScanTally, scope: ScanScope): Dir | undefined {
+/** Opens a directory for streaming; undefined when it is gone (nothing to do) or unreadable (reported). */
+function openDirectory(walk: Walk, relDir: string): SourceDirectory | undefined {
+  const { target, log, tally, scope } = walk;
   try {
-    // Names as bytes: one that is not UTF-8 must be reported, not silently mangled. Node honours 'buffer'
-    // here as in readdir; @types/node types opendir's encoding as a text encoding only.
-    return opendirSync(path.join(target.path, relDir), { encoding: 'buffer' as BufferEncoding, bufferSize: BATCH_ENTRIES });
+    return walk.dirs.openDirectory(path.join(target.path, relDir), BATCH_ENTRIES);
   } catch (error) {
     const code = errnoCode(error);
     // A target root that is gone is an error of the whole pass (recorded, shown by status), never an empty
@@ -264,7 +263,7 @@ function openDirectory(target: TargetConfig, relDir: string, log: Logger, tally:
  * getdents(2) buffered and makes the next call only when that is used up. `more` is false at the end.
  */
 function readBatch(
-  dir: Dir,
+  dir: SourceDirectory,
   target: TargetConfig,
   relDir: string,
   log: Logger,
@@ -275,7 +274,7 @@ function readBatch(
   while (entries.length < BATCH_ENTRIES) {
     let entry;
     try {
-      entry = dir.readSync() as Dirent<Buffer> | null;
+      entry = dir.readSync();
     } catch (error) {
       // EIO mid-listing (a failing disk, a stale NFS handle): the rest of the directory is unseen.
       const code = errnoCode(error) ?? describeCause(error);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Observer } from '../../src/observe/observer.js';
-import { nodeSourceFs } from '../../src/source/source-fs.js';
+import { nodeSourceDirs, nodeSourceFs } from '../../src/source/source-fs.js';
 import { scanTree } from '../../src/reconcile/scanner.js';
 import { openTestLedger, silentLog, targetConfig, tempDir, waitUntil, writeFile } from '../support/fixtures.js';
 
@@ -17,6 +17,7 @@ function setup(t: TestContext, options: { quietMs: number; settleMs: number }) {
   const observer = new Observer({
     ledger,
     source: nodeSourceFs,
+    dirs: nodeSourceDirs,
     log: silentLog,
     settleMs: options.settleMs,
     now: Date.now,
@@ -26,7 +27,7 @@ function setup(t: TestContext, options: { quietMs: number; settleMs: number }) {
   t.after(() => observer.close());
   const target = targetConfig({ path: root, quietMs: options.quietMs });
   const generations = (relPath: string): number => ledger.reader.story(relPath).generations.length;
-  const scan = () => scanTree(target, '', observer, silentLog);
+  const scan = () => scanTree(target, '', { observer, log: silentLog, dirs: nodeSourceDirs });
   return { root, ledger, observer, target, generations, scan };
 }
 

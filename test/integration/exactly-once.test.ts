@@ -12,7 +12,7 @@ import type { Ledger } from '../../src/ledger/ledger.js';
 import { isOwnerAlive } from '../../src/ledger/ownership.js';
 import { Observer } from '../../src/observe/observer.js';
 import { archiveClaimed, type ArchiveDeps } from '../../src/pipeline/archive-file.js';
-import { nodeSourceFs } from '../../src/source/source-fs.js';
+import { nodeSourceDirs, nodeSourceFs } from '../../src/source/source-fs.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
 import { archiveSettings, openTestLedger, patternBytes, silentLog, statOf, targetConfig, tempDir, writeFile } from '../support/fixtures.js';
@@ -89,6 +89,7 @@ void describe('exactly once in ordinary operation', () => {
     const observer = new Observer({
       ledger: w.ledger,
       source: nodeSourceFs,
+    dirs: nodeSourceDirs,
       log: silentLog,
       settleMs: 0,
       now: Date.now,
@@ -99,6 +100,7 @@ void describe('exactly once in ordinary operation', () => {
     const reconciler = new Reconciler({
       targets: [w.target],
       observer,
+      dirs: nodeSourceDirs,
       ledger: w.ledger,
       log: silentLog,
       now: Date.now,

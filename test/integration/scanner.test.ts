@@ -9,7 +9,7 @@ import { describe, it, type TestContext } from 'node:test';
 import type { ScanSkip } from '../../src/ledger/ledger.js';
 import { createLogger } from '../../src/log.js';
 import { Observer } from '../../src/observe/observer.js';
-import { nodeSourceFs } from '../../src/source/source-fs.js';
+import { nodeSourceDirs, nodeSourceFs } from '../../src/source/source-fs.js';
 import { Reconciler, SCAN_SKIPS_KEPT } from '../../src/reconcile/reconciler.js';
 import { scanTree } from '../../src/reconcile/scanner.js';
 import {
@@ -36,6 +36,7 @@ function setup(t: TestContext, settleMs = 0, ignore: string[] = ['.*', '*.filepa
   const observer = new Observer({
     ledger,
     source: nodeSourceFs,
+    dirs: nodeSourceDirs,
     log,
     settleMs,
     now: Date.now,
@@ -50,7 +51,7 @@ function setup(t: TestContext, settleMs = 0, ignore: string[] = ['.*', '*.filepa
     return file;
   };
   const states = (relPath: string) => ledger.reader.story(relPath).generations.map((g) => g.state);
-  return { root, ledger, logs, log, observer, target, oldFile, states, queued };
+  return { root, ledger, logs, log, observer, dirs: nodeSourceDirs, target, oldFile, states, queued };
 }
 
 void describe('scanTree', () => {
@@ -65,7 +66,7 @@ void describe('scanTree', () => {
     fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(s.root, 'link.txt'));
     fs.symlinkSync(outside, path.join(s.root, 'linkdir'));
 
-    const tally = await scanTree(s.target, '', s.observer, s.log);
+    const tally = await scanTree(s.target, '', s);
 
     // The target, deep/ and deep/er/: .hidden/ is pruned, linkdir is a symlink and never followed.
     assert.deepEqual(tally, { filesSeen: 2, filesInScope: 2, filesUnchanged: 0, filesArchived: 0, filesQueued: 2, filesWaiting: 0, dirsScanned: 3, dirsUnreadable: 0, entriesSkipped: 0 });
@@ -79,8 +80,8 @@ void describe('scanTree', () => {
   void it('a second scan of an unchanged tree queues nothing', async (t) => {
     const s = setup(t);
     s.oldFile('a.csv');
-    await scanTree(s.target, '', s.observer, s.log);
-    const again = await scanTree(s.target, '', s.observer, s.log);
+    await scanTree(s.target, '', s);
+    const again = await scanTree(s.target, '', s);
     assert.deepEqual(again, { filesSeen: 1, filesInScope: 1, filesUnchanged: 1, filesArchived: 0, filesQueued: 0, filesWaiting: 0, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.equal(s.ledger.reader.story('a.csv').generations.length, 1);
   });
@@ -88,11 +89,11 @@ void describe('scanTree', () => {
   void it('a rescan reads each directory\'s rows once, and an upgraded row (no ctime yet) adopts the one it sees', async (t) => {
     const s = setup(t);
     for (const name of ['a.csv', 'b.csv', 'sub/c.csv']) s.oldFile(name);
-    await scanTree(s.target, '', s.observer, s.log);
+    await scanTree(s.target, '', s);
     const db = new Database(path.join(path.dirname(s.root), 'ledger.db'));
     db.prepare(`UPDATE files SET ctime_ns = NULL WHERE rel_path = 'sub/c.csv'`).run();
     db.close();
-    const again = await scanTree(s.target, '', s.observer, s.log);
+    const again = await scanTree(s.target, '', s);
     assert.equal(again.filesUnchanged, 3);
     assert.equal(again.filesQueued, 0);
     assert.notEqual(s.ledger.reader.story('sub/c.csv').generations[0]?.ctimeNs, null, 'the ctime is recorded');
@@ -102,7 +103,7 @@ void describe('scanTree', () => {
   void it('a file younger than the settle time waits, then is taken once it has stayed unchanged', async (t) => {
     const s = setup(t, 300);
     writeFile(s.root, 'fresh.csv', 'just written');
-    const tally = await scanTree(s.target, '', s.observer, s.log);
+    const tally = await scanTree(s.target, '', s);
     assert.deepEqual(tally, { filesSeen: 1, filesInScope: 1, filesUnchanged: 0, filesArchived: 0, filesQueued: 0, filesWaiting: 1, dirsScanned: 1, dirsUnreadable: 0, entriesSkipped: 0 });
     assert.deepEqual(s.states('fresh.csv'), []);
     await waitUntil('the fresh file to be taken', () => s.states('fresh.csv').length === 1, 5000);
@@ -122,7 +123,7 @@ void describe('scanTree', () => {
       if (scanning) setImmediate(turn);
     };
     setImmediate(turn);
-    const tally = await scanTree(s.target, '', s.observer, s.log);
+    const tally = await scanTree(s.target, '', s);
     scanning = false;
     assert.equal(tally.filesQueued, n);
     assert.equal(tally.dirsScanned, 2);
@@ -150,7 +151,7 @@ void describe('scanTree', () => {
     s.oldFile('ok.csv');
     try {
       const skips: ScanSkip[] = [];
-      const tally = await scanTree(s.target, '', s.observer, s.log, { onSkip: (skip) => skips.push(skip) });
+      const tally = await scanTree(s.target, '', s, { onSkip: (skip) => skips.push(skip) });
       assert.equal(tally.filesQueued, 1, 'ok.csv is still queued');
       assert.ok(s.logs.some((line) => line.level === 50 && line.code === 'ENAMETOOLONG'), 'the unreadable entry is logged');
       // Where the path passes PATH_MAX, the directory (opendir) or the file (lstat) fails: either is reported.
@@ -240,7 +241,7 @@ void describe('Reconciler', () => {
   void it('only observes: a working row stays with its owner, whoever that is', async (t) => {
     const s = setup(t);
     s.oldFile('held.csv');
-    await scanTree(s.target, '', s.observer, s.log);
+    await scanTree(s.target, '', s);
     assert.ok(s.ledger.claimNext('pid:1:1:reconcile'));
     await reconcilerFor(s).scan('schedule');
     assert.deepEqual(s.states('held.csv'), ['working']);
