@@ -1,4 +1,3 @@
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetConfig } from '../config.js';
@@ -11,7 +10,7 @@ import { planAfterAction, type AfterAction } from './after-plan.js';
 
 export interface AfterActionDeps {
   readonly ledger: Pick<Ledger, 'settleAfterAction'>;
-  readonly source: Pick<SourceFs, 'stat'>;
+  readonly source: Pick<SourceFs, 'stat' | 'unlink' | 'link' | 'syncDirectory'>;
   readonly log: Logger;
   /** Looks up a target by its path (as the ledger stores it); undefined when no longer configured. */
   readonly targetFor: (targetPath: string) => TargetConfig | undefined;
@@ -80,7 +79,7 @@ export async function carryOutAfterAction(due: DueAction, deps: AfterActionDeps)
   }
   try {
     if (step.kind === 'delete') {
-      await fsp.unlink(step.path);
+      await deps.source.unlink(step.path);
       log.info({ recovery: due.recovery }, 'source deleted after archive');
       return settle('done', `deleted ${step.path}`);
     }
@@ -103,26 +102,21 @@ export async function carryOutAfterAction(due: DueAction, deps: AfterActionDeps)
  * @returns false when the file changed between the caller's check and the link (the link is undone).
  * @throws the errno error (EEXIST: the name is taken; EXDEV: another filesystem).
  */
-async function moveNoReplace(from: string, to: string, hashed: FileStat, source: Pick<SourceFs, 'stat'>): Promise<boolean> {
-  await fsp.mkdir(path.dirname(to), { recursive: true });
-  await fsp.link(from, to);
+async function moveNoReplace(
+  from: string,
+  to: string,
+  hashed: FileStat,
+  source: Pick<SourceFs, 'stat' | 'unlink' | 'link' | 'syncDirectory'>,
+): Promise<boolean> {
+  await source.link(from, to);
   const linked = await source.stat(to);
   if (linked?.inode !== hashed.inode || linked.sizeBytes !== hashed.sizeBytes || linked.mtimeMs !== hashed.mtimeMs) {
-    await fsp.unlink(to);
+    await source.unlink(to);
     return false;
   }
-  await syncDirectory(path.dirname(to));
-  await fsp.unlink(from);
+  await source.syncDirectory(path.dirname(to));
+  await source.unlink(from);
   return true;
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function describeError(error: unknown): string {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { constants, opendirSync, promises as fsp, type BigIntStats, type Dirent } from 'node:fs';
+import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../errors.js';
@@ -68,6 +69,15 @@ export interface SourceFs {
   open(path: string): Promise<SourceFile>;
   /** Current stat of the path, or undefined if nothing is there now. */
   stat(path: string): Promise<SourceStat | undefined>;
+  /** unlink(2). @throws the errno error (ENOENT, EACCES). */
+  unlink(path: string): Promise<void>;
+  /**
+   * link(2) `to` to the inode at `from`, creating `to`'s missing parent directories first; never replaces.
+   * @throws the errno error (EEXIST: `to` is taken; EXDEV: another filesystem; EACCES).
+   */
+  link(from: string, to: string): Promise<void>;
+  /** fsync(2) of a directory, so the names made or removed in it survive a power loss. */
+  syncDirectory(dir: string): Promise<void>;
 }
 
 const NS_PER_S = 1_000_000_000n;
@@ -113,6 +123,19 @@ function positionalStream(handle: fsp.FileHandle, start: number, end: number | u
 
 /** SourceFs on node:fs. */
 export const nodeSourceFs: SourceFs = {
+  unlink: (path) => fsp.unlink(path),
+  async link(from, to) {
+    await fsp.mkdir(dirname(to), { recursive: true });
+    await fsp.link(from, to);
+  },
+  async syncDirectory(dir) {
+    const handle = await fsp.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
   async open(path) {
     // O_NOFOLLOW: a symlink dropped by an SFTP user must never make us upload what it points at.
     const handle = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);

@@ -283,7 +283,7 @@ void describe('an archive rewritten while it is being stored', () => {
     return {
       ...w.deps,
       source: {
-        stat: (p) => nodeSourceFs.stat(p),
+        ...nodeSourceFs,
         async open(p) {
           const file = await nodeSourceFs.open(p);
           return {

@@ -189,6 +189,7 @@ interface SourceFaults {
 
 function faultySource(inner: SourceFs, faults: SourceFaults): SourceFs {
   return {
+    ...inner,
     async open(absolutePath) {
       faults.open?.(absolutePath);
       const file = await inner.open(absolutePath);
