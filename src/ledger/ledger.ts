@@ -638,7 +638,9 @@ export class Ledger {
   /**
    * The objects that prove the archived latest generation of every path of a target (mtime at or after
    * `sinceMs`): a plain file's object, each member of an archive, a kept original; a duplicate's are its
-   * original generation's. Only the last object recorded at each key, and only keys that start with `prefix`
+   * original generation's. Only the last object the path recorded at each key (another path's object recorded
+   * later at the key, as quarantined originals were before their keys were reserved, must not hide it: S3's
+   * latest version there is then foreign, which is what verify is for), and only keys that start with `prefix`
    * (the target's, or a subtree's). In key order (UTF-8 byte order, as S3 lists), a page at a time along the
    * objects (bucket, key) index: memory does not grow with the ledger.
    */
@@ -655,7 +657,9 @@ export class Ledger {
            AND l.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
          WHERE o.bucket = @bucket AND o.key >= @prefix AND (@end IS NULL OR o.key < @end) AND (@after IS NULL OR o.key > @after)
            AND f.target = @target
-           AND o.id = (SELECT MAX(x.id) FROM objects x WHERE x.bucket = o.bucket AND x.key = o.key)
+           AND NOT EXISTS (SELECT 1 FROM objects x JOIN files xf ON xf.id = x.file_id
+                           WHERE x.bucket = o.bucket AND x.key = o.key AND x.id > o.id
+                             AND xf.target = f.target AND xf.rel_path = f.rel_path)
            AND l.state = 'archived' AND (l.id = f.id OR l.duplicate_of = f.id) AND l.mtime_ms >= @sinceMs
          ORDER BY o.key LIMIT @pageSize`,
       ).all({ bucket, prefix, end, after, target, sinceMs, pageSize }) as ArchivedKey[];

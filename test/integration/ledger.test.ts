@@ -598,4 +598,18 @@ void describe('planned objects and members', () => {
     // Quarantined originals are no archive proof: verify never checks them.
     assert.deepEqual([...ledger.archivedObjectsInScope(TARGET, 'b', '', 0)], []);
   });
+
+  void test('an archived object stays in verify\'s scope when another path\'s object was recorded later at its key', (t) => {
+    const { ledger } = setup(t);
+    // A ledger from before quarantine keys were reserved: `bad.zip`'s original went to the very key the plain file
+    // `_quarantine/bad.zip` was archived at. Verify must still check that file's object (S3's latest is foreign now).
+    archiveOne(ledger, '_quarantine/bad.zip', stat(1));
+    ledger.observe(TARGET, 'bad.zip', stat(2));
+    const bad = claim(ledger);
+    ledger.markQuarantined(bad, 'E_ARCHIVE_REJECTED: truncated', stored('_quarantine/bad.zip'));
+    assert.deepEqual(
+      [...ledger.archivedObjectsInScope(TARGET, 'b', '', 0)].map((o) => [o.relPath, o.key, o.etag]),
+      [['_quarantine/bad.zip', '_quarantine/bad.zip', '"etag-1"']],
+    );
+  });
 });
