@@ -4,7 +4,7 @@ import path from 'node:path';
 import { errnoCode, LedgerFullError, LedgerReplacedError, SftppushError } from '../errors.js';
 import { applyMigrations, readMigrations } from './migrations.js';
 import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
-import { FILE_COLUMNS, LedgerReader, type FileRow, type ReconcileScope } from './reader.js';
+import { FILE_COLUMNS, LedgerReader, ledgerUnreadable, type FileRow, type ReconcileScope } from './reader.js';
 import { Database } from './sqlite.js';
 import { isTransitionAllowed, type FileState } from './states.js';
 
@@ -199,7 +199,13 @@ export class Ledger {
    */
   static open(file: string, options: { migrationsDir: string; now?: () => number; maxWaitMs?: number }): Ledger {
     mkdirSync(path.dirname(file), { recursive: true });
-    const db = new Database(file, { timeout: 10_000 });
+    let db: BetterSqlite3.Database;
+    try {
+      db = new Database(file, { timeout: 10_000 });
+    } catch (error) {
+      // EACCES, a directory at the path: SQLite's message alone (SQLITE_CANTOPEN) names no file.
+      throw ledgerUnreadable(file, error, 'open');
+    }
     try {
       db.pragma('journal_mode = WAL');
       // NORMAL in WAL mode survives a process crash; only claims are made durable against power loss too

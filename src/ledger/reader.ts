@@ -324,28 +324,41 @@ export class LedgerReader {
  */
 function openReadOnly(file: string): ReaderDb {
   if (existsSync(`${file}-wal`)) {
-    const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 });
     try {
-      db.pragma('user_version', { simple: true });
-      return db;
+      return firstRead(() => new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 }));
     } catch (error) {
-      db.close();
       // The service stopped between the check and the read, and took its -wal with it: read as stopped.
-      if (existsSync(`${file}-wal`)) throw unreadable(file, error);
+      if (existsSync(`${file}-wal`)) throw ledgerUnreadable(file, error);
     }
   }
-  const db = new Database(`${pathToFileURL(file).href}?immutable=1`, { readonly: true, timeout: 5000 });
+  try {
+    return firstRead(() => new Database(`${pathToFileURL(file).href}?immutable=1`, { readonly: true, timeout: 5000 }));
+  } catch (error) {
+    throw ledgerUnreadable(file, error);
+  }
+}
+
+/**
+ * Opens and reads once: SQLite refuses a file it may not read (SQLITE_CANTOPEN) when opening, and one that is no
+ * ledger (SQLITE_NOTADB) at the first read. @throws what SQLite threw, the connection closed.
+ */
+function firstRead(open: () => ReaderDb): ReaderDb {
+  const db = open();
   try {
     db.pragma('user_version', { simple: true });
     return db;
   } catch (error) {
     db.close();
-    throw unreadable(file, error);
+    throw error;
   }
 }
 
-function unreadable(file: string, cause: unknown): SftppushError {
-  return new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot read the ledger: ${describeCause(cause)}`, { cause });
+/**
+ * What SQLite refused of a ledger file, naming it: SQLite's own message (SQLITE_CANTOPEN: unable to open
+ * database file) does not say which file. `doing`: `read` (status) or `open` (the service).
+ */
+export function ledgerUnreadable(file: string, cause: unknown, doing: 'read' | 'open' = 'read'): SftppushError {
+  return new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot ${doing} the ledger: ${describeCause(cause)}`, { cause });
 }
 
 function checkSchema(file: string, version: number, latest: number): void {

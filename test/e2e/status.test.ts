@@ -130,6 +130,20 @@ void describe('sftppush status for a read-only monitoring user', () => {
     assert.equal(story.code, 0, story.stderr);
     assert.match(story.stdout, /done\.csv generation 1: archived/);
   });
+
+  for (const running of [false, true]) {
+    void it(`a ledger the user may not read (${running ? 'service running' : 'service stopped'}) is E_LEDGER_UNREADABLE naming the file`, async (t) => {
+      const { dir, file } = readOnlyLedgerDir(t);
+      const service = writeLedger(file);
+      if (running) t.after(() => service.close());
+      else service.close();
+      for (const name of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, name), 0o600);
+
+      const result = await asMonitoringUser(['status', '--ledger', file]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(result.stderr, new RegExp(`^sftppush: E_LEDGER_UNREADABLE: ${file.replace(/[.]/g, '\\.')}: cannot read the ledger: `), result.stderr);
+    });
+  }
 });
 
 void describe('sftppush status and the ledger schema', () => {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { SftppushError } from '../../src/errors.js';
-import type { ArchiveProof, ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
+import { Ledger, type ArchiveProof, type ClaimedFile } from '../../src/ledger/ledger.js';
 import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
 import type { FileStat } from '../../src/ledger/observation.js';
 import { ManualClock, MIGRATIONS_DIR, openTestLedger, tempDir } from '../support/fixtures.js';
@@ -124,6 +124,15 @@ void describe('migrations', () => {
       (error: unknown) => errorCode(error) === 'E_LEDGER_NEWER' && String(error).includes(file),
     );
     assert.equal(userVersion(file), newer);
+  });
+
+  void test('a ledger SQLite cannot open (here a directory) is E_LEDGER_UNREADABLE naming the file, not a bare SQLITE_CANTOPEN', (t) => {
+    const file = path.join(tempDir(t, 'sftppush-ledger'), 'ledger.db');
+    fs.mkdirSync(file);
+    assert.throws(() => Ledger.open(file, { migrationsDir: MIGRATIONS_DIR }), {
+      code: 'E_LEDGER_UNREADABLE',
+      message: new RegExp(`^${file.replace(/[.]/g, '\\.')}: cannot open the ledger: SQLITE_CANTOPEN`),
+    });
   });
 });
 
