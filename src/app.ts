@@ -20,7 +20,7 @@ import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js'
 import { nodeSourceDirs, nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
-import { formatFailures, formatStory, formatSummary } from './status.js';
+import { escapeControl, formatFailures, formatStory, formatSummary } from './status.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
@@ -790,11 +790,11 @@ export function runStatus(request: StatusRequest): { code: number; stdout: strin
       const where = resolveStatusPath(request.config, request.path);
       const story = reader.story(where.relPath, where.target);
       if (story.generations.length === 0) {
-        return { code: 1, stdout: '', stderr: `sftppush: ${JSON.stringify(request.path)}: not in the ledger\n` };
+        return { code: 1, stdout: '', stderr: `sftppush: "${escapeControl(request.path)}": not in the ledger\n` };
       }
       return print(story, formatStory(story));
     }
-    const summary = reader.status();
+    const summary = reader.status(request.config?.targets.map((target) => target.path));
     if (request.failed) {
       const rows = reader.failures(FAILURES_LISTED);
       const failedAfterActions = reader.failedAfterActions(FAILURES_LISTED);

@@ -187,8 +187,12 @@ export class LedgerReader {
     this.db.close();
   }
 
-  status(): StatusSummary {
-    const targets = this.targetCounts();
+  /**
+   * @param configuredTargets the targets the configuration names (when status knows it): those without a row yet
+   *   are listed too, with zero counts, so a target that never received a file is seen as such, not as missing.
+   */
+  status(configuredTargets: readonly string[] = []): StatusSummary {
+    const targets = this.targetCounts(configuredTargets);
     const counts = zeroCounts();
     for (const { counts: byState } of targets) for (const state of FILE_STATES) counts[state] += byState[state];
     const oldest = this.stmt(
@@ -266,7 +270,7 @@ export class LedgerReader {
     return { generations, history, objects };
   }
 
-  private targetCounts(): { target: string; counts: StateCounts }[] {
+  private targetCounts(configuredTargets: readonly string[]): { target: string; counts: StateCounts }[] {
     const sql =
       this.schemaVersion >= COUNTERS_SCHEMA
         ? `SELECT target, state, n FROM file_counts WHERE n <> 0 ORDER BY target, state`
@@ -278,7 +282,11 @@ export class LedgerReader {
       if (!counts) byTarget.set(row.target, (counts = zeroCounts()));
       counts[row.state] = row.n;
     }
-    return [...byTarget].map(([target, counts]) => ({ target, counts }));
+    for (const target of configuredTargets) if (!byTarget.has(target)) byTarget.set(target, zeroCounts());
+    // In target order, as SQLite sorts them (bytes of UTF-8): rows and configured targets interleaved.
+    return [...byTarget]
+      .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+      .map(([target, counts]) => ({ target, counts }));
   }
 
   private lastFailedPass(after: number | null): StatusSummary['lastFailedPass'] {

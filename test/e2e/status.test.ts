@@ -207,6 +207,36 @@ void describe('sftppush status PATH', () => {
       assert.match(result.stdout, /evil\\x1b\]0;pwned\\x07\.csv/);
     }
   });
+
+  void it('a ledger path with control characters is escaped in the error that names it', async (t) => {
+    const file = path.join(tempDir(t), 'x\x1b[31m', 'l.db');
+    const result = await sftppush(['status', '--ledger', file]);
+    assert.equal(result.code, 1);
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(result.stderr, /[\x00-\x09\x0b-\x1f\x7f]/, JSON.stringify(result.stderr));
+    assert.match(result.stderr, /^sftppush: E_LEDGER_MISSING: .*\/x\\x1b\[31m\/l\.db: no ledger here/);
+  });
+});
+
+void describe('sftppush status with its configuration', () => {
+  void it('the table shows every configured target, those with no file yet with zero counts', async (t) => {
+    const dir = tempDir(t);
+    const file = path.join(dir, 'ledger.db');
+    writeLedger(file).close();
+    const configFile = path.join(dir, 'config.toml');
+    fs.writeFileSync(
+      configFile,
+      `[s3]\nbucket = "status-test"\n[ledger]\npath = ${JSON.stringify(file)}\n` +
+        `[[targets]]\npath = ${JSON.stringify(TARGET)}\nprefix = "in/"\n[[targets]]\npath = "/srv/sftp/quiet"\nprefix = "quiet/"\n`,
+    );
+    const result = await sftppush(['status', '--config', configFile]);
+    assert.equal(result.code, 0, result.stderr);
+    const table = result.stdout.split('\n').slice(0, 4).map((line) => line.split(/\s+/));
+    assert.deepEqual(table.map((cells) => cells[0]), ['target', TARGET, '/srv/sftp/quiet', 'total']);
+    assert.deepEqual(table[2]!.slice(1), ['0', '0', '0', '0', '0', '0']);
+    const json = JSON.parse((await sftppush(['status', '--json', '--config', configFile])).stdout) as StatusJson & { targets: { target: string }[] };
+    assert.deepEqual(json.targets.map((row) => row.target), [TARGET, '/srv/sftp/quiet']);
+  });
 });
 
 void describe('history retention in the running service', () => {
