@@ -194,6 +194,10 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     }
     // A dry run writes nothing: no probe (it may write where the header is ignored).
     if (dryRun) return { store, s3Store, writeModes, ping };
+    // The service's start-up checks come first: a missing or denied bucket stops it before anything else is
+    // asked of that bucket (whose failures would read as passing trouble: "cannot read the versioning now").
+    // Asked of the store itself: S3Outage's "files wait and retry" would be wrong about a service that stops here.
+    if (options.role === 'watch') await assertBucketsUsable(s3Store, config, log);
     // @throws VersioningRequiredError: a target deletes or moves sources into a bucket without versioning.
     await checkBucketVersioning(config.targets, (bucket) => s3Store.versioning(bucket), log);
     for (const bucket of prefixOf.keys()) {
@@ -414,12 +418,18 @@ async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logg
     } catch (error) {
       // Something answers at the endpoint, and it is not S3: waiting will not change that.
       const notS3 = findCause(error, NotS3AnswerError);
-      if (notS3) throw notS3;
+      if (notS3) throw logged(log, bucket, notS3);
       log.warn({ bucket, error: describeCause(error) }, 'S3 cannot be reached now: starting anyway, files wait in retry');
       continue;
     }
-    if (problem) throw new SftppushError('E_S3_ACCESS', problem);
+    if (problem) throw logged(log, bucket, new SftppushError('E_S3_ACCESS', problem));
   }
+}
+
+/** A start-up check's fatal error, said in the JSON log too (stderr has the CLI's line), as versioning-check.ts does. */
+function logged(log: Logger, bucket: string, error: SftppushError): SftppushError {
+  log.error({ bucket, code: error.code }, `${error.code}: ${error.message}`);
+  return error;
 }
 
 async function watchWith(
@@ -444,8 +454,7 @@ async function watchWith(
     }, log);
     // A service connects at start: a refused configuration (conditional_writes) stops it here, exit 2; a
     // bucket it cannot use, exit 1.
-    const { store, ping } = await core.s3();
-    await assertBucketsUsable(store, config, log);
+    const { ping } = await core.s3();
     endpoint?.startHeartbeat(ping);
     core.recover();
     await core.finishDueAfterActions('at start');
