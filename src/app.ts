@@ -38,6 +38,9 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 /** How often a running `watch` checks that its ledger file is still the one it opened (also at every pass). */
 const LEDGER_CHECK_MS = 5000;
 
+/** The watcher's health is written to the ledger between passes at most this often (a flapping root). */
+const WATCH_HEALTH_RECORD_MS = 1000;
+
 /** History rows one pass prunes at most: a first prune of years of history goes a pass at a time. */
 const HISTORY_PRUNE_BATCH = 50_000;
 
@@ -368,6 +371,29 @@ function sdkLogger(log: Logger): { debug: () => void; info: () => void; warn: (.
 }
 
 /**
+ * Runs `fn` at once when it has not run for `intervalMs`, else once at the end of that interval (calls meanwhile
+ * fold into that one): the last call is always followed by a run. cancel() drops a run still waiting.
+ */
+function atMostEvery(intervalMs: number, fn: () => void): { call: () => void; cancel: () => void } {
+  let lastRunMs = -Infinity;
+  let timer: NodeJS.Timeout | undefined;
+  const run = (): void => {
+    timer = undefined;
+    lastRunMs = Date.now();
+    fn();
+  };
+  return {
+    call: () => {
+      if (timer) return;
+      const waitMs = lastRunMs + intervalMs - Date.now();
+      if (waitMs <= 0) run();
+      else timer = setTimeout(run, waitMs).unref();
+    },
+    cancel: () => clearTimeout(timer),
+  };
+}
+
+/**
  * `sftppush watch`: watches, scans at start, rescans on schedule and after overflow, archives until SIGTERM.
  * @returns the process exit code.
  */
@@ -474,7 +500,18 @@ async function watchWith(
     createInotify: (onEvents) => new Inotify(onEvents),
     onRescanNeeded: (reason) => reconciler.scanInBackground(reason),
     onOverflow: () => core.metrics.inotifyOverflow(),
+    onHealthChange: () => healthChanged.call(),
     now: Date.now,
+  });
+  // `status` reads the watcher's health from the ledger: written at every pass, and when a root is lost or
+  // watched again (at most once a WATCH_HEALTH_RECORD_MS, the last change always written).
+  const recordWatchHealth = (): void => ledger.recordServiceState('watch', watcher.health());
+  const healthChanged = atMostEvery(WATCH_HEALTH_RECORD_MS, () => {
+    try {
+      recordWatchHealth();
+    } catch (error) {
+      fail(error);
+    }
   });
   // Every pass heals the watches first (ENOSPC refusals, a re-created target root, what an overflow lost),
   // and leaves the watcher's health where `status` reads it.
@@ -492,7 +529,7 @@ async function watchWith(
   // After every pass, in the background: the after-archive actions that failed are tried again (the stop waits).
   let afterActions = Promise.resolve();
   core.passHooks.afterPass = () => {
-    ledger.recordServiceState('watch', watcher.health());
+    recordWatchHealth();
     pruneHistory(ledger, config.ledger.historyDays, log);
     afterActions = afterActions.then(() => core.finishDueAfterActions('after a pass')).catch(fail);
   };
@@ -528,6 +565,7 @@ async function watchWith(
     // Scrapes stop first: what follows closes what they read.
     await endpoint?.close();
     clearInterval(ledgerCheck);
+    healthChanged.cancel();
     reconciler.stop();
     watcher.close();
     observer.close();

@@ -11,7 +11,8 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Ledger, type ClaimedFile } from '../../src/ledger/ledger.js';
 import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
-import { MIGRATIONS_DIR, tempDir } from '../support/fixtures.js';
+import type { WatchHealth } from '../../src/watch/watcher.js';
+import { MIGRATIONS_DIR, tempDir, waitUntil } from '../support/fixtures.js';
 import { startMoto, type MotoServer } from '../support/moto.js';
 import { createService, isFileOutcome, SFTPPUSH_BIN, type StatusJson } from '../support/service.js';
 
@@ -270,5 +271,21 @@ void describe('history retention in the running service', () => {
     assert.match(story.stdout, /no transitions kept/);
     assert.match(story.stdout, /object s3:\/\/status-retention\/old\.csv 4 bytes version \S+ etag \S+ sha256 [0-9a-f]{64}/);
     assert.equal(first.logs.filter(isFileOutcome('old.csv')).length, 1);
+  });
+
+  void it('a target root lost under the running service shows in status at once, not at the next pass', async (t) => {
+    // No scheduled pass while the test runs: only the watcher itself can tell status.
+    const service = await createService({ moto, bucket: 'status-root-lost', reconcileToml: 'schedule = "0 0 1 1 *"' });
+    t.after(() => service.cleanup());
+    const run = await service.start();
+    const rootOf = async () => ((await service.status()).watch as WatchHealth | null)?.targets[0];
+    await waitUntil('the start-up pass to record the watches', async () => (await rootOf())?.rootWatched === true, 20_000, 200);
+
+    fs.renameSync(service.targetDir, `${service.targetDir}.gone`);
+    await run.waitForLog('the watcher to lose the root', (l) => l.msg.startsWith('target directory is not watched'));
+    await waitUntil('status to show the root lost', async () => (await rootOf())?.rootLoss?.reason === 'moved', 10_000, 200);
+    const text = await sftppush(['status', '--config', service.configFile]);
+    assert.match(text.stdout, /target: NOT WATCHED \(moved since /);
+    assert.equal(await run.stop(), 0);
   });
 });
