@@ -36,7 +36,10 @@ export interface StatusSummary {
   lastPartialPass: ReconcilePass | null;
   /** The last pass that failed (a target missing or unreadable), when it is newer than the last good one. */
   lastFailedPass: { reason: string; finishedAt: string; error: string } | null;
-  /** The watcher's health as the running (or last) `watch` recorded it at its last pass, or when a target root was lost or regained since; null before any. */
+  /**
+   * The watcher's health as the running (or last) `watch` recorded it at its last pass, or when a target root
+   * was lost or regained since; null before any.
+   */
   watch: unknown;
   /** When `watch` recorded it (ISO). */
   watchRecordedAt: string | null;
