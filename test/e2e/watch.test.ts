@@ -131,7 +131,8 @@ void describe('sftppush watch (child process, moto)', () => {
   void it('status --json counts every generation archived and nothing left to do', async () => {
     const status = await service.status();
     assert.deepEqual(Object.keys(status).sort(), [
-      'backlog', 'counts', 'lastErrors', 'lastFailedPass', 'lastFullPass', 'lastPartialPass', 'lastReconcile', 'oldestPendingSeconds',
+      'afterActionsFailed', 'backlog', 'counts', 'lastErrors', 'lastFailedPass', 'lastFullPass', 'lastPartialPass', 'lastReconcile',
+      'oldestPendingSeconds',
       'targets', 'watch', 'watchRecordedAt',
     ]);
     assert.deepEqual(status.targets, [{ target: fs.realpathSync(service.targetDir), counts: status.counts }], 'one target, all its generations');
