@@ -20,7 +20,7 @@ import { archiveClaimed, type ArchiveOutcome } from './pipeline/archive-file.js'
 import { nodeSourceDirs, nodeSourceFs } from './source/source-fs.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { Reconciler, type PassScope } from './reconcile/reconciler.js';
-import { formatFailures, formatScanSkips, formatStory, formatSummary } from './status.js';
+import { escapeControl, formatFailures, formatScanSkips, formatStory, formatSummary } from './status.js';
 import { startProgress } from './reconcile/progress.js';
 import type { ReconcileSummary } from './reconcile/summary.js';
 import { verifyArchived } from './reconcile/verify.js';
@@ -37,6 +37,9 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 
 /** How often a running `watch` checks that its ledger file is still the one it opened (also at every pass). */
 const LEDGER_CHECK_MS = 5000;
+
+/** The watcher's health is written to the ledger between passes at most this often (a flapping root). */
+const WATCH_HEALTH_RECORD_MS = 1000;
 
 /** History rows one pass prunes at most: a first prune of years of history goes a pass at a time. */
 const HISTORY_PRUNE_BATCH = 50_000;
@@ -199,6 +202,10 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
     }
     // A dry run writes nothing: no probe (it may write where the header is ignored).
     if (dryRun) return { store, s3Store, writeModes, ping };
+    // The service's start-up checks come first: a missing or denied bucket stops it before anything else is
+    // asked of that bucket (whose failures would read as passing trouble: "cannot read the versioning now").
+    // Asked of the store itself: S3Outage's "files wait and retry" would be wrong about a service that stops here.
+    if (options.role === 'watch') await assertBucketsUsable(s3Store, config, log);
     // @throws VersioningRequiredError: a target deletes or moves sources into a bucket without versioning.
     await checkBucketVersioning(config.targets, (bucket) => s3Store.versioning(bucket), log);
     for (const bucket of prefixOf.keys()) {
@@ -373,6 +380,29 @@ function sdkLogger(log: Logger): { debug: () => void; info: () => void; warn: (.
 }
 
 /**
+ * Runs `fn` at once when it has not run for `intervalMs`, else once at the end of that interval (calls meanwhile
+ * fold into that one): the last call is always followed by a run. cancel() drops a run still waiting.
+ */
+function atMostEvery(intervalMs: number, fn: () => void): { call: () => void; cancel: () => void } {
+  let lastRunMs = -Infinity;
+  let timer: NodeJS.Timeout | undefined;
+  const run = (): void => {
+    timer = undefined;
+    lastRunMs = Date.now();
+    fn();
+  };
+  return {
+    call: () => {
+      if (timer) return;
+      const waitMs = lastRunMs + intervalMs - Date.now();
+      if (waitMs <= 0) run();
+      else timer = setTimeout(run, waitMs).unref();
+    },
+    cancel: () => clearTimeout(timer),
+  };
+}
+
+/**
  * `sftppush watch`: watches, scans at start, rescans on schedule and after overflow, archives until SIGTERM.
  * @returns the process exit code.
  */
@@ -423,12 +453,18 @@ async function assertBucketsUsable(store: ObjectStore, config: Config, log: Logg
     } catch (error) {
       // Something answers at the endpoint, and it is not S3: waiting will not change that.
       const notS3 = findCause(error, NotS3AnswerError);
-      if (notS3) throw notS3;
+      if (notS3) throw logged(log, bucket, notS3);
       log.warn({ bucket, error: describeCause(error) }, 'S3 cannot be reached now: starting anyway, files wait in retry');
       continue;
     }
-    if (problem) throw new SftppushError('E_S3_ACCESS', problem);
+    if (problem) throw logged(log, bucket, new SftppushError('E_S3_ACCESS', problem));
   }
+}
+
+/** A start-up check's fatal error, said in the JSON log too (stderr has the CLI's line), as versioning-check.ts does. */
+function logged(log: Logger, bucket: string, error: SftppushError): SftppushError {
+  log.error({ bucket, code: error.code }, `${error.code}: ${error.message}`);
+  return error;
 }
 
 async function watchWith(
@@ -453,8 +489,7 @@ async function watchWith(
     }, log);
     // A service connects at start: a refused configuration (conditional_writes) stops it here, exit 2; a
     // bucket it cannot use, exit 1.
-    const { store, ping } = await core.s3();
-    await assertBucketsUsable(store, config, log);
+    const { ping } = await core.s3();
     endpoint?.startHeartbeat(ping);
     core.recover();
     await core.finishDueAfterActions('at start');
@@ -474,7 +509,18 @@ async function watchWith(
     createInotify: (onEvents) => new Inotify(onEvents),
     onRescanNeeded: (reason) => reconciler.scanInBackground(reason),
     onOverflow: () => core.metrics.inotifyOverflow(),
+    onHealthChange: () => healthChanged.call(),
     now: Date.now,
+  });
+  // `status` reads the watcher's health from the ledger: written at every pass, and when a root is lost or
+  // watched again (at most once a WATCH_HEALTH_RECORD_MS, the last change always written).
+  const recordWatchHealth = (): void => ledger.recordServiceState('watch', watcher.health());
+  const healthChanged = atMostEvery(WATCH_HEALTH_RECORD_MS, () => {
+    try {
+      recordWatchHealth();
+    } catch (error) {
+      fail(error);
+    }
   });
   // Every pass heals the watches first (ENOSPC refusals, a re-created target root, what an overflow lost),
   // and leaves the watcher's health where `status` reads it.
@@ -492,7 +538,7 @@ async function watchWith(
   // After every pass, in the background: the after-archive actions that failed are tried again (the stop waits).
   let afterActions = Promise.resolve();
   core.passHooks.afterPass = () => {
-    ledger.recordServiceState('watch', watcher.health());
+    recordWatchHealth();
     pruneHistory(ledger, config.ledger.historyDays, log);
     afterActions = afterActions.then(() => core.finishDueAfterActions('after a pass')).catch(fail);
   };
@@ -528,6 +574,7 @@ async function watchWith(
     // Scrapes stop first: what follows closes what they read.
     await endpoint?.close();
     clearInterval(ledgerCheck);
+    healthChanged.cancel();
     reconciler.stop();
     watcher.close();
     observer.close();
@@ -853,11 +900,11 @@ export function runStatus(request: StatusRequest): { code: number; stdout: strin
       const where = resolveStatusPath(request.config, request.path);
       const story = reader.story(where.relPath, where.target);
       if (story.generations.length === 0) {
-        return { code: 1, stdout: '', stderr: `sftppush: ${JSON.stringify(request.path)}: not in the ledger\n` };
+        return { code: 1, stdout: '', stderr: `sftppush: "${escapeControl(request.path)}": not in the ledger\n` };
       }
       return print(story, formatStory(story));
     }
-    const summary = reader.status();
+    const summary = reader.status(request.config?.targets.map((target) => target.path));
     if (request.failed) {
       const rows = reader.failures(FAILURES_LISTED);
       const failedAfterActions = reader.failedAfterActions(FAILURES_LISTED);

@@ -5,7 +5,7 @@ import { loadConfig, selectTargets, type Config, type ConfigOverrides } from './
 import { ConfigError, describeCause } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { parseSince } from './reconcile/since.js';
-import { formatReconcileSummary } from './status.js';
+import { escapeControl, formatReconcileSummary } from './status.js';
 
 const EXIT_OK = 0;
 const EXIT_RUNTIME = 1;
@@ -158,11 +158,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
+    // Messages name paths an SFTP user or an operator chose (a ledger, a target, a config file): escaped as
+    // status escapes names, so no control character reaches the terminal raw.
     if (error instanceof ConfigError) {
-      process.stderr.write(`sftppush: ${error.message}\n`);
+      process.stderr.write(`sftppush: ${escapeControl(error.message)}\n`);
       return EXIT_USAGE;
     }
-    process.stderr.write(`sftppush: ${describeCause(error)}\n`);
+    process.stderr.write(`sftppush: ${escapeControl(describeCause(error))}\n`);
     return EXIT_RUNTIME;
   }
 }

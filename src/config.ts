@@ -473,21 +473,31 @@ export function assertTargetsExist(config: Config): void {
  * @throws ConfigError naming the key and the file.
  */
 export function prepareAfterDirectories(config: Config): void {
-  for (const target of config.targets) {
-    if (target.after.kind !== 'move') continue;
-    const dir = target.after.dir;
-    try {
-      mkdirSync(dir, { recursive: true });
-    } catch (error) {
-      throw new ConfigError(`${config.source}: ${target.afterKey}: cannot create ${dir} (${errnoCode(error) ?? String(error)})`);
-    }
-    if (statSync(dir).dev !== statSync(target.path).dev) {
+  const moves = config.targets.flatMap((target) => (target.after.kind === 'move' ? [{ target, dir: target.after.dir }] : []));
+  // Every DIR is checked before any is made: a refused configuration leaves nothing behind (on the other
+  // filesystem, or another target's). A DIR not made yet will be on its nearest existing ancestor's filesystem.
+  for (const { target, dir } of moves) {
+    if (statSync(nearestExisting(dir)).dev !== statSync(target.path).dev) {
       throw new ConfigError(
         `${config.source}: ${target.afterKey}: ${dir} is on another filesystem than ${target.path}; ` +
           'a move is a link and an unlink (atomic, never overwriting), so DIR must be on the same filesystem',
       );
     }
   }
+  for (const { target, dir } of moves) {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      throw new ConfigError(`${config.source}: ${target.afterKey}: cannot create ${dir} (${errnoCode(error) ?? String(error)})`);
+    }
+  }
+}
+
+/** `dir` itself, or the closest of its ancestors that exists (`/` at the last). */
+function nearestExisting(dir: string): string {
+  let at = path.resolve(dir);
+  while (!existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  return at;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -218,7 +218,7 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
  * and C1 controls become `\xNN`, the bidirectional overrides that reorder what a terminal shows `\u{NNNN}`, and
  * a backslash is doubled so that an escape can never be mistaken for a name that spells one.
  */
-function escapeControl(text: string): string {
+export function escapeControl(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\\\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
     const code = c.charCodeAt(0);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { errnoCode, LedgerFullError, LedgerReplacedError, SftppushError } from '../errors.js';
 import { applyMigrations, readMigrations } from './migrations.js';
 import { decideObservation, type FileStat, type LatestGeneration } from './observation.js';
-import { FILE_COLUMNS, LedgerReader, type FileRow, type ReconcileScope } from './reader.js';
+import { FILE_COLUMNS, LedgerReader, ledgerUnreadable, type FileRow, type ReconcileScope } from './reader.js';
 import { Database } from './sqlite.js';
 import { isTransitionAllowed, type FileState } from './states.js';
 
@@ -210,7 +210,13 @@ export class Ledger {
    */
   static open(file: string, options: { migrationsDir: string; now?: () => number; maxWaitMs?: number }): Ledger {
     mkdirSync(path.dirname(file), { recursive: true });
-    const db = new Database(file, { timeout: 10_000 });
+    let db: BetterSqlite3.Database;
+    try {
+      db = new Database(file, { timeout: 10_000 });
+    } catch (error) {
+      // EACCES, a directory at the path: SQLite's message alone (SQLITE_CANTOPEN) names no file.
+      throw ledgerUnreadable(file, error, 'open');
+    }
     try {
       db.pragma('journal_mode = WAL');
       // NORMAL in WAL mode survives a process crash; only claims are made durable against power loss too
@@ -649,7 +655,9 @@ export class Ledger {
   /**
    * The objects that prove the archived latest generation of every path of a target (mtime at or after
    * `sinceMs`): a plain file's object, each member of an archive, a kept original; a duplicate's are its
-   * original generation's. Only the last object recorded at each key, and only keys that start with `prefix`
+   * original generation's. Only the last object the path recorded at each key (another path's object recorded
+   * later at the key, as quarantined originals were before their keys were reserved, must not hide it: S3's
+   * latest version there is then foreign, which is what verify is for), and only keys that start with `prefix`
    * (the target's, or a subtree's). In key order (UTF-8 byte order, as S3 lists), a page at a time along the
    * objects (bucket, key) index: memory does not grow with the ledger.
    */
@@ -666,7 +674,9 @@ export class Ledger {
            AND l.generation = (SELECT MAX(g.generation) FROM files g WHERE g.target = f.target AND g.rel_path = f.rel_path)
          WHERE o.bucket = @bucket AND o.key >= @prefix AND (@end IS NULL OR o.key < @end) AND (@after IS NULL OR o.key > @after)
            AND f.target = @target
-           AND o.id = (SELECT MAX(x.id) FROM objects x WHERE x.bucket = o.bucket AND x.key = o.key)
+           AND NOT EXISTS (SELECT 1 FROM objects x JOIN files xf ON xf.id = x.file_id
+                           WHERE x.bucket = o.bucket AND x.key = o.key AND x.id > o.id
+                             AND xf.target = f.target AND xf.rel_path = f.rel_path)
            AND l.state = 'archived' AND (l.id = f.id OR l.duplicate_of = f.id) AND l.mtime_ms >= @sinceMs
          ORDER BY o.key LIMIT @pageSize`,
       ).all({ bucket, prefix, end, after, target, sinceMs, pageSize }) as ArchivedKey[];

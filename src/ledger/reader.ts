@@ -36,7 +36,10 @@ export interface StatusSummary {
   lastPartialPass: ReconcilePass | null;
   /** The last pass that failed (a target missing or unreadable), when it is newer than the last good one. */
   lastFailedPass: { reason: string; finishedAt: string; error: string } | null;
-  /** The watcher's health as the running (or last) `watch` recorded it at its last pass; null before any. */
+  /**
+   * The watcher's health as the running (or last) `watch` recorded it at its last pass, or when a target root
+   * was lost or regained since; null before any.
+   */
   watch: unknown;
   /** When `watch` recorded it (ISO). */
   watchRecordedAt: string | null;
@@ -214,8 +217,12 @@ export class LedgerReader {
     this.db.close();
   }
 
-  status(): StatusSummary {
-    const targets = this.targetCounts();
+  /**
+   * @param configuredTargets the targets the configuration names (when status knows it): those without a row yet
+   *   are listed too, with zero counts, so a target that never received a file is seen as such, not as missing.
+   */
+  status(configuredTargets: readonly string[] = []): StatusSummary {
+    const targets = this.targetCounts(configuredTargets);
     const counts = zeroCounts();
     for (const { counts: byState } of targets) for (const state of FILE_STATES) counts[state] += byState[state];
     const oldest = this.stmt(
@@ -309,7 +316,7 @@ export class LedgerReader {
     return { generations, history, objects };
   }
 
-  private targetCounts(): { target: string; counts: StateCounts }[] {
+  private targetCounts(configuredTargets: readonly string[]): { target: string; counts: StateCounts }[] {
     const sql =
       this.schemaVersion >= COUNTERS_SCHEMA
         ? `SELECT target, state, n FROM file_counts WHERE n <> 0 ORDER BY target, state`
@@ -321,7 +328,11 @@ export class LedgerReader {
       if (!counts) byTarget.set(row.target, (counts = zeroCounts()));
       counts[row.state] = row.n;
     }
-    return [...byTarget].map(([target, counts]) => ({ target, counts }));
+    for (const target of configuredTargets) if (!byTarget.has(target)) byTarget.set(target, zeroCounts());
+    // In target order, as SQLite sorts them (bytes of UTF-8): rows and configured targets interleaved.
+    return [...byTarget]
+      .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+      .map(([target, counts]) => ({ target, counts }));
   }
 
   private lastFailedPass(after: number | null): StatusSummary['lastFailedPass'] {
@@ -367,28 +378,41 @@ export class LedgerReader {
  */
 function openReadOnly(file: string): ReaderDb {
   if (existsSync(`${file}-wal`)) {
-    const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 });
     try {
-      db.pragma('user_version', { simple: true });
-      return db;
+      return firstRead(() => new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 }));
     } catch (error) {
-      db.close();
       // The service stopped between the check and the read, and took its -wal with it: read as stopped.
-      if (existsSync(`${file}-wal`)) throw unreadable(file, error);
+      if (existsSync(`${file}-wal`)) throw ledgerUnreadable(file, error);
     }
   }
-  const db = new Database(`${pathToFileURL(file).href}?immutable=1`, { readonly: true, timeout: 5000 });
+  try {
+    return firstRead(() => new Database(`${pathToFileURL(file).href}?immutable=1`, { readonly: true, timeout: 5000 }));
+  } catch (error) {
+    throw ledgerUnreadable(file, error);
+  }
+}
+
+/**
+ * Opens and reads once: SQLite refuses a file it may not read (SQLITE_CANTOPEN) when opening, and one that is no
+ * ledger (SQLITE_NOTADB) at the first read. @throws what SQLite threw, the connection closed.
+ */
+function firstRead(open: () => ReaderDb): ReaderDb {
+  const db = open();
   try {
     db.pragma('user_version', { simple: true });
     return db;
   } catch (error) {
     db.close();
-    throw unreadable(file, error);
+    throw error;
   }
 }
 
-function unreadable(file: string, cause: unknown): SftppushError {
-  return new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot read the ledger: ${describeCause(cause)}`, { cause });
+/**
+ * What SQLite refused of a ledger file, naming it: SQLite's own message (SQLITE_CANTOPEN: unable to open
+ * database file) does not say which file. `doing`: `read` (status) or `open` (the service).
+ */
+export function ledgerUnreadable(file: string, cause: unknown, doing: 'read' | 'open' = 'read'): SftppushError {
+  return new SftppushError('E_LEDGER_UNREADABLE', `${file}: cannot ${doing} the ledger: ${describeCause(cause)}`, { cause });
 }
 
 function checkSchema(file: string, version: number, latest: number): void {

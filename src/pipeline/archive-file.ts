@@ -253,8 +253,11 @@ export function reserveKeys(held: HeldFile, planned: readonly PlannedObject[]): 
 /**
  * Stores the original bytes under the quarantine prefix (DESIGN.md, "S3 key layout") and records the row
  * quarantined with the reason and that key: the operator finds the file in `status --failed` and its bytes
- * in S3, and nothing of it stays under the archive prefix as if it had succeeded. A failed quarantine
- * upload is a retry like any other: the next attempt decides again.
+ * in S3, and nothing of it stays under the archive prefix as if it had succeeded. The quarantine key is
+ * reserved like any other (a plain file `_quarantine/x.zip` wants the same key as the quarantined `x.zip`):
+ * when another path holds it, the row is quarantined without its bytes in S3, the reason naming that path
+ * (the file stays where it is). A failed quarantine upload is a retry like any other: the next attempt
+ * decides again.
  */
 async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutError | KeyConflictError): Promise<Finished> {
   const { claim, target, file, before, deps } = held;
@@ -264,6 +267,14 @@ async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutE
   // The same checked read as a plain file's: a short read or a changed stat is a change, never a short body
   // sent under the old length (which S3 would wait for until the request timed out).
   const { sha256, body } = await readContent(file, before, claim.relPath, deps.settings);
+  try {
+    reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256, sizeBytes: before.sizeBytes }]);
+  } catch (error) {
+    if (!(error instanceof KeyConflictError)) throw error;
+    const reason = `${why.code}: ${why.message} (original bytes not stored: ${error.message}; the file stays at its path)`;
+    deps.ledger.markQuarantined(claim, reason, undefined, before);
+    return { state: 'quarantined', fields: { reason } };
+  }
   const object = await storeObject(
     {
       bucket: target.bucket,

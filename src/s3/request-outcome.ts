@@ -1,8 +1,8 @@
 /**
  * Why an S3 request attempt failed, in words an operator alerts on. `network`: no connection or a reset;
  * `timeout`: no answer in time; `throttled`: SlowDown, 429 and the like; `server`: another 5xx; `denied`: 403;
- * `no-such-bucket`; `client`: any other 4xx S3 refused (an expected 404 of a HEAD, or a 412 of a conditional
- * write, is an answer, not an error); `invalid-response`: an answer that is not S3's (an HTML page from a
+ * `no-such-bucket`; `client`: any other 4xx (a 404 of an object read or one S3 names NoSuchKey/NoSuchUpload,
+ * or a 412 of a conditional write, is an answer, not an error; a PUT's plain 404 is an error); `invalid-response`: an answer that is not S3's (an HTML page from a
  * proxy or a wrong endpoint, NotS3AnswerError), or a 2xx/3xx the SDK could not read.
  */
 export type S3ErrorKind = 'network' | 'timeout' | 'throttled' | 'server' | 'denied' | 'no-such-bucket' | 'client' | 'invalid-response';
@@ -43,8 +43,25 @@ export function classifyAttempt(operation: string, error: unknown): S3Attempt {
   if (status < 400) return { operation, answered: false, error: 'invalid-response' };
   if (status === 403) return { operation, answered, error: 'denied' };
   if (status === 408) return { operation, answered, error: 'timeout' };
-  if (name === 'NoSuchBucket') return { operation, answered, error: 'no-such-bucket' };
-  // A missing key (a HEAD's 404) and a failed precondition are how S3 answers questions we ask on purpose.
-  if (status === 404 || status === 412 || status === 304) return { operation, answered, error: undefined };
+  if (name === 'NoSuchBucket' || (status === 404 && operation === 'HeadBucketCommand')) {
+    return { operation, answered, error: 'no-such-bucket' };
+  }
+  // A failed precondition, and a missing key asked about on purpose, are how S3 answers our questions.
+  if (status === 412 || status === 304 || (status === 404 && expectedNotFound(operation, name))) {
+    return { operation, answered, error: undefined };
+  }
   return { operation, answered, error: 'client' };
+}
+
+/** Reads of an object, whose 404 (a HEAD's has no body to name it) says the key or version is not there. */
+const OBJECT_READS = new Set(['HeadObjectCommand', 'GetObjectCommand']);
+/** What S3 itself names a missing key, version or upload, whatever was asked (an abort of a finished upload). */
+const NOT_FOUND_CODES = new Set(['NoSuchKey', 'NoSuchVersion', 'NoSuchUpload']);
+
+/**
+ * Whether a 404 is an answer: to an object read, or named by S3 as a missing key, version or upload. Any other
+ * 404 (a PUT answered by a web server's or a misrouted gateway's page) is a failure worth counting.
+ */
+function expectedNotFound(operation: string, name: string): boolean {
+  return OBJECT_READS.has(operation) || NOT_FOUND_CODES.has(name);
 }

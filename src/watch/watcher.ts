@@ -45,6 +45,11 @@ export interface WatcherDeps {
   readonly onRescanNeeded: (reason: string) => void;
   /** The inotify queue overflowed (counted by metrics; the rescan is asked for through onRescanNeeded). */
   readonly onOverflow?: () => void;
+  /**
+   * A target root was lost or is watched again: health() changed in a way `status` must show now, not at the
+   * next pass (which may be minutes away). Called from the event handler; it must not throw.
+   */
+  readonly onHealthChange?: () => void;
   readonly now: () => number;
 }
 
@@ -242,13 +247,14 @@ export class Watcher {
       watchedByTarget.set(dir.target, (watchedByTarget.get(dir.target) ?? 0) + 1);
       if (dir.relDir === '') rootWatched.add(dir.target);
     }
+    // A root the kernel said it lost is lost, though its descriptor lingers until IN_IGNORED (deleted) or
+    // unwatchTree (moved): health() is read at that very moment (onHealthChange).
+    const isWatched = (state: TargetState): boolean => rootWatched.has(state.target) && state.rootLoss === null;
     const targets = [...this.states.values()].map(
       (state): TargetWatchHealth => ({
         target: state.target.path,
-        rootWatched: rootWatched.has(state.target),
-        rootLoss: rootWatched.has(state.target)
-          ? null
-          : (state.rootLoss ?? { reason: this.closed ? 'closed' : 'not-started', sinceMs: 0 }),
+        rootWatched: isWatched(state),
+        rootLoss: isWatched(state) ? null : (state.rootLoss ?? { reason: this.closed ? 'closed' : 'not-started', sinceMs: 0 }),
         directoriesWatched: watchedByTarget.get(state.target) ?? 0,
         unwatchedCount: state.unwatchedCount,
         unwatched: [...state.unwatched.values()],
@@ -475,6 +481,7 @@ export class Watcher {
       this.deps.log.warn({ target: target.path, was: state.rootLoss.reason }, 'target directory is watched again');
       state.rootLoss = null;
       walk.rootsRewatched.push(target.path);
+      this.deps.onHealthChange?.();
     }
     return true;
   }
@@ -547,6 +554,7 @@ export class Watcher {
       { target: target.path, reason },
       'target directory is not watched: its new files are found only by scheduled rescans, and the next pass watches it again once it exists',
     );
+    this.deps.onHealthChange?.();
   }
 
   private isRootWatched(target: TargetConfig): boolean {

@@ -9,7 +9,7 @@ import { freePort } from '../support/moto.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sendHtmlPage, startFaultProxy, target, type FaultProxy } from '../support/fault-proxy.js';
-import { createService, exitWithin, motoForSuite } from '../support/service.js';
+import { createService, exitWithin, motoForSuite, type LogLine } from '../support/service.js';
 
 const DENIED = { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied', times: 100 } as const;
 
@@ -29,12 +29,22 @@ void describe('watch: start-up checks', () => {
     return created;
   }
 
-  void it('a missing bucket: exit 1 naming it, at once', async () => {
+  /** Nothing about the bucket is said before the check that stops the service: no half-true warnings first. */
+  function assertStoppedFirstThing(run: { logs: readonly LogLine[] }, pattern: RegExp): void {
+    // The runtime's own warning (an old Node) is about the machine, not the bucket.
+    const said = run.logs.filter((l) => l.level >= 40 && !l.msg.startsWith('Node.js')).map((l) => `${l.msg} ${typeof l.error === 'string' ? l.error : ''}`);
+    assert.equal(said.length, 1, `one line at warn or above, the fatal one:\n${said.join('\n')}`);
+    assert.match(said[0]!, pattern);
+    assert.equal(run.logs.find((l) => l.level >= 40 && !l.msg.startsWith('Node.js'))?.level, 50, 'logged as an error');
+  }
+
+  void it('a missing bucket: exit 1 naming it, at once, in the log first and nothing misleading before', async () => {
     const s = await service({ noBucket: true });
     const run = await s.start({ noWait: true });
     const exit = await exitWithin(run, 30_000, 'exit for a missing bucket');
     assert.equal(exit.code, 1);
     assert.match(run.stderr, new RegExp(`bucket ${s.bucket} does not exist`));
+    assertStoppedFirstThing(run, new RegExp(`E_S3_ACCESS: bucket ${s.bucket} does not exist`));
   });
 
   void it('a denied bucket (HeadBucket 403): exit 1 naming the bucket and s3:ListBucket', async (t) => {
@@ -44,6 +54,7 @@ void describe('watch: start-up checks', () => {
     const run = await s.start({ noWait: true });
     assert.equal((await exitWithin(run, 30_000, 'exit for a denied bucket')).code, 1);
     assert.match(run.stderr, new RegExp(`access to bucket ${s.bucket} is denied .*s3:ListBucket`));
+    assertStoppedFirstThing(run, new RegExp(`E_S3_ACCESS: access to bucket ${s.bucket} is denied`));
   });
 
   void it('a policy without s3:ListBucket (a missing key answers 403): exit 1 saying which permission', async (t) => {
@@ -66,6 +77,7 @@ void describe('watch: start-up checks', () => {
       assert.equal((await exitWithin(run, 30_000, `exit for an HTML ${status}`)).code, 1, run.stderr);
       assert.match(run.stderr, new RegExp(`endpoint ${endpoint} does not answer as S3: HTTP ${status} text/html`));
       assert.ok(!run.logs.some((l) => l.msg.startsWith('S3 cannot be reached now')), 'not taken for an endpoint that is down');
+      assertStoppedFirstThing(run, /E_S3_NOT_S3: endpoint .* does not answer as S3/);
     });
   }
 

@@ -11,7 +11,8 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Ledger, type ClaimedFile } from '../../src/ledger/ledger.js';
 import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
-import { MIGRATIONS_DIR, tempDir } from '../support/fixtures.js';
+import type { WatchHealth } from '../../src/watch/watcher.js';
+import { MIGRATIONS_DIR, tempDir, waitUntil } from '../support/fixtures.js';
 import { startMoto, type MotoServer } from '../support/moto.js';
 import { createService, isFileOutcome, SFTPPUSH_BIN, type StatusJson } from '../support/service.js';
 
@@ -130,6 +131,20 @@ void describe('sftppush status for a read-only monitoring user', () => {
     assert.equal(story.code, 0, story.stderr);
     assert.match(story.stdout, /done\.csv generation 1: archived/);
   });
+
+  for (const running of [false, true]) {
+    void it(`a ledger the user may not read (${running ? 'service running' : 'service stopped'}) is E_LEDGER_UNREADABLE naming the file`, async (t) => {
+      const { dir, file } = readOnlyLedgerDir(t);
+      const service = writeLedger(file);
+      if (running) t.after(() => service.close());
+      else service.close();
+      for (const name of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, name), 0o600);
+
+      const result = await asMonitoringUser(['status', '--ledger', file]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(result.stderr, new RegExp(`^sftppush: E_LEDGER_UNREADABLE: ${file.replace(/[.]/g, '\\.')}: cannot read the ledger: `), result.stderr);
+    });
+  }
 });
 
 void describe('sftppush status and the ledger schema', () => {
@@ -193,6 +208,36 @@ void describe('sftppush status PATH', () => {
       assert.match(result.stdout, /evil\\x1b\]0;pwned\\x07\.csv/);
     }
   });
+
+  void it('a ledger path with control characters is escaped in the error that names it', async (t) => {
+    const file = path.join(tempDir(t), 'x\x1b[31m', 'l.db');
+    const result = await sftppush(['status', '--ledger', file]);
+    assert.equal(result.code, 1);
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(result.stderr, /[\x00-\x09\x0b-\x1f\x7f]/, JSON.stringify(result.stderr));
+    assert.match(result.stderr, /^sftppush: E_LEDGER_MISSING: .*\/x\\x1b\[31m\/l\.db: no ledger here/);
+  });
+});
+
+void describe('sftppush status with its configuration', () => {
+  void it('the table shows every configured target, those with no file yet with zero counts', async (t) => {
+    const dir = tempDir(t);
+    const file = path.join(dir, 'ledger.db');
+    writeLedger(file).close();
+    const configFile = path.join(dir, 'config.toml');
+    fs.writeFileSync(
+      configFile,
+      `[s3]\nbucket = "status-test"\n[ledger]\npath = ${JSON.stringify(file)}\n` +
+        `[[targets]]\npath = ${JSON.stringify(TARGET)}\nprefix = "in/"\n[[targets]]\npath = "/srv/sftp/quiet"\nprefix = "quiet/"\n`,
+    );
+    const result = await sftppush(['status', '--config', configFile]);
+    assert.equal(result.code, 0, result.stderr);
+    const table = result.stdout.split('\n').slice(0, 4).map((line) => line.split(/\s+/));
+    assert.deepEqual(table.map((cells) => cells[0]), ['target', TARGET, '/srv/sftp/quiet', 'total']);
+    assert.deepEqual(table[2]!.slice(1), ['0', '0', '0', '0', '0', '0']);
+    const json = JSON.parse((await sftppush(['status', '--json', '--config', configFile])).stdout) as StatusJson & { targets: { target: string }[] };
+    assert.deepEqual(json.targets.map((row) => row.target), [TARGET, '/srv/sftp/quiet']);
+  });
 });
 
 void describe('history retention in the running service', () => {
@@ -226,5 +271,21 @@ void describe('history retention in the running service', () => {
     assert.match(story.stdout, /no transitions kept/);
     assert.match(story.stdout, /object s3:\/\/status-retention\/old\.csv 4 bytes version \S+ etag \S+ sha256 [0-9a-f]{64}/);
     assert.equal(first.logs.filter(isFileOutcome('old.csv')).length, 1);
+  });
+
+  void it('a target root lost under the running service shows in status at once, not at the next pass', async (t) => {
+    // No scheduled pass while the test runs: only the watcher itself can tell status.
+    const service = await createService({ moto, bucket: 'status-root-lost', reconcileToml: 'schedule = "0 0 1 1 *"' });
+    t.after(() => service.cleanup());
+    const run = await service.start();
+    const rootOf = async () => ((await service.status()).watch as WatchHealth | null)?.targets[0];
+    await waitUntil('the start-up pass to record the watches', async () => (await rootOf())?.rootWatched === true, 20_000, 200);
+
+    fs.renameSync(service.targetDir, `${service.targetDir}.gone`);
+    await run.waitForLog('the watcher to lose the root', (l) => l.msg.startsWith('target directory is not watched'));
+    await waitUntil('status to show the root lost', async () => (await rootOf())?.rootLoss?.reason === 'moved', 10_000, 200);
+    const text = await sftppush(['status', '--config', service.configFile]);
+    assert.match(text.stdout, /target: NOT WATCHED \(moved since /);
+    assert.equal(await run.stop(), 0);
   });
 });

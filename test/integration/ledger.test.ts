@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { SftppushError } from '../../src/errors.js';
-import type { ArchiveProof, ClaimedFile, Ledger } from '../../src/ledger/ledger.js';
+import { Ledger, type ArchiveProof, type ClaimedFile } from '../../src/ledger/ledger.js';
 import { applyMigrations, readMigrations } from '../../src/ledger/migrations.js';
 import type { FileStat } from '../../src/ledger/observation.js';
 import { ManualClock, MIGRATIONS_DIR, openTestLedger, tempDir } from '../support/fixtures.js';
@@ -124,6 +124,15 @@ void describe('migrations', () => {
       (error: unknown) => errorCode(error) === 'E_LEDGER_NEWER' && String(error).includes(file),
     );
     assert.equal(userVersion(file), newer);
+  });
+
+  void test('a ledger SQLite cannot open (here a directory) is E_LEDGER_UNREADABLE naming the file, not a bare SQLITE_CANTOPEN', (t) => {
+    const file = path.join(tempDir(t, 'sftppush-ledger'), 'ledger.db');
+    fs.mkdirSync(file);
+    assert.throws(() => Ledger.open(file, { migrationsDir: MIGRATIONS_DIR }), {
+      code: 'E_LEDGER_UNREADABLE',
+      message: new RegExp(`^${file.replace(/[.]/g, '\\.')}: cannot open the ledger: SQLITE_CANTOPEN`),
+    });
   });
 });
 
@@ -598,5 +607,19 @@ void describe('planned objects and members', () => {
     assert.deepEqual(story.objects.map((o) => o.key), ['_quarantine/bad.zip']);
     // Quarantined originals are no archive proof: verify never checks them.
     assert.deepEqual([...ledger.archivedObjectsInScope(TARGET, 'b', '', 0)], []);
+  });
+
+  void test('an archived object stays in verify\'s scope when another path\'s object was recorded later at its key', (t) => {
+    const { ledger } = setup(t);
+    // A ledger from before quarantine keys were reserved: `bad.zip`'s original went to the very key the plain file
+    // `_quarantine/bad.zip` was archived at. Verify must still check that file's object (S3's latest is foreign now).
+    archiveOne(ledger, '_quarantine/bad.zip', stat(1));
+    ledger.observe(TARGET, 'bad.zip', stat(2));
+    const bad = claim(ledger);
+    ledger.markQuarantined(bad, 'E_ARCHIVE_REJECTED: truncated', stored('_quarantine/bad.zip'));
+    assert.deepEqual(
+      [...ledger.archivedObjectsInScope(TARGET, 'b', '', 0)].map((o) => [o.relPath, o.key, o.etag]),
+      [['_quarantine/bad.zip', '_quarantine/bad.zip', '"etag-1"']],
+    );
   });
 });

@@ -421,6 +421,66 @@ void describe('files that go away or are not what they seem', () => {
     assert.deepEqual(versions.map((v) => v.key), [`_quarantine/long-names/${sha256(Buffer.from(relPath))}`]);
     assert.deepEqual((await getObject(s3, env.bucket, versions[0]!.key)).body, Buffer.from('deep\n'));
   });
+
+  // With the default layout (prefix "", quarantine_prefix "_quarantine/") a plain file `_quarantine/bad.zip` and
+  // the quarantined `bad.zip` want the same key: whichever comes second is refused, and the first keeps its key's
+  // only version.
+  void test('a quarantine whose key a plain file under the quarantine prefix holds is refused naming it; that object keeps its one version', async (t) => {
+    const env = await setup(t);
+    arrive(env, '_quarantine/bad.zip', 'text\n');
+    assert.equal((await archiveNext(env)).outcome, 'archived');
+    const garbage = Buffer.from('PK\x03\x04garbage', 'latin1');
+    arrive(env, 'bad.zip', garbage);
+
+    const { outcome } = await archiveNext(env);
+
+    assert.equal(outcome, 'quarantined');
+    const reason = latestRow(env, 'bad.zip').lastError ?? '';
+    assert.match(reason, /^E_ARCHIVE_REJECTED: /, reason);
+    assert.match(reason, /"_quarantine\/bad\.zip" already belongs to .*\/_quarantine\/bad\.zip/, reason);
+    assert.match(reason, /original bytes not stored/, reason);
+    assert.deepEqual(await allVersionBytes(env, '_quarantine/bad.zip'), [Buffer.from('text\n')]);
+    assert.deepEqual(env.ledger.reader.story('bad.zip', env.target.path).objects, []);
+  });
+
+  void test('a plain file whose key a quarantined original holds is quarantined in turn, under its own quarantine key', async (t) => {
+    const env = await setup(t);
+    const garbage = Buffer.from('PK\x03\x04garbage', 'latin1');
+    arrive(env, 'bad.zip', garbage);
+    assert.equal((await archiveNext(env)).outcome, 'quarantined');
+    arrive(env, '_quarantine/bad.zip', 'text\n');
+
+    const { outcome } = await archiveNext(env);
+
+    assert.equal(outcome, 'quarantined');
+    const reason = latestRow(env, '_quarantine/bad.zip').lastError ?? '';
+    assert.match(reason, /^E_KEY_CONFLICT: key "_quarantine\/bad\.zip" already belongs to .*\/bad\.zip .*_quarantine\/_quarantine\/bad\.zip/, reason);
+    assert.deepEqual(await allVersionBytes(env, '_quarantine/bad.zip'), [garbage]);
+    assert.deepEqual(await allVersionBytes(env, '_quarantine/_quarantine/bad.zip'), [Buffer.from('text\n')]);
+  });
+
+  void test('a quarantine reserves its key before writing: a plain file claimed meanwhile for that key is refused', async (t) => {
+    const env = await setup(t);
+    const garbage = Buffer.from('PK\x03\x04garbage', 'latin1');
+    arrive(env, 'bad.zip', garbage);
+    arrive(env, '_quarantine/bad.zip', 'text\n');
+    const first = claim(env);
+    const second = claim(env);
+    const [zip, plain] = first.relPath === 'bad.zip' ? [first, second] : [second, first];
+    // The plain file's archive runs while the quarantine's upload is in flight.
+    let plainOutcome: Promise<string> | undefined;
+    const slowStore = faultyStore(store, {
+      beforePut: (request) => {
+        if (request.key === '_quarantine/bad.zip' && plainOutcome === undefined) plainOutcome = archiveClaimed(plain, env.deps());
+        return plainOutcome?.then(() => undefined);
+      },
+    });
+
+    assert.equal(await archiveClaimed(zip, env.deps({ store: slowStore })), 'quarantined');
+    assert.equal(await plainOutcome, 'quarantined');
+    assert.match(latestRow(env, '_quarantine/bad.zip').lastError ?? '', /^E_KEY_CONFLICT: .*already belongs to .*\/bad\.zip /);
+    assert.deepEqual(await allVersionBytes(env, '_quarantine/bad.zip'), [garbage]);
+  });
 });
 
 void describe('files that change while being archived', () => {

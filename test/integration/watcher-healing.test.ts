@@ -238,6 +238,8 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
     assert.equal(health.targets[0]?.rootWatched, true);
     assert.equal(health.targets[0]?.rootLoss, null);
     assert.ok(h.logs.some((line) => /watched again/.test(line.msg) && line.target === h.target.path));
+    // Told as it happened, health() already saying so (status records it then, not at the next pass).
+    assert.deepEqual(h.healthChanges, ['deleted', 'ENOENT', 'watched']);
 
     h.write('after.csv');
     await h.waitForNote('the close of after.csv', closed('after.csv'));
@@ -252,11 +254,13 @@ void describe('Watcher: healing (real inotify, recording sink)', () => {
     fs.renameSync(h.target.path, moved);
     await h.waitForLog('the root loss', (line) => line.level >= 50 && line.reason === 'moved');
     assert.equal(h.watcher.watchCount, 0, 'no watch points outside the target any more');
+    assert.deepEqual(h.healthChanges, ['moved'], 'told at once, health() already saying so');
     fs.writeFileSync(path.join(moved, 'sub', 'not-ours.csv'), 'x\n');
 
     fs.mkdirSync(path.join(h.target.path, 'sub'), { recursive: true });
     assert.deepEqual(h.watcher.heal().rootsRewatched, [h.target.path]);
     assert.equal(h.watcher.watchCount, 2);
+    assert.deepEqual(h.healthChanges, ['moved', 'watched']);
     h.write('sub/ours.csv');
     await h.waitForNote('the close of sub/ours.csv', closed('sub/ours.csv'));
     assert.deepEqual(h.sink.of('sub/not-ours.csv'), []);

@@ -75,6 +75,8 @@ export interface WatchHarness {
   readonly logs: LogRecord[];
   /** The reasons given to onRescanNeeded, in order. */
   readonly rescans: string[];
+  /** At each onHealthChange, what health() said of the root then: its loss's reason, or `watched`. */
+  readonly healthChanges: string[];
   /** Writes a file under the target (creating parent dirs) and returns its absolute path. */
   write(relPath: string, content?: string): string;
   /** How each note of a finished `relPath` said it was finished, in order. */
@@ -126,13 +128,15 @@ export function watchHarness(t: Pick<TestContext, 'after'>, options: WatchHarnes
   const logs: LogRecord[] = [];
   const clock = new ManualClock();
   const rescans: string[] = [];
-  const watcher = new Watcher({
+  const healthChanges: string[] = [];
+  const watcher: Watcher = new Watcher({
     targets: [target],
     observer: sink,
     log: createLogger('debug', captureLines(logs)),
     dirs: nodeSourceDirs,
     createInotify: options.createInotify ?? ((onEvents) => new Inotify(onEvents)),
     onRescanNeeded: (reason) => rescans.push(reason),
+    onHealthChange: () => void healthChanges.push(watcher.health().targets[0]?.rootLoss?.reason ?? 'watched'),
     now: clock.now,
   });
   t.after(() => {
@@ -169,6 +173,7 @@ export function watchHarness(t: Pick<TestContext, 'after'>, options: WatchHarnes
     clock,
     logs,
     rescans,
+    healthChanges,
     write,
     finishes,
     finishedPaths: () => [...new Set(sink.notes.flatMap((note) => (note.kind === 'finished' ? [note.relPath] : [])))],

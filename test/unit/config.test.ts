@@ -278,7 +278,7 @@ void describe('mistakes are refused, naming the key and the file', () => {
     );
   });
 
-  void test('a move:DIR on another filesystem than its target is refused at start, naming the key; DIR is created', (t) => {
+  void test('a move:DIR on another filesystem than its target is refused at start, naming the key, and never created; on the same one DIR is created', (t) => {
     const root = fs.mkdtempSync(path.join(scratch, 'after-'));
     const target = path.join(root, 'in');
     fs.mkdirSync(target);
@@ -294,6 +294,20 @@ void describe('mistakes are refused, naming the key and the file', () => {
     try {
       const config = validateConfig(minimal({ targets: [{ path: target, after: `move:${elsewhere}` }] }), FILE);
       assertConfigError(() => prepareAfterDirectories(config), FILE, /targets\[0\]\.after: .* is on another filesystem than /);
+      // Refused before anything is made: a DIR that does not exist yet is not created on the other filesystem.
+      const missing = path.join(elsewhere, 'done', 'x');
+      const refused = validateConfig(minimal({ targets: [{ path: target, after: `move:${missing}` }] }), FILE);
+      assertConfigError(() => prepareAfterDirectories(refused), FILE, /targets\[0\]\.after: .*\/done\/x is on another filesystem than /);
+      assert.deepEqual(fs.readdirSync(elsewhere), [], 'nothing created on the other filesystem');
+      // Nor another target's DIR: a refused configuration leaves nothing behind.
+      const second = path.join(root, 'in2');
+      fs.mkdirSync(second);
+      const both = validateConfig(
+        minimal({ targets: [{ path: second, prefix: 'b/', after: `move:${path.join(root, 'done2')}` }, { path: target, prefix: 'a/', after: `move:${missing}` }] }),
+        FILE,
+      );
+      assertConfigError(() => prepareAfterDirectories(both), FILE, /targets\[1\]\.after: .* is on another filesystem than /);
+      assert.equal(fs.existsSync(path.join(root, 'done2')), false, 'the first target\'s DIR is not made either');
     } finally {
       fs.rmSync(elsewhere, { recursive: true, force: true });
     }

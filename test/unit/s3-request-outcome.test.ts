@@ -41,3 +41,19 @@ void test('every way an attempt ends: answered or not, and the kind of error wor
     assert.deepEqual(classifyAttempt('HeadObjectCommand', error), { operation: 'HeadObjectCommand', answered, error: kind }, label);
   }
 });
+
+void test('a 404 is an answer only to an object read, or when S3 names a missing key, version or upload', () => {
+  const cases: [string, unknown, string | undefined][] = [
+    ['GetObjectCommand', s3Error('NoSuchKey', 404), undefined],
+    ['PutObjectCommand', s3Error('NoSuchKey', 404), undefined], // the conditional-write probe's If-Match on a missing key
+    ['AbortMultipartUploadCommand', s3Error('NoSuchUpload', 404), undefined], // already completed or aborted
+    ['DeleteObjectCommand', s3Error('NoSuchVersion', 404), undefined],
+    ['PutObjectCommand', s3Error('NotFound', 404), 'client'], // a page the SDK could not read, a misrouted gateway
+    ['PutObjectCommand', s3Error('Unknown', 404), 'client'],
+    ['ListMultipartUploadsCommand', s3Error('NotFound', 404), 'client'],
+    ['HeadBucketCommand', s3Error('NotFound', 404), 'no-such-bucket'], // a HEAD has no body to name it
+  ];
+  for (const [operation, error, kind] of cases) {
+    assert.deepEqual(classifyAttempt(operation, error), { operation, answered: true, error: kind }, `${operation} ${(error as Error).name}`);
+  }
+});
