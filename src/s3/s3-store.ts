@@ -63,21 +63,43 @@ export interface S3StoreOptions {
 }
 
 /**
- * The SDK's HTTP handler, plus a way to abandon every request in flight at once (stopping): each request
- * carries a signal that `abortInFlight()` fires; requests sent later get a fresh one.
+ * The SDK's HTTP handler, plus a way to abandon every request in flight at once (stopping): each request gets
+ * an AbortController of its own, which `abortInFlight()` fires, held until its answer's body is closed. Not one
+ * signal shared by all: the SDK adds an abort listener per request to the signal it is given, and more than 10
+ * on one signal make Node print a MaxListenersExceededWarning on stderr; nor AbortSignal.any() with a
+ * long-lived signal, which keeps a reference per call on it (Node 20).
  */
 class StoppableHttpHandler extends NodeHttpHandler {
-  private inFlight = new AbortController();
+  private readonly inFlight = new Set<AbortController>();
 
-  override handle(request: Parameters<NodeHttpHandler['handle']>[0], options: HttpHandlerOptions = {}): ReturnType<NodeHttpHandler['handle']> {
-    const own = this.inFlight.signal;
-    const abortSignal = options.abortSignal ? AbortSignal.any([options.abortSignal as AbortSignal, own]) : own;
-    return super.handle(request, { ...options, abortSignal: abortSignal as HttpHandlerOptions['abortSignal'] });
+  override async handle(request: Parameters<NodeHttpHandler['handle']>[0], options: HttpHandlerOptions = {}): ReturnType<NodeHttpHandler['handle']> {
+    const own = new AbortController();
+    // The caller's signal (a put's own, or a ping's timeout) carries one request at a time: a listener is fine.
+    const caller = options.abortSignal as AbortSignal | undefined;
+    const follow = (): void => own.abort(caller?.reason);
+    if (caller?.aborted) follow();
+    else caller?.addEventListener('abort', follow, { once: true });
+    this.inFlight.add(own);
+    const settled = (): void => {
+      this.inFlight.delete(own);
+      caller?.removeEventListener('abort', follow);
+    };
+    try {
+      const result = await super.handle(request, { ...options, abortSignal: own.signal as HttpHandlerOptions['abortSignal'] });
+      // The body may still be streaming (a GetObject): abandoning must cut that too.
+      const body = result.response.body as Partial<Readable> | undefined;
+      if (typeof body?.once === 'function' && !body.closed) body.once('close', settled);
+      else settled();
+      return result;
+    } catch (error) {
+      settled();
+      throw error;
+    }
   }
 
   abortInFlight(): void {
-    this.inFlight.abort();
-    this.inFlight = new AbortController();
+    for (const controller of this.inFlight) controller.abort();
+    this.inFlight.clear();
   }
 }
 
