@@ -228,6 +228,8 @@ export function createS3Client(options: S3StoreOptions): S3Client {
 export class S3Store implements ObjectStore, MultipartUploads {
   /** Multipart uploads this process opened and has not closed, by upload id. */
   private readonly open = new Map<string, OpenUpload>();
+  /** Of those, the uploads whose CompleteMultipartUpload was sent and not answered. */
+  private readonly completing = new Set<string>();
   /** One per put in flight: abandonUploads() stops each (lib-storage between requests; the handler cuts those in flight). */
   private readonly uploads = new Set<AbortController>();
   private abandoning = false;
@@ -361,33 +363,39 @@ export class S3Store implements ObjectStore, MultipartUploads {
    * Stopping now: abandons every upload in flight (their puts reject with UploadAbandonedError; a single PUT
    * that landed anyway is found by the gate next time), fails every later put at once, and aborts each
    * multipart upload this process opened and did not close, so no parts are left behind.
-   * @returns the uploads aborted (by this call, or by lib-storage's own abort of an upload whose parts were
-   *   cut: S3 then no longer knows it), and those S3 could not be asked to abort (the next start does).
+   * @returns `aborted`: by this call, or by lib-storage's own abort of an upload whose parts were cut (S3 then
+   *   no longer knows it); `completed`: S3 no longer knows an upload whose CompleteMultipartUpload had been
+   *   sent, so the completion landed and the object stands (the next attempt's gate finds it); `failed`: S3
+   *   could not be asked to abort (the next start does).
    */
-  async abandonUploads(): Promise<{ aborted: OpenUpload[]; failed: { upload: OpenUpload; error: StoreError }[] }> {
+  async abandonUploads(): Promise<{ aborted: OpenUpload[]; completed: OpenUpload[]; failed: { upload: OpenUpload; error: StoreError }[] }> {
     this.abandoning = true;
     for (const upload of this.uploads) upload.abort();
     const handler = this.client.config.requestHandler;
     if (handler instanceof StoppableHttpHandler) handler.abortInFlight();
     const aborted: OpenUpload[] = [];
+    const completed: OpenUpload[] = [];
     const failed: { upload: OpenUpload; error: StoreError }[] = [];
     await Promise.all(
       [...this.open.values()].map(async (upload) => {
+        const completionSent = this.completing.has(upload.uploadId);
         try {
-          await this.abort(upload);
-          aborted.push(upload);
+          if ((await this.abort(upload)) || !completionSent) aborted.push(upload);
+          else completed.push(upload);
         } catch (error) {
           failed.push({ upload, error: error as StoreError });
         }
       }),
     );
-    return { aborted, failed };
+    return { aborted, completed, failed };
   }
 
   /** Records multipart uploads as S3 opens and closes them, whoever sends the request (lib-storage, abort()). */
   private readonly trackMultipart: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next, context) => async (args) => {
-    const result = await next(args);
     const input = args.input as { Bucket?: string; Key?: string; UploadId?: string };
+    // Sent, the completion may land whatever becomes of its answer (lost, or cut by abandonUploads()).
+    if (context.commandName === 'CompleteMultipartUploadCommand' && input.UploadId !== undefined) this.completing.add(input.UploadId);
+    const result = await next(args);
     if (context.commandName === 'CreateMultipartUploadCommand') {
       const uploadId = (result.output as { UploadId?: string }).UploadId;
       if (uploadId !== undefined && input.Bucket !== undefined && input.Key !== undefined) {
@@ -406,6 +414,7 @@ export class S3Store implements ObjectStore, MultipartUploads {
 
   private closed(uploadId: string): void {
     this.open.delete(uploadId);
+    this.completing.delete(uploadId);
     this.journal?.closed(uploadId);
   }
 
