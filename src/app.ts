@@ -864,8 +864,14 @@ async function stopWorkers(core: Core, log: Logger, graceMs: number, now: Promis
   if (ended !== 'finished') {
     if (ended === 'grace') log.warn({ busy: core.pool.busy, graceMs }, 'stop grace period over: aborting the uploads in hand');
     const { s3Store } = await core.s3();
-    const { aborted, failed } = await s3Store.abandonUploads();
+    const { aborted, completed, failed } = await s3Store.abandonUploads();
     for (const upload of aborted) log.info({ key: upload.key, uploadId: upload.uploadId }, 'multipart upload aborted');
+    for (const upload of completed) {
+      log.warn(
+        { key: upload.key, uploadId: upload.uploadId },
+        'multipart upload already completed: its completion was in flight when the grace ran out (not aborted; the next start finds the object)',
+      );
+    }
     for (const { upload, error } of failed) {
       log.error({ key: upload.key, uploadId: upload.uploadId, error: error.message }, 'cannot abort a multipart upload: the next start does');
     }

@@ -347,37 +347,45 @@ export class Ledger {
    * The claim counts an attempt and records the owner, so a crash leaves evidence to recover from.
    */
   claimNext(owner: string): ClaimedFile | undefined {
+    return this.claimBatch(owner, 1)[0];
+  }
+
+  /**
+   * Claims up to `max` claimable rows (due retries first, then pending, oldest first) in one transaction.
+   * @returns the claimed rows, `working` and owned by `owner`; empty when nothing is claimable.
+   */
+  claimBatch(owner: string, max: number): ClaimedFile[] {
     // The claim must reach the disk before the PUT it allows: after power loss a PUT that landed must not
-    // look like a first attempt (which skips the HEAD). FULL syncs the WAL at this commit, and all before it.
+    // look like a first attempt (which skips the HEAD). FULL syncs the WAL at this commit, and all before it:
+    // one sync for the whole batch.
     this.db.pragma('synchronous = FULL');
     try {
-      return this.claimNextTransaction(owner);
+      return this.claimBatchTransaction(owner, max);
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
   }
 
-  private claimNextTransaction(owner: string): ClaimedFile | undefined {
-    return this.write((): ClaimedFile | undefined => {
-      const due = this.dueWindow();
-      const row =
-        (this.stmt(
-          `SELECT id, state FROM files WHERE state = 'retry' AND (next_attempt_at <= @now OR next_attempt_at > @latest)
-           ORDER BY next_attempt_at, id LIMIT 1`,
-        ).get(due) as { id: number; state: FileState } | undefined) ??
-        (this.stmt(
-          `SELECT id, state FROM files WHERE state = 'pending'
-           AND (next_attempt_at IS NULL OR next_attempt_at <= @now OR next_attempt_at > @latest) ORDER BY id LIMIT 1`,
-        ).get(due) as
-          | { id: number; state: FileState }
-          | undefined);
-      if (!row) return undefined;
-      this.move(row.id, row.state, 'working', `claimed by ${owner}`, 'attempts = attempts + 1, owner = @claimant, dirty = 0', {
-        claimant: owner,
+  private claimBatchTransaction(owner: string, max: number): ClaimedFile[] {
+    return this.write((): ClaimedFile[] => {
+      const due = { ...this.dueWindow(), max };
+      const retries = this.stmt(
+        `SELECT id, state FROM files WHERE state = 'retry' AND (next_attempt_at <= @now OR next_attempt_at > @latest)
+         ORDER BY next_attempt_at, id LIMIT @max`,
+      ).all(due) as { id: number; state: FileState }[];
+      const pending =
+        retries.length < max
+          ? (this.stmt(
+              `SELECT id, state FROM files WHERE state = 'pending'
+               AND (next_attempt_at IS NULL OR next_attempt_at <= @now OR next_attempt_at > @latest) ORDER BY id LIMIT @max`,
+            ).all({ ...due, max: max - retries.length }) as { id: number; state: FileState }[])
+          : [];
+      return [...retries, ...pending].map((row) => {
+        this.move(row.id, row.state, 'working', `claimed by ${owner}`, 'attempts = attempts + 1, owner = @claimant, dirty = 0', {
+          claimant: owner,
+        });
+        return this.stmt(`SELECT id, owner, target, rel_path AS relPath, generation, attempts FROM files WHERE id = ?`).get(row.id) as ClaimedFile;
       });
-      return this.stmt(
-        `SELECT id, owner, target, rel_path AS relPath, generation, attempts FROM files WHERE id = ?`,
-      ).get(row.id) as ClaimedFile;
     });
   }
 

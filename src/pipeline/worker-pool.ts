@@ -4,7 +4,7 @@ import type { Checkpoint } from '../kill-points.js';
 import type { ArchiveOutcome } from './archive-file.js';
 
 export interface WorkerPoolDeps {
-  readonly ledger: Pick<Ledger, 'claimNext' | 'nextRetryAt' | 'hasClaimableWork'>;
+  readonly ledger: Pick<Ledger, 'claimBatch' | 'requeue' | 'nextRetryAt' | 'hasClaimableWork'>;
   /**
    * Archives a claim and records its outcome. Throws only when the process cannot go on (the ledger
    * failed, or S3 refuses the configuration): the pool stops.
@@ -34,6 +34,8 @@ export class WorkerPool {
   private inFlight = 0;
   private sleepers: (() => void)[] = [];
   private idleWaiters: (() => void)[] = [];
+  /** Rows claimed in a batch that no worker has started yet (claiming syncs the ledger to disk: once per batch). */
+  private claimed: ClaimedFile[] = [];
 
   constructor(private readonly deps: WorkerPoolDeps) {}
 
@@ -51,16 +53,22 @@ export class WorkerPool {
    * the pool has stopped: after a fatal error nobody will claim what is left.
    */
   async drained(): Promise<void> {
-    while (this.inFlight > 0 || (!this.stopping && this.deps.ledger.hasClaimableWork())) {
+    while (this.inFlight > 0 || (!this.stopping && (this.claimed.length > 0 || this.deps.ledger.hasClaimableWork()))) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
   }
 
-  /** Stops claiming and waits for the files in hand to finish. */
+  /** Stops claiming, waits for the files in hand to finish, and gives back the rows claimed but not started. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake();
     await Promise.all(this.loops);
+    try {
+      for (const claim of this.claimed.splice(0)) this.deps.ledger.requeue(claim, 'claimed, not started: the service stopped', this.deps.now());
+    } catch (error) {
+      // The ledger failed: the rows stay `working` under this owner, and the next start recovers them.
+      this.deps.log.error({ error }, 'could not give back rows claimed but not started');
+    }
   }
 
   /** Whether the pool stopped claiming (stop(), or a fatal error): nothing more gets archived here. */
@@ -76,7 +84,7 @@ export class WorkerPool {
     while (!this.stopping) {
       let claim: ClaimedFile | undefined;
       try {
-        claim = this.deps.ledger.claimNext(this.deps.owner);
+        claim = this.nextClaim();
         if (!claim) {
           this.notifyIdle();
           await this.sleep();
@@ -101,6 +109,16 @@ export class WorkerPool {
       }
     }
     this.notifyIdle();
+  }
+
+  /** The next row claimed in a batch, claiming a new batch (as many rows as there are workers) when none is left. */
+  private nextClaim(): ClaimedFile | undefined {
+    if (this.claimed.length === 0) {
+      this.claimed = this.deps.ledger.claimBatch(this.deps.owner, this.deps.concurrency);
+      // The rest of the batch is for the workers asleep.
+      if (this.claimed.length > 1) this.wake();
+    }
+    return this.claimed.shift();
   }
 
   private notifyIdle(): void {

@@ -7,6 +7,7 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  type PutObjectCommandInput,
   S3Client,
   S3ServiceException,
   type ServiceInputTypes,
@@ -28,8 +29,9 @@ import type {
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
 import { NotS3AnswerError, SftppushError, StoreError, UploadAbandonedError } from '../errors.js';
-import type { MultipartJournal, MultipartUploads, OpenUpload } from './multipart.js';
+import { MAX_OBJECT_BYTES, partSizeFor, partsInFlight, type MultipartJournal, type MultipartUploads, type OpenUpload } from './multipart.js';
 import { classifyAttempt, type S3Attempt } from './request-outcome.js';
 import {
   PreconditionFailedError,
@@ -61,21 +63,43 @@ export interface S3StoreOptions {
 }
 
 /**
- * The SDK's HTTP handler, plus a way to abandon every request in flight at once (stopping): each request
- * carries a signal that `abortInFlight()` fires; requests sent later get a fresh one.
+ * The SDK's HTTP handler, plus a way to abandon every request in flight at once (stopping): each request gets
+ * an AbortController of its own, which `abortInFlight()` fires, held until its answer's body is closed. Not one
+ * signal shared by all: the SDK adds an abort listener per request to the signal it is given, and more than 10
+ * on one signal make Node print a MaxListenersExceededWarning on stderr; nor AbortSignal.any() with a
+ * long-lived signal, which keeps a reference per call on it (Node 20).
  */
 class StoppableHttpHandler extends NodeHttpHandler {
-  private inFlight = new AbortController();
+  private readonly inFlight = new Set<AbortController>();
 
-  override handle(request: Parameters<NodeHttpHandler['handle']>[0], options: HttpHandlerOptions = {}): ReturnType<NodeHttpHandler['handle']> {
-    const own = this.inFlight.signal;
-    const abortSignal = options.abortSignal ? AbortSignal.any([options.abortSignal as AbortSignal, own]) : own;
-    return super.handle(request, { ...options, abortSignal: abortSignal as HttpHandlerOptions['abortSignal'] });
+  override async handle(request: Parameters<NodeHttpHandler['handle']>[0], options: HttpHandlerOptions = {}): ReturnType<NodeHttpHandler['handle']> {
+    const own = new AbortController();
+    // The caller's signal (a put's own, or a ping's timeout) carries one request at a time: a listener is fine.
+    const caller = options.abortSignal as AbortSignal | undefined;
+    const follow = (): void => own.abort(caller?.reason);
+    if (caller?.aborted) follow();
+    else caller?.addEventListener('abort', follow, { once: true });
+    this.inFlight.add(own);
+    const settled = (): void => {
+      this.inFlight.delete(own);
+      caller?.removeEventListener('abort', follow);
+    };
+    try {
+      const result = await super.handle(request, { ...options, abortSignal: own.signal as HttpHandlerOptions['abortSignal'] });
+      // The body may still be streaming (a GetObject): abandoning must cut that too.
+      const body = result.response.body as Partial<Readable> | undefined;
+      if (typeof body?.once === 'function' && !body.closed) body.once('close', settled);
+      else settled();
+      return result;
+    } catch (error) {
+      settled();
+      throw error;
+    }
   }
 
   abortInFlight(): void {
-    this.inFlight.abort();
-    this.inFlight = new AbortController();
+    for (const controller of this.inFlight) controller.abort();
+    this.inFlight.clear();
   }
 }
 
@@ -200,11 +224,14 @@ export function createS3Client(options: S3StoreOptions): S3Client {
   return client;
 }
 
-/** ObjectStore on @aws-sdk/client-s3 and lib-storage's Upload (single PUT or multipart by size). */
+/** ObjectStore on @aws-sdk/client-s3: a buffer in one PutObject, a stream through lib-storage's Upload (one PUT or multipart by size). */
 export class S3Store implements ObjectStore, MultipartUploads {
   /** Multipart uploads this process opened and has not closed, by upload id. */
   private readonly open = new Map<string, OpenUpload>();
-  private readonly uploads = new Set<Upload>();
+  /** Of those, the uploads whose CompleteMultipartUpload was sent and not answered. */
+  private readonly completing = new Set<string>();
+  /** One per put in flight: abandonUploads() stops each (lib-storage between requests; the handler cuts those in flight). */
+  private readonly uploads = new Set<AbortController>();
   private abandoning = false;
 
   /** @param journal told of every multipart upload this client opens and closes (the ledger keeps them). */
@@ -218,38 +245,44 @@ export class S3Store implements ObjectStore, MultipartUploads {
   async put(request: PutObjectRequest): Promise<StoredObject> {
     const where = `s3://${request.bucket}/${request.key}`;
     if (this.abandoning) throw new UploadAbandonedError(where);
+    if (request.sizeBytes > MAX_OBJECT_BYTES) {
+      throw new StoreError('put', where, false, { cause: new Error(`${request.sizeBytes} bytes: larger than S3's largest object (5 TiB)`) });
+    }
     const inMemory = Buffer.isBuffer(request.body);
     const condition = request.condition;
-    const upload = new Upload({
-      client: this.client,
-      // A buffer is always one PUT: its whole-object SHA-256 goes with it and S3 rejects any other bytes.
-      partSize: inMemory ? Math.max(request.partSizeBytes, request.sizeBytes + 1) : request.partSizeBytes,
-      queueSize: 4,
-      leavePartsOnError: false,
-      params: {
-        Bucket: request.bucket,
-        Key: request.key,
-        Body: request.body,
-        ContentLength: inMemory ? request.sizeBytes : undefined,
-        Metadata: { ...request.metadata },
-        ContentType: request.contentType,
-        StorageClass: request.options?.storageClass as StorageClass | undefined,
-        ServerSideEncryption: request.options?.sse,
-        SSEKMSKeyId: request.options?.kmsKeyId,
-        // As a parameter, not lib-storage's `tags` option: that one tags a multipart object in a second request
-        // after completion (which a crash in between would skip); Tagging goes with the PUT or the creation.
-        Tagging: request.options?.tags ? new URLSearchParams(Object.entries(request.options.tags)).toString() : undefined,
-        ChecksumAlgorithm: 'SHA256',
-        ...(inMemory ? { ChecksumSHA256: Buffer.from(request.sha256, 'hex').toString('base64') } : {}),
-        // lib-storage passes these on to the single PUT or to the multipart completion.
-        ...(condition && 'ifNoneMatch' in condition ? { IfNoneMatch: condition.ifNoneMatch } : {}),
-        ...(condition && 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : {}),
-      },
-    });
+    const params = {
+      Bucket: request.bucket,
+      Key: request.key,
+      Metadata: { ...request.metadata },
+      ContentType: request.contentType,
+      StorageClass: request.options?.storageClass as StorageClass | undefined,
+      ServerSideEncryption: request.options?.sse,
+      SSEKMSKeyId: request.options?.kmsKeyId,
+      // As a parameter, not lib-storage's `tags` option: that one tags a multipart object in a second request
+      // after completion (which a crash in between would skip); Tagging goes with the PUT or the creation.
+      Tagging: request.options?.tags ? new URLSearchParams(Object.entries(request.options.tags)).toString() : undefined,
+      ChecksumAlgorithm: 'SHA256' as const,
+      // lib-storage passes these on to the single PUT or to the multipart completion.
+      ...(condition && 'ifNoneMatch' in condition ? { IfNoneMatch: condition.ifNoneMatch } : {}),
+      ...(condition && 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : {}),
+    };
+    const abandon = new AbortController();
     let stored: StoredObject;
-    this.uploads.add(upload);
+    this.uploads.add(abandon);
     try {
-      const result = await upload.done();
+      const result = Buffer.isBuffer(request.body)
+        ? // A buffer is always one PUT, without lib-storage's machinery: its whole-object SHA-256 goes with it
+          // and S3 rejects any other bytes.
+          await this.client.send(
+            new PutObjectCommand({
+              ...params,
+              Body: request.body,
+              ContentLength: request.sizeBytes,
+              ChecksumSHA256: Buffer.from(request.sha256, 'hex').toString('base64'),
+            }),
+            { abortSignal: abandon.signal },
+          )
+        : await this.upload(request.body, request.sizeBytes, request.partSizeBytes, params, abandon);
       stored = { etag: result.ETag, versionId: result.VersionId, checksumSha256: result.ChecksumSHA256 };
     } catch (error) {
       if (this.abandoning) throw new UploadAbandonedError(where);
@@ -258,11 +291,36 @@ export class S3Store implements ObjectStore, MultipartUploads {
       if (condition && isPreconditionFailure(error, condition)) throw new PreconditionFailedError(where, { cause: error });
       throw new StoreError('put', where, isRetryable(error), { cause: error });
     } finally {
-      this.uploads.delete(upload);
+      this.uploads.delete(abandon);
     }
     if (stored.checksumSha256 !== undefined || inMemory) return stored;
     // Some servers leave the checksum out of the multipart completion: ask for the version we just wrote.
     return { ...stored, checksumSha256: (await this.headVersion(request.bucket, request.key, stored.versionId))?.checksumSha256 };
+  }
+
+  /**
+   * A stream through lib-storage's Upload: one PUT when it fits one part, else a multipart upload whose parts
+   * grow with the file (partSizeFor) and go partsInFlight() at a time; the completion carries the condition.
+   * lib-storage copies each part into a buffer of its own, which it holds until the part is sent.
+   */
+  private async upload(
+    body: Readable,
+    sizeBytes: number,
+    preferredPartBytes: number,
+    params: Omit<PutObjectCommandInput, 'Body'>,
+    abandon: AbortController,
+  ): Promise<{ ETag?: string | undefined; VersionId?: string | undefined; ChecksumSHA256?: string | undefined }> {
+    const partSize = partSizeFor(sizeBytes, preferredPartBytes);
+    const upload = new Upload({
+      client: this.client,
+      partSize,
+      queueSize: partsInFlight(partSize),
+      leavePartsOnError: false,
+      abortController: abandon,
+      // ContentLength: lib-storage then refuses to complete with fewer or more parts than the size makes.
+      params: { ...params, Body: body, ContentLength: sizeBytes },
+    });
+    return upload.done();
   }
 
   head(bucket: string, key: string): Promise<ObjectHead | undefined> {
@@ -305,33 +363,39 @@ export class S3Store implements ObjectStore, MultipartUploads {
    * Stopping now: abandons every upload in flight (their puts reject with UploadAbandonedError; a single PUT
    * that landed anyway is found by the gate next time), fails every later put at once, and aborts each
    * multipart upload this process opened and did not close, so no parts are left behind.
-   * @returns the uploads aborted (by this call, or by lib-storage's own abort of an upload whose parts were
-   *   cut: S3 then no longer knows it), and those S3 could not be asked to abort (the next start does).
+   * @returns `aborted`: by this call, or by lib-storage's own abort of an upload whose parts were cut (S3 then
+   *   no longer knows it); `completed`: S3 no longer knows an upload whose CompleteMultipartUpload had been
+   *   sent, so the completion landed and the object stands (the next attempt's gate finds it); `failed`: S3
+   *   could not be asked to abort (the next start does).
    */
-  async abandonUploads(): Promise<{ aborted: OpenUpload[]; failed: { upload: OpenUpload; error: StoreError }[] }> {
+  async abandonUploads(): Promise<{ aborted: OpenUpload[]; completed: OpenUpload[]; failed: { upload: OpenUpload; error: StoreError }[] }> {
     this.abandoning = true;
-    for (const upload of this.uploads) void upload.abort();
+    for (const upload of this.uploads) upload.abort();
     const handler = this.client.config.requestHandler;
     if (handler instanceof StoppableHttpHandler) handler.abortInFlight();
     const aborted: OpenUpload[] = [];
+    const completed: OpenUpload[] = [];
     const failed: { upload: OpenUpload; error: StoreError }[] = [];
     await Promise.all(
       [...this.open.values()].map(async (upload) => {
+        const completionSent = this.completing.has(upload.uploadId);
         try {
-          await this.abort(upload);
-          aborted.push(upload);
+          if ((await this.abort(upload)) || !completionSent) aborted.push(upload);
+          else completed.push(upload);
         } catch (error) {
           failed.push({ upload, error: error as StoreError });
         }
       }),
     );
-    return { aborted, failed };
+    return { aborted, completed, failed };
   }
 
   /** Records multipart uploads as S3 opens and closes them, whoever sends the request (lib-storage, abort()). */
   private readonly trackMultipart: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next, context) => async (args) => {
-    const result = await next(args);
     const input = args.input as { Bucket?: string; Key?: string; UploadId?: string };
+    // Sent, the completion may land whatever becomes of its answer (lost, or cut by abandonUploads()).
+    if (context.commandName === 'CompleteMultipartUploadCommand' && input.UploadId !== undefined) this.completing.add(input.UploadId);
+    const result = await next(args);
     if (context.commandName === 'CreateMultipartUploadCommand') {
       const uploadId = (result.output as { UploadId?: string }).UploadId;
       if (uploadId !== undefined && input.Bucket !== undefined && input.Key !== undefined) {
@@ -350,6 +414,7 @@ export class S3Store implements ObjectStore, MultipartUploads {
 
   private closed(uploadId: string): void {
     this.open.delete(uploadId);
+    this.completing.delete(uploadId);
     this.journal?.closed(uploadId);
   }
 

@@ -3,7 +3,6 @@ import { isUtf8 } from 'node:buffer';
 import { constants, opendirSync, promises as fsp, type BigIntStats, type Dirent } from 'node:fs';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../errors.js';
 import { writerProbe, type WriterProbe } from '../native/lease.js';
 import { lstatNames, type StatFailure } from '../native/stat-at.js';
@@ -152,9 +151,15 @@ export const nodeSourceFs: SourceFs = {
         return filled === sizeBytes ? buffer : buffer.subarray(0, filled);
       },
       async sha256() {
+        // One buffer read into again and again: hashing a large file allocates nothing per chunk.
         const hash = createHash('sha256');
-        await pipeline(positionalStream(handle, 0, undefined), hash);
-        return hash.digest('hex');
+        const buffer = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+        for (let position = 0; ; ) {
+          const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, position);
+          if (bytesRead === 0) return hash.digest('hex');
+          hash.update(buffer.subarray(0, bytesRead));
+          position += bytesRead;
+        }
       },
       async readAt(position, length) {
         const buffer = Buffer.alloc(length);

@@ -82,6 +82,30 @@ void describe('lifecycle: stop, grace, multipart cleanup, ledger identity (child
     }
   });
 
+  void it('the grace period runs out while CompleteMultipartUpload is in flight: the log says the upload completed, not "aborted"; the restart finds the object (one version)', async () => {
+    const proxy = await startFaultProxy(env.moto.endpoint);
+    try {
+      const service = await createService({ moto: env.moto, bucket: 'stop-completing', endpoint: proxy.endpoint, settleSeconds: 0, concurrency: 1, uploadToml: `${MULTIPART_TOML}\nstop_grace_seconds = 1` });
+      env.services.push(service);
+      const run = await service.start();
+      // moto completes the upload (the object stands), and its answer is held past the grace period.
+      proxy.inject({ ...target.completeMultipartUpload('big.bin'), kind: 'stall', ms: 60_000 });
+      fs.renameSync(writeFile(service.targetDir, 'big.tmp', LARGE), `${service.targetDir}/big.bin`);
+      await waitUntil('moto completed big.bin', () => proxy.requests.some((r) => matches(target.completeMultipartUpload('big.bin'), r) && r.upstreamStatus === 200), 30_000);
+      process.kill(run.pid, 'SIGTERM');
+      const exit = await exitWithin(run, 15_000, 'SIGTERM should stop the service after the 1 s grace period');
+      assert.equal(exit.code, 0, `exit 0${describeLogs(run)}`);
+      assert.ok(!run.logs.some((line) => line.msg === 'multipart upload aborted'), `nothing was aborted${describeLogs(run)}`);
+      const said = run.logs.find((line) => line.key === 'big.bin' && String(line.msg).startsWith('multipart upload already completed'));
+      assert.ok(said, `the log says the upload completed${describeLogs(run)}`);
+      assert.equal(said.level, 40);
+      assert.deepEqual(await openUploads(service.bucket), []);
+      await restartArchives(service, proxy);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   void it('SIGTERM in the middle of a 200 MB multipart upload straight to moto: "stopped", exit 0 within the grace period, nothing left open; the restart stores it once', async () => {
     const graceMs = 1000;
     const service = await createService({

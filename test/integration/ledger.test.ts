@@ -295,6 +295,23 @@ void describe('claimNext', () => {
     assert.equal(claim(ledger).relPath, 'later.csv');
   });
 
+  void test('claimBatch takes at most its max in one go: due retries first, then pending, oldest first', (t) => {
+    const { clock, ledger } = setup(t);
+    for (const [n, name] of ['p1.csv', 'r1.csv', 'p2.csv', 'r2.csv', 'p3.csv'].entries()) ledger.observe(TARGET, name, stat(n));
+    const [p1, r1, p2, r2] = ledger.claimBatch(OWNER, 4);
+    assert.deepEqual([p1, r1, p2, r2].map((c) => c?.relPath), ['p1.csv', 'r1.csv', 'p2.csv', 'r2.csv']);
+    ledger.scheduleRetry(r2!, 'E_S3_RETRYABLE: down', clock.now() + 10);
+    ledger.scheduleRetry(r1!, 'E_S3_RETRYABLE: down', clock.now() + 20);
+    for (const done of [p1!, p2!]) ledger.requeue(done, 'changed', clock.now());
+    clock.advance(20);
+
+    const batch = ledger.claimBatch(OWNER, 3);
+    assert.deepEqual(batch.map((c) => c.relPath), ['r2.csv', 'r1.csv', 'p1.csv']);
+    assert.deepEqual(batch.map((c) => c.attempts), [2, 2, 2]);
+    assert.deepEqual(ledger.claimBatch('pid:2', 10).map((c) => [c.relPath, c.owner]), [['p2.csv', 'pid:2'], ['p3.csv', 'pid:2']]);
+    assert.deepEqual(ledger.claimBatch(OWNER, 10), []);
+  });
+
   void test('a clock that jumped back does not stall a retry: a due time beyond any wait we set is due now', (t) => {
     const dir = tempDir(t, 'sftppush-ledger');
     const clock = new ManualClock();

@@ -9,9 +9,10 @@ import { after, afterEach, before, describe, test } from 'node:test';
 
 import type { S3Client } from '@aws-sdk/client-s3';
 import { StoreError } from '../../src/errors.js';
+import { MAX_OBJECT_BYTES } from '../../src/s3/multipart.js';
 import type { PutObjectRequest } from '../../src/s3/object-store.js';
 import { createS3Client, S3Store } from '../../src/s3/s3-store.js';
-import { matches, startFaultProxy, target, type FaultProxy, type FaultTarget } from '../support/fault-proxy.js';
+import { matches, objectKeyOf, startFaultProxy, target, type FaultProxy, type FaultTarget } from '../support/fault-proxy.js';
 import { patternBytes } from '../support/fixtures.js';
 import { getObject, listVersions, startMoto, type MotoServer } from '../support/moto.js';
 
@@ -107,6 +108,37 @@ void describe('S3Store: the SDK retries reads and parts, never a write', () => {
     assert.equal(await versionCount(key), 1);
     assert.equal((await store.head(BUCKET, key))?.versionId, stored.versionId);
     assert.ok((await getObject(moto.client, BUCKET, key)).body.equals(content), 'stored bytes differ from those sent');
+  });
+
+  void test('an object larger than S3 stores (5 TiB) is refused before any request, and not as retryable', async () => {
+    const key = 'too/large.bin';
+    const request = { ...streamPut(key, patternBytes(MIB, 17)), sizeBytes: MAX_OBJECT_BYTES + 1 };
+    assert.equal(await outcomeOf(store.put(request)), 'StoreError retryable=false');
+    assert.equal(proxy.requests.filter((r) => objectKeyOf(r.path) === key).length, 0);
+  });
+
+  void test('sixteen requests in flight at once through one client: no MaxListenersExceededWarning (nothing printed outside pino)', async () => {
+    const wide = createS3Client({ endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 16, requestTimeoutMs: 60_000 });
+    const wideStore = new S3Store(wide);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): number => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      // Held answers keep all sixteen in flight together: HEADs (no caller signal) and buffer PUTs (each with its own).
+      proxy.inject({ ...target.headObject(), kind: 'stall', ms: 1500, times: 16 });
+      proxy.inject({ ...target.putObject(), kind: 'stall', ms: 1500, times: 16 });
+      const started = performance.now();
+      await Promise.all(Array.from({ length: 16 }, (_, i) => wideStore.head(BUCKET, `many/absent-${i}.csv`)));
+      await Promise.all(Array.from({ length: 16 }, (_, i) => wideStore.put(bufferPut(`many/put-${i}.csv`, Buffer.from(`${i}\n`)))));
+      const seconds = (performance.now() - started) / 1000;
+      // Two rounds of sixteen held for 1.5 s: together ~3 s, one at a time 48 s.
+      assert.ok(seconds < 20, `the requests did not overlap (${seconds.toFixed(1)} s)`);
+      await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted on a later tick
+    } finally {
+      process.off('warning', onWarning);
+      wide.destroy();
+    }
+    assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
   });
 
   void test('a HEAD answered 503 once is retried by the SDK and succeeds', async () => {

@@ -199,6 +199,45 @@ void test('stop() waits for files in hand to finish and claims nothing after it 
   assert.equal(stateOf(env, 'second.csv'), 'pending');
 });
 
+void test('one claim takes a batch for the idle workers, and stop() gives back the rows of it no worker started', async (t) => {
+  const env = await setup(t);
+  for (const name of ['a.csv', 'b.csv', 'c.csv', 'd.csv']) arrive(env, name, `content of ${name}\n`);
+  const started: string[] = [];
+  const gate = deferred();
+  const archive = archiver(env);
+  let batches = 0;
+  const pool = createPool(t, env, {
+    concurrency: 2,
+    ledger: {
+      claimBatch: (owner, max) => ((batches += 1), env.ledger.claimBatch(owner, max)),
+      requeue: (claim, reason, notBefore) => env.ledger.requeue(claim, reason, notBefore),
+      nextRetryAt: () => env.ledger.nextRetryAt(),
+      hasClaimableWork: () => env.ledger.hasClaimableWork(),
+    },
+    // a.csv goes through at once; every other file waits at the gate, so the second batch (c, d) is claimed
+    // by a.csv's worker while b.csv's still holds b: c starts, d waits in the batch.
+    archive: async (claim) => {
+      started.push(claim.relPath);
+      if (claim.relPath !== 'a.csv') await gate.promise;
+      return archive(claim);
+    },
+  });
+  pool.start();
+  await waitUntil('b.csv and c.csv in hand', () => started.includes('b.csv') && started.includes('c.csv'));
+  assert.equal(batches, 2, 'two claims for four rows with two workers');
+  assert.equal(stateOf(env, 'd.csv'), 'working', 'claimed in the batch');
+
+  const stopping = pool.stop();
+  gate.resolve();
+  await withDeadline('stop()', stopping);
+
+  assert.deepEqual(started.sort(), ['a.csv', 'b.csv', 'c.csv']);
+  for (const name of ['a.csv', 'b.csv', 'c.csv']) assert.equal(stateOf(env, name), 'archived');
+  assert.equal(stateOf(env, 'd.csv'), 'pending', 'given back, for the next start');
+  assert.deepEqual(env.ledger.reader.story('d.csv').history.map((h) => h.toState), ['pending', 'working', 'pending']);
+  assert.deepEqual((await listVersions(s3, env.bucket)).map((v) => v.key).sort(), ['a.csv', 'b.csv', 'c.csv']);
+});
+
 void test('a file whose upload failed is retried by the pool once its backoff passes, and stored once', async (t) => {
   const env = await setup(t);
   arrive(env, 'bumpy.csv', 'second time lucky\n');

@@ -8,6 +8,7 @@
 // both succeed (seen in about 1 round in 20 with two 100 KB bodies): two hosts racing for one file would then
 // leave two versions, moto's fault, not theirs. The proxy lets one conditional write per key reach moto at a time.
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { finished, pipeline } from 'node:stream/promises';
 
@@ -115,6 +116,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const faults: { fault: Fault; remaining: number }[] = [];
   const requests: ProxiedRequest[] = [];
   const stopping = new AbortController();
+  // Every held answer listens on it until released: sixteen held at once are no leak (no MaxListenersExceededWarning).
+  setMaxListeners(0, stopping.signal);
   /** Per object key: the conditional write now at moto; the next one for the key waits for its answer. */
   const conditionalWrites = new Map<string, Promise<void>>();
 
