@@ -219,9 +219,10 @@ export class Ledger {
     }
     try {
       db.pragma('journal_mode = WAL');
-      // NORMAL in WAL mode survives a process crash; only claims are made durable against power loss too
-      // (see claimNext), which is all exactly-once needs: a lost observe is found again by the next scan, a
-      // lost "archived" is re-checked by HEAD because the durable claim counted the attempt.
+      // NORMAL in WAL mode survives a process crash (kill -9); a power loss may lose the last commits, and
+      // exactly-once needs no fsync per file for that: a lost observe is found again by the next scan, and a
+      // lost claim or "archived" leaves the row to be archived again through the write gate, whose
+      // conditional write (or HEAD first) finds the version that landed instead of writing it twice.
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       applyMigrations(db, readMigrations(options.migrationsDir), file);
@@ -355,18 +356,6 @@ export class Ledger {
    * @returns the claimed rows, `working` and owned by `owner`; empty when nothing is claimable.
    */
   claimBatch(owner: string, max: number): ClaimedFile[] {
-    // The claim must reach the disk before the PUT it allows: after power loss a PUT that landed must not
-    // look like a first attempt (which skips the HEAD). FULL syncs the WAL at this commit, and all before it:
-    // one sync for the whole batch.
-    this.db.pragma('synchronous = FULL');
-    try {
-      return this.claimBatchTransaction(owner, max);
-    } finally {
-      this.db.pragma('synchronous = NORMAL');
-    }
-  }
-
-  private claimBatchTransaction(owner: string, max: number): ClaimedFile[] {
     return this.write((): ClaimedFile[] => {
       const due = { ...this.dueWindow(), max };
       const retries = this.stmt(
