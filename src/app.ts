@@ -11,7 +11,7 @@ import { InstanceLock } from './ledger/instance-lock.js';
 import type { MetricsEndpoint } from './metrics/endpoint.js';
 import { noMetrics, type Metrics } from './metrics/metrics.js';
 import { Ledger, type ScopeSubtree } from './ledger/ledger.js';
-import { LedgerReader } from './ledger/reader.js';
+import { LedgerReader, type FileRow } from './ledger/reader.js';
 import { formatOwner, isOwnerAlive, type OwnerRole, type ProcessProbe } from './ledger/ownership.js';
 import { Observer } from './observe/observer.js';
 import { carryOutAfterAction } from './pipeline/after-action.js';
@@ -667,6 +667,9 @@ export async function runReconcileOnce(
   try {
     warnAboutRuntime(log);
     core.recover();
+    // What the ledger holds queued already (an interrupted run's; a stopped process's, recovered above or, in a
+    // dry run, left as it is) and what another live process is archiving: counted apart from what the scan finds.
+    const atStart = heldInScope(core, scope, sinceMs);
     await core.finishDueAfterActions('at start');
     if (!options.dryRun) pool.start();
     const tally = await untilInterrupted(reconciler.scan('command'));
@@ -686,8 +689,11 @@ export async function runReconcileOnce(
     }
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
-    const unfinished = ledger.unfinishedInScope(scope, sinceMs);
+    // A dry run archives nothing: rows held queued are what it would upload, not failures.
+    const wouldUpload = options.dryRun ? atStart.queued : [];
+    const unfinished = ledger.unfinishedInScope(scope, sinceMs).filter((row) => !(options.dryRun && isHeldQueued(row.state)));
     const notArchived = ledger.unfinishedCountsInScope(scope, sinceMs);
+    if (options.dryRun) for (const state of HELD_QUEUED) delete notArchived[state];
     const failed = Object.values(notArchived).reduce((sum, n) => sum + n, 0);
     const findings = reconciler.findings;
     const summary: ReconcileSummary = {
@@ -703,6 +709,8 @@ export async function runReconcileOnce(
         inScope: tally.filesInScope,
         alreadyArchived: tally.filesArchived,
         queued: tally.filesQueued,
+        resumed: atStart.queuedCount,
+        byOthers: atStart.byOthers,
         uploaded: core.outcomes.archived,
         bytesUploaded: core.uploaded.bytes,
         duplicates: core.outcomes.duplicate,
@@ -718,6 +726,7 @@ export async function runReconcileOnce(
       },
       durationMs: Date.now() - started,
       unfinished: unfinished.map((row) => ({ target: row.target, path: row.relPath, state: row.state, error: row.lastError })),
+      unfinishedMore: Math.max(0, failed - unfinished.length),
       skipped: {
         listed: findings.skips.items.map((skip) => ({
           target: skip.target,
@@ -730,8 +739,11 @@ export async function runReconcileOnce(
       },
       planned: options.dryRun
         ? {
-            files: findings.files.items.map((f) => ({ target: f.target, path: f.relPath, action: f.outcome === 'queued' ? ('queue' as const) : ('wait' as const) })),
-            more: findings.files.more,
+            files: [
+              ...wouldUpload.map((row) => ({ target: row.target, path: row.relPath, action: 'upload' as const })),
+              ...findings.files.items.map((f) => ({ target: f.target, path: f.relPath, action: f.outcome === 'queued' ? ('queue' as const) : ('wait' as const) })),
+            ],
+            more: findings.files.more + Math.max(0, atStart.queuedCount - wouldUpload.length),
           }
         : null,
       verifyFindings: (verify?.findings ?? []).map((f) => ({ target: f.target, path: f.relPath, key: f.key, reason: f.reason })),
@@ -741,7 +753,7 @@ export async function runReconcileOnce(
     // The pass record was closed when the walk ended; the command's pass ends now, with what it uploaded too.
     if (reconciler.runId !== undefined) ledger.finishReconcile(reconciler.runId, { ...tally, ...summary.counts });
     // A dry run "fails" when it would have anything to do: S3 does not match the disk in scope.
-    const wouldAct = options.dryRun && (tally.filesQueued + tally.filesWaiting + (verify?.findings.length ?? 0) > 0);
+    const wouldAct = options.dryRun && (tally.filesQueued + tally.filesWaiting + atStart.queuedCount + (verify?.findings.length ?? 0) > 0);
     // An unreadable directory's files are in scope but unseen: the pass cannot say they are archived.
     // So are entries it had to skip (names that cannot be keys, files it could not stat).
     const unseen = tally.dirsUnreadable + tally.entriesSkipped;
@@ -779,6 +791,27 @@ const OTHERS_POLL_MS = 250;
  * while in its hands. A row whose owner stops meanwhile is recovered and archived here. Returns at once after
  * a fatal error (the pool has stopped).
  */
+/** States of a row queued already: `pending`, or `working` under an owner that is gone (its run was cut short). */
+const HELD_QUEUED = ['pending', 'working'] as const;
+
+function isHeldQueued(state: string): boolean {
+  return (HELD_QUEUED as readonly string[]).includes(state);
+}
+
+/**
+ * The rows in scope a one-shot run finds queued already (pending, or working under a stopped owner: the first
+ * 1000 listed, all counted) and those another live process is archiving (counted).
+ */
+function heldInScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: number): { queued: FileRow[]; queuedCount: number; byOthers: number } {
+  const counts = core.ledger.unfinishedCountsInScope(scope, sinceMs);
+  const working = counts.working ?? 0;
+  const liveOthers = core.ledger.workingOwnersInScope(scope, sinceMs).filter(core.isLiveOther);
+  const byOthers = liveOthers.length === 0 ? 0 : core.ledger.workingCountInScope(scope, sinceMs, liveOthers);
+  // Rows working under a live owner are not ours to list; with one about, the listing names pending rows only.
+  const queued = core.ledger.unfinishedInScope(scope, sinceMs).filter((row) => row.state === 'pending' || (row.state === 'working' && byOthers === 0));
+  return { queued, queuedCount: (counts.pending ?? 0) + working - byOthers, byOthers };
+}
+
 async function drainScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: number, onWait: (phase: string) => void): Promise<void> {
   for (;;) {
     await core.pool.drained();

@@ -190,7 +190,10 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
   ].filter(Boolean).join(', ');
   const lines = [
     `reconcile (${scope}): ${c.scanned} scanned in ${c.dirsScanned} directories, ${c.inScope} in scope, ${c.alreadyArchived} already archived, ` +
-      `${c.queued} ${summary.scope.dryRun ? 'would be queued' : 'queued'}, ${c.uploaded} uploaded (${c.bytesUploaded} bytes), ${c.duplicates} duplicates, ` +
+      `${c.queued} ${summary.scope.dryRun ? 'would be queued' : 'queued'}` +
+      (c.resumed > 0 ? `, ${c.resumed} queued already${summary.scope.dryRun ? ' (would be uploaded)' : ''}` : '') +
+      (c.byOthers > 0 ? `, ${c.byOthers} being archived by another sftppush process` : '') +
+      `, ${c.uploaded} uploaded (${c.bytesUploaded} bytes), ${c.duplicates} duplicates, ` +
       `${c.waiting} ${summary.scope.dryRun ? 'not settled yet' : 'waited for'}` +
       (summary.scope.verify ? `, ${c.verified} verified, ${summary.verifyFindings.length} missing or replaced in S3` : '') +
       `, ${c.failed} not archived` +
@@ -199,7 +202,8 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
       `, in ${(summary.durationMs / 1000).toFixed(1)} s`,
   ];
   for (const file of summary.planned?.files ?? []) {
-    lines.push(`  ${file.action === 'queue' ? 'would queue' : 'would wait for (not settled yet)'}: ${escapeControl(`${file.target}/${file.path}`)}`);
+    const action = { queue: 'would queue', wait: 'would wait for (not settled yet)', upload: 'would upload (queued already)' }[file.action];
+    lines.push(`  ${action}: ${escapeControl(`${file.target}/${file.path}`)}`);
   }
   if (summary.planned && summary.planned.more > 0) lines.push(`  (${summary.planned.more} more files to queue or wait for, not listed)`);
   for (const f of summary.verifyFindings) {
@@ -208,6 +212,7 @@ export function formatReconcileSummary(summary: ReconcileSummary): string {
   for (const u of summary.unfinished) {
     lines.push(`  ${u.state}: ${escapeControl(`${u.target}/${u.path}`)}${u.error ? `  ${escapeControl(u.error)}` : ''}`);
   }
+  if (summary.unfinishedMore > 0) lines.push(`  (${summary.unfinishedMore} more not archived, not listed)`);
   for (const skip of summary.skipped.listed) lines.push(`  skipped: ${formatSkip(skip)}`);
   if (summary.skipped.more > 0) lines.push(`  (${summary.skipped.more} more skipped, not listed)`);
   return lines.join('\n');

@@ -736,6 +736,17 @@ export class Ledger {
     return rows.map((row) => row.owner);
   }
 
+  /** How many rows in scope (as unfinishedInScope) are `working` under one of `owners`. */
+  workingCountInScope(subtrees: readonly ScopeSubtree[], sinceMs: number, owners: readonly string[]): number {
+    const scope = latestInScope(subtrees, sinceMs);
+    const row = this.db
+      .prepare(
+        `SELECT COUNT(*) AS n FROM files f WHERE f.state = 'working' AND f.owner IN (${owners.map(() => '?').join(',')}) AND ${scope.where}`,
+      )
+      .get(...owners, ...scope.params) as { n: number };
+    return row.n;
+  }
+
   /** The most recent archived generation of a path before `generation`, for duplicate detection. */
   previousArchived(target: string, relPath: string, generation: number): { id: number; sha256: string } | undefined {
     return this.stmt(

@@ -9,11 +9,14 @@ export interface SkippedEntry {
   readonly nameHex: string | null;
 }
 
-/** A file a dry run would queue, or wait for until it settles. */
+/**
+ * A file a dry run would queue, wait for until it settles, or upload because the ledger holds it queued
+ * already (an interrupted run's, or one a stopped process left working).
+ */
 export interface PlannedFile {
   readonly target: string;
   readonly path: string;
-  readonly action: 'queue' | 'wait';
+  readonly action: 'queue' | 'wait' | 'upload';
 }
 
 /** What one `sftppush reconcile` did: printed as a summary line, or as one JSON object with --json. */
@@ -26,6 +29,14 @@ export interface ReconcileSummary {
     /** In scope, and archived (or a duplicate) before this run: never a row quarantined, retrying or queued. */
     alreadyArchived: number;
     queued: number;
+    /**
+     * In scope and already queued in the ledger when the run began (an interrupted run's, a stopped process's):
+     * this run archives them, a dry run would. Not counted in `queued`, which is what the scan found new.
+     */
+    resumed: number;
+    /** In scope and being archived by another live sftppush process (a `watch`) when the run began: waited for. */
+    byOthers: number;
+    /** Archived by this run: written, or found in S3 already (a 412 or a HEAD), as the log line tells. */
     uploaded: number;
     /** Bytes of the objects uploaded (not of those found in S3 already). */
     bytesUploaded: number;
@@ -43,8 +54,10 @@ export interface ReconcileSummary {
     entriesSkipped: number;
   };
   readonly durationMs: number;
-  /** Files in scope not archived at the end: left retrying, quarantined, gone (or, dry run, waiting). */
+  /** Files in scope not archived at the end: left retrying, quarantined, gone (the first 1000). */
   readonly unfinished: readonly { target: string; path: string; state: string; error: string | null }[];
+  /** Beyond `unfinished`: counted only. */
+  readonly unfinishedMore: number;
   /** What the scan skipped, so could not archive (unreadable directories, invalid names, unstat-able files). */
   readonly skipped: { readonly listed: readonly SkippedEntry[]; /** Beyond the list: counted only. */ readonly more: number };
   /** A dry run: each file it would queue, or wait for (not settled yet); null for a real run. */

@@ -11,7 +11,9 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { startFaultProxy, target as faultTarget } from '../support/fault-proxy.js';
-import { tempDir, waitUntil } from '../support/fixtures.js';
+import { MIGRATIONS_DIR } from '../../src/app.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import { statOf, tempDir, waitUntil } from '../support/fixtures.js';
 import { getObject, listVersions, MOTO_ENV, startMoto, type MotoServer } from '../support/moto.js';
 import { createService, SFTPPUSH_BIN, type RunningService, type Service, type StatusJson, type StoryJson } from '../support/service.js';
 
@@ -21,15 +23,15 @@ const execFileAsync = promisify(execFile);
 interface ReconcileJson {
   scope: { since: string | null; verify: boolean; dryRun: boolean; targets: string[] };
   counts: Record<
-    | 'scanned' | 'inScope' | 'alreadyArchived' | 'queued' | 'uploaded' | 'duplicates' | 'verified' | 'reUploaded' | 'waiting' | 'failed'
-    | 'quarantined' | 'retrying' | 'gone',
+    | 'scanned' | 'inScope' | 'alreadyArchived' | 'queued' | 'resumed' | 'byOthers' | 'uploaded' | 'duplicates' | 'verified' | 'reUploaded'
+    | 'waiting' | 'failed' | 'quarantined' | 'retrying' | 'gone',
     number
   >;
   durationMs: number;
   unfinished: { target: string; path: string; state: string; error: string | null }[];
   verifyFindings: { target: string; path: string; key: string; reason: string }[];
   skipped: { listed: SkipJson[]; more: number };
-  planned: { files: { target: string; path: string; action: 'queue' | 'wait' }[]; more: number } | null;
+  planned: { files: { target: string; path: string; action: 'queue' | 'wait' | 'upload' }[]; more: number } | null;
 }
 
 interface SkipJson {
@@ -353,6 +355,36 @@ void describe('sftppush reconcile (one shot)', () => {
     assert.equal(clean.result.counts.alreadyArchived, 3);
     assert.deepEqual(clean.result.planned, { files: [], more: 0 });
     assert.deepEqual(await versionIds(moto, s.bucket), written);
+  });
+
+  // Rows the ledger holds queued already (an interrupted run left them pending) are what a real run uploads: a
+  // dry run lists them as such, and counts them apart from what its scan finds new, never as failures.
+  void it('--dry-run counts rows queued already as work it would do, not as failed; the real run counts them as resumed', async (t) => {
+    const s = await setup(t, moto);
+    const files = { 'a.csv': 'a\n', 'b/b.csv': 'bb\n', 'c.csv': 'ccc\n' };
+    writeFiles(s.target, files);
+    fs.mkdirSync(path.join(s.dir, 'var'));
+    const ledger = Ledger.open(path.join(s.dir, 'var', 'ledger.db'), { migrationsDir: MIGRATIONS_DIR });
+    for (const relPath of Object.keys(files)) ledger.observe(s.target, relPath, statOf(path.join(s.target, relPath)));
+    ledger.close();
+
+    const dry = await reconcile(s.config, '--dry-run', '--settle', '0');
+    assert.equal(dry.code, 1, `work to do: exit 1\n${tail(dry.stderr)}`);
+    assert.equal(dry.result.counts.failed, 0, `nothing failed: ${JSON.stringify(dry.result.unfinished)}`);
+    assert.deepEqual(dry.result.unfinished, []);
+    assert.equal(dry.result.counts.resumed, 3);
+    assert.equal(dry.result.counts.queued, 0, 'the scan found nothing new');
+    assert.deepEqual(
+      dry.result.planned?.files.map((f) => [f.path, f.action]).sort(),
+      [['a.csv', 'upload'], ['b/b.csv', 'upload'], ['c.csv', 'upload']],
+    );
+    assert.deepEqual(await listVersions(moto.client, s.bucket), [], 'no object written');
+
+    const real = await reconcile(s.config, '--settle', '0');
+    assert.equal(real.code, 0, tail(real.stderr));
+    assert.equal(real.result.counts.resumed, 3);
+    assert.equal(real.result.counts.uploaded, 3);
+    assert.equal(real.result.counts.inScope, real.result.counts.alreadyArchived + real.result.counts.queued + real.result.counts.resumed);
   });
 
   void it('--verify restores a deleted object and one replaced by foreign content, and reports both', async (t) => {
