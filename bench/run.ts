@@ -16,7 +16,6 @@
  *   npm run bench -- --quick                     one run of small sizes (the `make test` smoke); prints
  */
 import Database from 'better-sqlite3';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,7 +27,7 @@ import { statOf } from '../test/support/fixtures.js';
 import { MOTO_ENV } from '../test/support/moto.js';
 import { createService, SFTPPUSH_BIN, type Service } from '../test/support/service.js';
 import { measureArchives } from './archives.js';
-import { bySeconds, median, medianRun, ratio, run, timed, type BenchSettings, type Row } from './measure.js';
+import { bySeconds, median, medianRun, plainData, ratio, run, timed, type BenchSettings, type Row } from './measure.js';
 import { PEER_COMMANDS, sdkPutLoop, startMotoEndpoint, startSinkEndpoint, versions, type Endpoint } from './peers.js';
 import { measureBurst, measureLargeFile, measureLatency, writeLargeFile, type Figures } from './watch.js';
 
@@ -150,7 +149,7 @@ async function measureBackfill(service: Service, endpoint: Endpoint, settings: B
     const dir = path.join(root, `d${i % 100}`);
     if (i < 100) mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `f${i}.dat`);
-    writeFileSync(file, randomBytes(4096));
+    writeFileSync(file, plainData(4096));
     return { path: file, key: `d${i % 100}/f${i}.dat` };
   });
   const runs = Array.from({ length: settings.runs }, (_, r) => reconcileConfig(service, `backfill-${r}`, root, settings.concurrency));

@@ -7,12 +7,11 @@
  *  c.   one large file renamed in: MB/s and the service's peak RSS; next to aws s3 cp and rclone.
  */
 import Database from 'better-sqlite3';
-import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createService, type RunningService, type Service } from '../test/support/service.js';
-import { bySeconds, cpuSecondsOf, median, medianRun, peakRssMbOf, percentile, ratio, type BenchSettings, type Row } from './measure.js';
+import { bySeconds, cpuSecondsOf, median, medianRun, peakRssMbOf, percentile, plainData, ratio, type BenchSettings, type Row } from './measure.js';
 import { awsCp, rcloneCopy, sdkPutLoop, type Endpoint, type PeerTiming } from './peers.js';
 
 const SMALL_FILE_BYTES = 4096;
@@ -72,7 +71,7 @@ function stageSmallFiles(dir: string, count: number): { path: string; key: strin
   mkdirSync(dir, { recursive: true });
   return Array.from({ length: count }, (_, i) => {
     const file = path.join(dir, `f${i}.dat`);
-    writeFileSync(file, randomBytes(SMALL_FILE_BYTES));
+    writeFileSync(file, plainData(SMALL_FILE_BYTES));
     return { path: file, key: `f${i}.dat` };
   });
 }
@@ -171,7 +170,7 @@ export async function measureLatency(endpoint: Endpoint, settings: BenchSettings
       const started = Date.now();
       for (let i = 0; i < settings.latencyFiles; i += 1) {
         await sleep(started + i * settings.latencyGapMs - Date.now());
-        writeFileSync(path.join(target, `f${i}.dat`), randomBytes(SMALL_FILE_BYTES));
+        writeFileSync(path.join(target, `f${i}.dat`), plainData(SMALL_FILE_BYTES));
         closedAt.set(`${dir}/f${i}.dat`, Date.now());
       }
       const archivedAt = await watched.archived(dir, settings.latencyFiles);
@@ -194,7 +193,7 @@ export async function measureLatency(endpoint: Endpoint, settings: BenchSettings
 /** Writes `bytes` of random content to `file` in 8 MiB writes (never the whole file in memory). */
 export function writeLargeFile(file: string, bytes: number): void {
   const fd = openSync(file, 'w');
-  const block = randomBytes(8 * 1024 * 1024);
+  const block = plainData(8 * 1024 * 1024);
   for (let written = 0; written < bytes; written += block.length) writeSync(fd, block, 0, Math.min(block.length, bytes - written));
   closeSync(fd);
 }
