@@ -26,7 +26,8 @@ function positiveInt(flag: string) {
 
 function nonNegativeInt(flag: string) {
   return (value: string): number => {
-    const n = Number(value);
+    // Number('') is 0: an empty value is a mistake, never "no settle time".
+    const n = value.trim() === '' ? Number.NaN : Number(value);
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a whole number of seconds, 0 or more`);
     return n;
   };

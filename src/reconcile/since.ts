@@ -10,7 +10,8 @@ const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000
  * @throws ConfigError naming the flag and showing good examples (exit 2).
  */
 export function parseSince(when: string, nowMs: number): number {
-  const text = when.trim();
+  // RFC 3339 allows a lowercase `t` and `z`; Date.parse and the pattern below take the uppercase ones.
+  const text = when.trim().replace(/^(\d{4}-\d{2}-\d{2})t/, '$1T').replace(/z$/, 'Z');
   const span = SPAN.exec(text);
   if (span) return nowMs - Number(span[1]) * UNIT_MS[span[2]!]!;
   // Date.parse takes many loose forms; only ISO 8601 dates are accepted, so a typo is never a silent scope.

@@ -71,6 +71,12 @@ void describe('sftppush command line', () => {
     const since = await sftppush(['reconcile', '--since', 'yesterday']);
     assert.equal(since.code, 2);
     assert.match(since.stderr, /--since "yesterday": not a date or a span; use e\.g\. .*7d/);
+    // An empty value is a mistake, not "settle 0" (Number('') is 0).
+    for (const bad of ['', '-1', 'abc']) {
+      const settle = await sftppush(['reconcile', '--settle', bad]);
+      assert.equal(settle.code, 2, `--settle ${JSON.stringify(bad)}`);
+      assert.match(settle.stderr, /--settle must be a whole number of seconds/);
+    }
   });
 
   void it('a target that does not exist exits 2 naming targets[0].path', async (t) => {

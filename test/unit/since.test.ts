@@ -22,6 +22,10 @@ void describe('parseSince', () => {
     assert.equal(parseSince('2026-11-01 06:30', NOW), new Date(2026, 10, 1, 6, 30).getTime());
   });
 
+  void test("RFC 3339's lowercase t and z are the same instant as T and Z", () => {
+    assert.equal(parseSince('2026-11-29t20:00:00z', NOW), Date.parse('2026-11-29T20:00:00Z'));
+  });
+
   void test('anything else is a ConfigError naming --since with good examples', () => {
     for (const bad of ['', 'yesterday', '7', '7 days', '-3d', '2026-13-45', '2026-02-30', '2026-04-31T10:00Z', '11/01/2026', '1.5h']) {
       assert.throws(
