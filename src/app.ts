@@ -669,7 +669,7 @@ export async function runReconcileOnce(
     core.recover();
     // What the ledger holds queued already (an interrupted run's; a stopped process's, recovered above or, in a
     // dry run, left as it is) and what another live process is archiving: counted apart from what the scan finds.
-    const atStart = heldInScope(core, scope, sinceMs);
+    const atStart = heldInScope(core, scope, sinceMs, options.dryRun);
     await core.finishDueAfterActions('at start');
     if (!options.dryRun) pool.start();
     const tally = await untilInterrupted(reconciler.scan('command'));
@@ -690,7 +690,6 @@ export async function runReconcileOnce(
     // S3 refused the configuration at the first upload (conditional_writes): a usage error, exit 2.
     if (fatalError instanceof ConfigError) throw fatalError;
     // A dry run archives nothing: rows held queued are what it would upload, not failures.
-    const wouldUpload = options.dryRun ? atStart.queued : [];
     const unfinished = ledger.unfinishedInScope(scope, sinceMs).filter((row) => !(options.dryRun && isHeldQueued(row.state)));
     const notArchived = ledger.unfinishedCountsInScope(scope, sinceMs);
     if (options.dryRun) for (const state of HELD_QUEUED) delete notArchived[state];
@@ -740,10 +739,10 @@ export async function runReconcileOnce(
       planned: options.dryRun
         ? {
             files: [
-              ...wouldUpload.map((row) => ({ target: row.target, path: row.relPath, action: 'upload' as const })),
+              ...atStart.queued.map((row) => ({ target: row.target, path: row.relPath, action: 'upload' as const })),
               ...findings.files.items.map((f) => ({ target: f.target, path: f.relPath, action: f.outcome === 'queued' ? ('queue' as const) : ('wait' as const) })),
             ],
-            more: findings.files.more + Math.max(0, atStart.queuedCount - wouldUpload.length),
+            more: findings.files.more + Math.max(0, atStart.queuedCount - atStart.queued.length),
           }
         : null,
       verifyFindings: (verify?.findings ?? []).map((f) => ({ target: f.target, path: f.relPath, key: f.key, reason: f.reason })),
@@ -799,16 +798,21 @@ function isHeldQueued(state: string): boolean {
 }
 
 /**
- * The rows in scope a one-shot run finds queued already (pending, or working under a stopped owner: the first
- * 1000 listed, all counted) and those another live process is archiving (counted).
+ * The rows in scope a one-shot run finds queued already (pending, or working under a stopped owner: counted, and
+ * with `list` the first 1000 listed, which only a dry run reports) and those another live process is archiving.
  */
-function heldInScope(core: Core, scope: readonly ScopeSubtree[], sinceMs: number): { queued: FileRow[]; queuedCount: number; byOthers: number } {
+function heldInScope(
+  core: Core,
+  scope: readonly ScopeSubtree[],
+  sinceMs: number,
+  list: boolean,
+): { queued: FileRow[]; queuedCount: number; byOthers: number } {
   const counts = core.ledger.unfinishedCountsInScope(scope, sinceMs);
   const working = counts.working ?? 0;
   const liveOthers = core.ledger.workingOwnersInScope(scope, sinceMs).filter(core.isLiveOther);
   const byOthers = liveOthers.length === 0 ? 0 : core.ledger.workingCountInScope(scope, sinceMs, liveOthers);
   // Rows working under a live owner are not ours to list; with one about, the listing names pending rows only.
-  const queued = core.ledger.unfinishedInScope(scope, sinceMs).filter((row) => row.state === 'pending' || (row.state === 'working' && byOthers === 0));
+  const queued = !list ? [] : core.ledger.unfinishedInScope(scope, sinceMs).filter((row) => row.state === 'pending' || (row.state === 'working' && byOthers === 0));
   return { queued, queuedCount: (counts.pending ?? 0) + working - byOthers, byOthers };
 }
 
