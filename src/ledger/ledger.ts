@@ -159,12 +159,6 @@ function describeProof(objects: readonly ArchivedObject[]): string {
 const DEFAULT_MAX_WAIT_MS = 900_000;
 
 /**
- * The truth about every file: the only module that touches SQLite. Every state change goes through
- * `move()`, which checks the transition, guards against a concurrent change and writes the history row.
- * Methods are synchronous: better-sqlite3 runs each transaction to completion before any other JS runs,
- * and SQLite's locks (busy timeout below) order this process against a concurrent `reconcile` command.
- */
-/**
  * The first string after every key that starts with `prefix`, or null for the empty prefix (every key).
  * The last character's code point plus one: UTF-8 byte order, which SQLite compares, is code point order.
  */
@@ -173,6 +167,13 @@ function prefixEnd(prefix: string): string | null {
   const chars = Array.from(prefix);
   const last = chars.pop()!.codePointAt(0)!;
   return chars.join('') + String.fromCodePoint(last + 1);
+}
+
+/** A work waiting for the next group commit (Ledger.grouped). */
+interface GroupedWork {
+  readonly work: () => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
 }
 
 /** A multipart upload a process opened and has not closed, as the ledger keeps it (see s3/multipart.ts). */
@@ -187,8 +188,19 @@ export interface RecordedUpload {
 /** service_state names of open multipart uploads: one row each, removed when the upload is closed. */
 const OPEN_UPLOAD = 'multipart-upload:';
 
+/**
+ * The truth about every file: the only module that touches SQLite. Every state change goes through
+ * `move()`, which checks the transition, guards against a concurrent change and writes the history row.
+ * Methods are synchronous: better-sqlite3 runs each transaction to completion before any other JS runs,
+ * and SQLite's locks (busy timeout below) order this process against a concurrent `reconcile` command.
+ * `grouped()` lets writes made in the same turn of the event loop share one commit.
+ */
 export class Ledger {
   private readonly statements = new Map<string, BetterSqlite3.Statement>();
+  /** One transaction function for every write (better-sqlite3 builds four wrappers per transaction() call). */
+  private readonly transaction: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
+  /** Works waiting for the next group commit (grouped()). */
+  private group: GroupedWork[] = [];
   /** What `status` reads, on this connection (a separate, read-only one: LedgerReader.open). */
   readonly reader: LedgerReader;
 
@@ -201,6 +213,7 @@ export class Ledger {
     private readonly identity: { readonly dev: number; readonly ino: number },
   ) {
     this.reader = new LedgerReader(db, now);
+    this.transaction = db.transaction((fn: () => unknown) => fn());
   }
 
   /**
@@ -255,8 +268,49 @@ export class Ledger {
     return this.db.open;
   }
 
+  /** Commits what waits for a group commit, then closes the database. */
   close(): void {
+    this.commitGroup();
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * Runs `work` (calls of this ledger's write methods) in a group commit: in one transaction with every other
+   * work queued in the same turn of the event loop, each in a savepoint of its own. 16 workers finishing
+   * together then cost one commit (one append to the WAL) instead of 16. The promise settles only once that
+   * transaction has committed, so whatever its caller does next (an S3 write after a key is reserved, an
+   * after-action after "archived") still follows its record in the ledger.
+   * @returns work's result. @throws work's own error (its writes alone are rolled back), or the commit's
+   *   (LedgerFullError, every work of the group rolled back).
+   */
+  grouped<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.group.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.group.length === 1) setImmediate(() => this.commitGroup());
+    });
+  }
+
+  private commitGroup(): void {
+    const group = this.group;
+    this.group = [];
+    if (group.length === 0) return;
+    let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[];
+    try {
+      outcomes = this.write(() =>
+        group.map(({ work }) => {
+          try {
+            // Inside a transaction, better-sqlite3 runs a transaction function as a savepoint.
+            return { ok: true as const, value: this.transaction(work) };
+          } catch (error) {
+            return { ok: false as const, error };
+          }
+        }),
+      );
+    } catch (error) {
+      for (const { reject } of group) reject(error);
+      return;
+    }
+    outcomes.forEach((outcome, i) => (outcome.ok ? group[i]!.resolve(outcome.value) : group[i]!.reject(outcome.error)));
   }
 
   /**
@@ -387,26 +441,21 @@ export class Ledger {
     return this.write(() => {
       const now = this.now();
       const { dirty } = this.stmt(`SELECT dirty FROM files WHERE id = ?`).get(id) as { dirty: number };
+      // One UPDATE of the row: its state, its hash and the stat hashed (each index of files is touched once).
+      const assignments = `sha256 = @sha256, owner = NULL, last_error = NULL, ${STAT_ASSIGNMENTS}`;
+      const params = { sha256, ...statParams(stat) };
       if (proof.kind === 'duplicate') {
         this.move(id, 'working', 'archived', `${this.describeOriginal(proof.duplicateOf)}: not uploaded again`,
-          'sha256 = @sha256, duplicate_of = @duplicateOf, owner = NULL, last_error = NULL', {
-            sha256,
-            duplicateOf: proof.duplicateOf,
-          }, claim.owner);
+          `${assignments}, duplicate_of = @duplicateOf`, { ...params, duplicateOf: proof.duplicateOf }, claim.owner);
       } else if (proof.kind === 'members') {
         const found = proof.foundByHead > 0 ? ` (${proof.foundByHead} already in S3, found by HEAD)` : '';
-        this.move(id, 'working', 'archived', `${proof.count} members stored${found}`, 'sha256 = @sha256, owner = NULL, last_error = NULL', {
-          sha256,
-        }, claim.owner);
+        this.move(id, 'working', 'archived', `${proof.count} members stored${found}`, assignments, params, claim.owner);
       } else {
         const how = describeProof(proof.objects);
         const keys = proof.objects.map((o) => `${o.bucket}/${o.key}`).join(', ');
-        this.move(id, 'working', 'archived', `${how}: ${keys}`, 'sha256 = @sha256, owner = NULL, last_error = NULL', {
-          sha256,
-        }, claim.owner);
+        this.move(id, 'working', 'archived', `${how}: ${keys}`, assignments, params, claim.owner);
         for (const object of proof.objects) this.insertObject(id, object, now);
       }
-      this.setStat(id, stat);
       // Due in the same commit as "archived": a crash before the unlink or rename leaves it here for the next start.
       if (afterAction !== undefined) {
         this.stmt(`INSERT INTO after_actions (file_id, action, state, owner, due_at) VALUES (?, ?, 'due', ?, ?)`).run(
@@ -921,14 +970,7 @@ export class Ledger {
   }
 
   private setStat(id: number, stat: FileStat): void {
-    this.stmt(`UPDATE files SET size_bytes = ?, mtime_ms = ?, inode = ?, ctime_ns = ?, updated_at = ? WHERE id = ?`).run(
-      stat.sizeBytes,
-      stat.mtimeMs,
-      stat.inode,
-      stat.ctimeNs,
-      this.now(),
-      id,
-    );
+    this.stmt(`UPDATE files SET ${STAT_ASSIGNMENTS}, updated_at = @now WHERE id = @id`).run({ ...statParams(stat), now: this.now(), id });
   }
 
   private insertObject(fileId: number, object: ArchivedObject, now: number, member?: string): void {
@@ -957,7 +999,7 @@ export class Ledger {
    */
   private write<T>(fn: () => T): T {
     try {
-      return this.db.transaction(fn).immediate();
+      return this.transaction.immediate(fn) as T;
     } catch (error) {
       if (errnoCode(error) === 'SQLITE_FULL') throw new LedgerFullError(this.file, { cause: error });
       throw error;
@@ -1015,4 +1057,11 @@ function latestInScope(subtrees: readonly ScopeSubtree[], sinceMs: number): { wh
  */
 function subtreeRange(relDir: string): { after: string; before: string | null } {
   return relDir === '' ? { after: '', before: null } : { after: `${relDir}/`, before: prefixEnd(`${relDir}/`) };
+}
+
+/** The columns a stat sets (Ledger.setStat, markArchived): named parameters from statParams. */
+const STAT_ASSIGNMENTS = 'size_bytes = @sizeBytes, mtime_ms = @mtimeMs, inode = @inode, ctime_ns = @ctimeNs';
+
+function statParams(stat: FileStat): { sizeBytes: number; mtimeMs: number; inode: number; ctimeNs: bigint } {
+  return { sizeBytes: stat.sizeBytes, mtimeMs: stat.mtimeMs, inode: stat.inode, ctimeNs: stat.ctimeNs };
 }

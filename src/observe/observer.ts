@@ -16,7 +16,7 @@ export type ObservationResult = ObserveOutcome | 'ignored' | 'missing' | 'not-a-
 export type FinishedBy = 'closed' | 'moved-in' | 'linked';
 
 export interface ObserverDeps {
-  readonly ledger: Pick<Ledger, 'observe' | 'wouldObserve' | 'latestInDirectory'>;
+  readonly ledger: Pick<Ledger, 'observe' | 'wouldObserve' | 'latestInDirectory' | 'grouped'>;
   readonly source: Pick<SourceFs, 'stat'>;
   /** How scans read directories (scanner.ts). */
   readonly dirs: Pick<SourceDirs, 'openDirectory' | 'lstatNames'>;
@@ -66,10 +66,11 @@ export class Observer {
   noteFinished(target: TargetConfig, relPath: string, how: FinishedBy): void {
     if (this.closed || this.isIgnored(target, relPath)) return;
     this.inBackground(
-      this.statQuietly(target, relPath).then((stat) => {
+      this.statQuietly(target, relPath).then(async (stat) => {
         if (!stat?.isFile) return;
         this.deps.log.trace({ target: target.path, path: relPath, how }, 'finished by its writer');
-        this.apply(target, relPath, stat, { kind: 'finished', at: this.deps.now(), stat });
+        // A burst of closes (a client uploading a directory) shares one commit.
+        await this.deps.ledger.grouped(() => this.apply(target, relPath, stat, { kind: 'finished', at: this.deps.now(), stat }));
       }),
     );
   }
@@ -197,7 +198,7 @@ export class Observer {
       this.forget(id);
       return;
     }
-    this.apply(entry.target, entry.relPath, stat, { kind: 'seen', at: this.deps.now(), stat });
+    await this.deps.ledger.grouped(() => this.apply(entry.target, entry.relPath, stat, { kind: 'seen', at: this.deps.now(), stat }));
   }
 
   private take(target: TargetConfig, relPath: string, stat: SourceStat): ObservationResult {

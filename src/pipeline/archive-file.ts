@@ -52,6 +52,7 @@ export type ArchiveLedger = Pick<
   | 'recordedObjects'
   | 'discardObjects'
   | 'settleAfterAction'
+  | 'grouped'
 >;
 
 export interface ArchiveSettings {
@@ -188,9 +189,12 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
     };
     assertNoWriter(held);
     try {
-      const kind = target.extract ? await classifyFile(file, before, claim.relPath) : { format: 'plain' as const };
+      // A small file is read once, before it is classified: its hash, its body and its first bytes are one buffer.
+      const content = before.sizeBytes <= deps.settings.multipartThresholdBytes ? await readContent(file, before, claim.relPath, deps.settings) : undefined;
+      const head = Buffer.isBuffer(content?.body) ? content.body.subarray(0, HEAD_BYTES) : undefined;
+      const kind = target.extract ? await classifyFile(file, before, claim.relPath, head) : { format: 'plain' as const };
       if (kind.warning) log.warn({ reason: kind.warning }, 'archive extension, other content');
-      return kind.format === 'plain' ? await archivePlain(held) : await archiveMembers(held, kind.format);
+      return kind.format === 'plain' ? await archivePlain(held, content) : await archiveMembers(held, kind.format);
     } catch (error) {
       // Bad input retrying cannot fix: keep the original bytes in S3 and say why (DESIGN.md, "States").
       if (error instanceof ArchiveRejectedError || error instanceof KeyLayoutError || error instanceof KeyConflictError) {
@@ -206,13 +210,14 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
   }
 }
 
-async function archivePlain(held: HeldFile): Promise<Finished> {
+/** @param read the file's content when it was read already (a small file, read once to classify it). */
+async function archivePlain(held: HeldFile, read: Content | undefined): Promise<Finished> {
   const { claim, target, before, deps } = held;
   const key = objectKeyFor(target.prefix, claim.relPath);
-  const content = await readContent(held.file, before, claim.relPath, deps.settings);
+  const content = read ?? (await readContent(held.file, before, claim.relPath, deps.settings));
   // A writer may have reopened it while we read: what we hold could be half of its next content.
   assertNoWriter(held);
-  reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256: content.sha256, sizeBytes: before.sizeBytes }]);
+  await reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256: content.sha256, sizeBytes: before.sizeBytes }]);
   // An archive rewritten as a plain file: the members an earlier attempt stored of it go.
   await withdrawRecorded(deps, claim, held.log, (k) => k === key);
   const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
@@ -245,8 +250,9 @@ async function archivePlain(held: HeldFile): Promise<Finished> {
  * Reserves the keys a generation will write (ledger planned_objects).
  * @throws KeyConflictError naming the other path when one of them is already another source's.
  */
-export function reserveKeys(held: HeldFile, planned: readonly PlannedObject[]): void {
-  const holder = held.deps.ledger.reserveKeys(held.claim, planned);
+export async function reserveKeys(held: HeldFile, planned: readonly PlannedObject[]): Promise<void> {
+  const { ledger } = held.deps;
+  const holder = await ledger.grouped(() => ledger.reserveKeys(held.claim, planned));
   if (holder) throw new KeyConflictError(holder.key, `${holder.target}/${holder.relPath}`);
 }
 
@@ -268,7 +274,7 @@ async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutE
   // sent under the old length (which S3 would wait for until the request timed out).
   const { sha256, body } = await readContent(file, before, claim.relPath, deps.settings);
   try {
-    reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256, sizeBytes: before.sizeBytes }]);
+    await reserveKeys(held, [{ member: undefined, bucket: target.bucket, key, sha256, sizeBytes: before.sizeBytes }]);
   } catch (error) {
     if (!(error instanceof KeyConflictError)) throw error;
     const reason = `${why.code}: ${why.message} (original bytes not stored: ${error.message}; the file stays at its path)`;
@@ -293,9 +299,12 @@ async function quarantine(held: HeldFile, why: ArchiveRejectedError | KeyLayoutE
   return { state: 'quarantined', fields: { reason, key } };
 }
 
-/** The first bytes decide the format (extract/classify.ts); for a gzip, the first bytes of its content too. */
-async function classifyFile(file: SourceFile, stat: SourceStat, relPath: string): Promise<Classification> {
-  const head = await file.readAt(0, HEAD_BYTES);
+/**
+ * The first bytes decide the format (extract/classify.ts); for a gzip, the first bytes of its content too.
+ * @param read the first HEAD_BYTES bytes when the file was read already.
+ */
+async function classifyFile(file: SourceFile, stat: SourceStat, relPath: string, read: Buffer | undefined): Promise<Classification> {
+  const head = read ?? (await file.readAt(0, HEAD_BYTES));
   const inflatedHead = magicOf(head) === 'gzip' ? await inflatedStart(file) : undefined;
   return classify(path.posix.basename(relPath), head, stat.sizeBytes, inflatedHead);
 }
@@ -393,7 +402,7 @@ async function assertUnchanged(source: SourceFs, absolutePath: string, before: S
 export async function finish(held: HeldFile, sha256: string, proof: ArchiveProof): Promise<void> {
   const { claim, target, deps } = held;
   const after = dueAfterAction(target.after);
-  const { dirty } = deps.ledger.markArchived(claim, held.before, sha256, proof, after);
+  const { dirty } = await deps.ledger.grouped(() => deps.ledger.markArchived(claim, held.before, sha256, proof, after));
   deps.checkpoint?.('after-commit');
   if (dirty) deps.reobserve(target, claim.relPath);
   if (after === undefined) return;

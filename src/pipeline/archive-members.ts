@@ -39,7 +39,7 @@ export async function archiveMembers(held: HeldFile, format: ArchiveFormat): Pro
   const original = keepOriginal && !planned.some((p) => p.key === originalKey)
     ? { member: undefined, bucket: target.bucket, key: originalKey, sha256, sizeBytes: before.sizeBytes }
     : undefined;
-  reserveKeys(held, original ? [...planned, original] : planned);
+  await reserveKeys(held, original ? [...planned, original] : planned);
 
   const previous = deps.ledger.previousArchived(claim.target, claim.relPath, claim.generation);
   const sameAsPrevious = previous?.sha256 === sha256;

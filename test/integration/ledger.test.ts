@@ -640,3 +640,52 @@ void describe('planned objects and members', () => {
     );
   });
 });
+
+void describe('group commit (Ledger.grouped)', () => {
+  /** The paths another connection sees committed: what a crash at this instant would leave. */
+  function committedPaths(dir: string): string[] {
+    const db = new Database(path.join(dir, 'ledger.db'), { readonly: true });
+    try {
+      return (db.prepare('SELECT rel_path AS relPath FROM files ORDER BY rel_path').all() as { relPath: string }[]).map((r) => r.relPath);
+    } finally {
+      db.close();
+    }
+  }
+
+  void test('the works of one turn commit together, and only once settled does their caller go on', async (t) => {
+    const { dir, ledger } = setup(t);
+    const first = ledger.grouped(() => ledger.observe(TARGET, 'a.csv', stat(1)));
+    const second = ledger.grouped(() => ledger.observe(TARGET, 'b.csv', stat(2)));
+    // Queued, not written: nothing is in the file yet.
+    assert.deepEqual(committedPaths(dir), []);
+    let settledBeforeCommit = false;
+    void first.then(() => (settledBeforeCommit = committedPaths(dir).length !== 2));
+    assert.deepEqual(await Promise.all([first, second]), ['queued', 'queued']);
+    assert.equal(settledBeforeCommit, false);
+    assert.deepEqual(committedPaths(dir), ['a.csv', 'b.csv']);
+  });
+
+  void test('a work that throws is rolled back alone; the others of its group commit', async (t) => {
+    const { dir, ledger } = setup(t);
+    const kept = ledger.grouped(() => ledger.observe(TARGET, 'kept.csv', stat(1)));
+    const failed = ledger.grouped(() => {
+      ledger.observe(TARGET, 'undone.csv', stat(2));
+      throw new SftppushError('E_TEST', 'a failure after a write');
+    });
+    const conflicting = ledger.grouped(() => ledger.markArchived({ id: 1, owner: 'pid:1' }, stat(1), 'ab'.repeat(32), uploadedProof('k')));
+    assert.equal(await kept, 'queued');
+    await assert.rejects(failed, /a failure after a write/);
+    await assert.rejects(conflicting, /pending -> archived|not a legal transition|working/);
+    assert.deepEqual(committedPaths(dir), ['kept.csv']);
+    assert.equal(ledger.reader.story('kept.csv').generations[0]?.state, 'pending');
+  });
+
+  void test('close() commits what waits for a group commit', (t) => {
+    const dir = tempDir(t, 'sftppush-ledger');
+    const ledger = Ledger.open(path.join(dir, 'ledger.db'), { migrationsDir: MIGRATIONS_DIR });
+    const queued = ledger.grouped(() => ledger.observe(TARGET, 'last.csv', stat(1)));
+    ledger.close();
+    assert.deepEqual(committedPaths(dir), ['last.csv']);
+    return queued.then((outcome) => assert.equal(outcome, 'queued'));
+  });
+});
