@@ -167,12 +167,15 @@ function buildCore(config: Config, log: Logger, options: CoreOptions): Core {
   let s3Side: Promise<S3Side> | undefined;
   const connectS3 = async (): Promise<S3Side> => {
     const { createS3Client, S3Store } = await import('./s3/s3-store.js');
+    const sdkLog = log.child({ component: 'aws-sdk' });
     client = createS3Client({
       endpoint: config.s3.endpoint,
       region: config.s3.region,
       forcePathStyle: config.s3.forcePathStyle,
       maxSockets: config.upload.concurrency * 2,
-      logger: sdkLogger(log),
+      // The SDK's own warnings (a stream it cannot retry) go to pino, never to the console. Its per-request info
+      // and error lines are dropped: every failure reaches our code, which logs it once with its meaning.
+      warn: (detail) => sdkLog.warn({ detail }, 'AWS SDK warning'),
       onAttempt: (attempt) => metrics.s3Attempt(attempt),
       requestTimeoutMs: config.upload.requestTimeoutMs,
     });
@@ -361,22 +364,6 @@ function testKillPoints(log: Logger): Checkpoint {
   const spec = process.env[KILL_AT_VARIABLE];
   if (spec) log.warn({ [KILL_AT_VARIABLE]: spec }, 'TEST-ONLY kill point armed: this process will SIGKILL itself');
   return createCheckpoint(spec, () => process.kill(process.pid, 'SIGKILL'));
-}
-
-/**
- * The SDK's own warnings (e.g. a stream it cannot retry) go to pino, never to the console. Its per-request
- * info and error lines are dropped: every failure reaches our code, which logs it once with its meaning
- * (an expected 404 of a HEAD is not an error).
- */
-function sdkLogger(log: Logger): { debug: () => void; info: () => void; warn: (...content: unknown[]) => void; error: () => void } {
-  const sdk = log.child({ component: 'aws-sdk' });
-  const text = (c: unknown): string => (typeof c === 'string' ? c : describeCause(c));
-  return {
-    debug: () => undefined,
-    info: () => undefined,
-    warn: (...content) => sdk.warn({ detail: content.map(text).join(' ') }, 'AWS SDK warning'),
-    error: () => undefined,
-  };
 }
 
 /**

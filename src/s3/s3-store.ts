@@ -15,6 +15,7 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { NoOpLogger } from '@smithy/core/client';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type {
@@ -22,7 +23,6 @@ import type {
   FinalizeRequestMiddleware,
   HttpHandlerOptions,
   InitializeMiddleware,
-  Logger as SdkLogger,
   RetryErrorInfo,
   StandardRetryToken,
 } from '@smithy/types';
@@ -30,7 +30,7 @@ import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { NotS3AnswerError, SftppushError, StoreError, UploadAbandonedError } from '../errors.js';
+import { describeCause, NotS3AnswerError, SftppushError, StoreError, UploadAbandonedError } from '../errors.js';
 import { MAX_OBJECT_BYTES, partSizeFor, partsInFlight, type MultipartJournal, type MultipartUploads, type OpenUpload } from './multipart.js';
 import { classifyAttempt, type S3Attempt } from './request-outcome.js';
 import {
@@ -52,7 +52,7 @@ export interface S3StoreOptions {
   /** Upper bound of requests in flight: sockets are kept alive and shared, one pool per process. */
   readonly maxSockets: number;
   /** Where the SDK's and its HTTP handler's own warnings go (both write to the console otherwise). */
-  readonly logger?: SdkLogger | undefined;
+  readonly warn?: ((detail: string) => void) | undefined;
   /** Told how every request attempt ended (metrics, and whether S3 answers: /healthz). Must not throw. */
   readonly onAttempt?: ((attempt: S3Attempt) => void) | undefined;
   /**
@@ -181,12 +181,29 @@ function reportAttempts(onAttempt: (attempt: S3Attempt) => void): FinalizeReques
 }
 
 /**
+ * The SDK's logger: its warnings (and its HTTP handler's: the socket pool at capacity) go to `warn`, the rest
+ * nowhere. A NoOpLogger to the SDK, whose logger middleware otherwise copies every request's input and output
+ * through the schema's sensitive-data filter for an info line per request, even one nobody prints: a fifth of
+ * the SDK's time per small PUT.
+ */
+class SdkWarnings extends NoOpLogger {
+  constructor(private readonly sink: (detail: string) => void) {
+    super();
+  }
+
+  override warn(...content: unknown[]): void {
+    this.sink(content.map((c) => (typeof c === 'string' ? c : describeCause(c))).join(' '));
+  }
+}
+
+/**
  * Builds the process's one S3 client. Credentials come from the AWS default chain (env, profile, SSO,
  * instance role); they are never read, logged or stored by sftppush. Without an endpoint the SDK also
  * honours AWS_ENDPOINT_URL_S3. Writes that create an object version are never retried by the SDK.
  */
 export function createS3Client(options: S3StoreOptions): S3Client {
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
+  const logger = options.warn ? new SdkWarnings(options.warn) : undefined;
   const client = new S3Client({
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
@@ -199,10 +216,10 @@ export function createS3Client(options: S3StoreOptions): S3Client {
       // also cut a large part that is slow but moving. An idle socket is what a stalled answer looks like.
       socketTimeout: options.requestTimeoutMs,
       // The handler's warnings (socket pool at capacity) default to console.warn: they go to pino instead.
-      ...(options.logger ? { logger: options.logger } : {}),
+      ...(logger ? { logger } : {}),
     }),
     retryStrategy: new WritesOnceRetryStrategy(MAX_ATTEMPTS),
-    ...(options.logger ? { logger: options.logger } : {}),
+    ...(logger ? { logger } : {}),
     // Our own checksum (SHA-256, computed while hashing) is sent instead of the SDK's default CRC32.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',

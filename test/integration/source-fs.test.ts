@@ -1,0 +1,50 @@
+// nodeSourceFs.open on a real filesystem: the descriptor a worker reads a source through (source/source-fs.ts).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { nodeSourceFs } from '../../src/source/source-fs.js';
+import { tempDir } from '../support/fixtures.js';
+
+void describe('nodeSourceFs.open', () => {
+  void test('a failed open is a rejected promise with the errno code, never a throw', async (t) => {
+    const dir = tempDir(t, 'sftppush-source');
+    fs.writeFileSync(path.join(dir, 'real.csv'), 'x');
+    fs.symlinkSync(path.join(dir, 'real.csv'), path.join(dir, 'link.csv'));
+    let opening: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => (opening = nodeSourceFs.open(path.join(dir, 'missing.csv'))));
+    await assert.rejects(opening!, { code: 'ENOENT' });
+    await assert.rejects(nodeSourceFs.open(path.join(dir, 'link.csv')), { code: 'ELOOP' });
+  });
+
+  void test('small and large files read whole; a read in flight finishes before close() lets the descriptor go', async (t) => {
+    const dir = tempDir(t, 'sftppush-source');
+    const small = randomBytes(4096);
+    const large = randomBytes(3 * 1024 * 1024 + 17);
+    fs.writeFileSync(path.join(dir, 'small.csv'), small);
+    fs.writeFileSync(path.join(dir, 'large.csv'), large);
+    const smallFile = await nodeSourceFs.open(path.join(dir, 'small.csv'));
+    assert.deepEqual(await smallFile.readAll(small.length), small);
+    await smallFile.close();
+    const file = await nodeSourceFs.open(path.join(dir, 'large.csv'));
+    const reading = file.readAll(large.length);
+    const closing = file.close();
+    assert.deepEqual(await reading, large);
+    await closing;
+  });
+
+  void test('a second close() never closes the descriptor number a later open was given', async (t) => {
+    const dir = tempDir(t, 'sftppush-source');
+    fs.writeFileSync(path.join(dir, 'a.csv'), 'first');
+    fs.writeFileSync(path.join(dir, 'b.csv'), 'second');
+    const first = await nodeSourceFs.open(path.join(dir, 'a.csv'));
+    await first.close();
+    // The lowest free number: most likely the one `first` had.
+    const second = await nodeSourceFs.open(path.join(dir, 'b.csv'));
+    await first.close();
+    assert.equal((await second.readAll(6)).toString(), 'second');
+    assert.equal((await second.stat()).sizeBytes, 6);
+    await second.close();
+  });
+});
