@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
-import { closeSync, constants, fstatSync, opendirSync, openSync, promises as fsp, read, readSync, type BigIntStats, type Dirent } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, opendirSync, openSync, promises as fsp, read, readSync, type BigIntStats, type Dirent } from 'node:fs';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { errnoCode } from '../errors.js';
@@ -103,7 +103,7 @@ const IN_PLACE_READ_MAX_BYTES = 64 * 1024;
 
 /**
  * A SourceFile on a descriptor of our own. The calls on its inode are made in place, not on the thread pool:
- * open (a path the watcher has just seen, its inode cached), fstat (reads the inode the kernel holds), close
+ * open (a path the watcher has just seen, its dentry and inode cached), fstat (reads the inode the kernel holds), close
  * (of a descriptor only read), and the read of a small file. Through the pool, their round trips cost more than
  * the calls: 2000 small files against the bench sink went from 606-622 to 750-836 files/s (/tmp/perf burst).
  * Larger reads go to the pool, counted: close() waits for them, so the descriptor's number is never reused
@@ -217,14 +217,17 @@ export const nodeSourceFs: SourceFs = {
     // FIFO put in place of the file must not hang the open (it is then no regular file, and never read). A
     // failed open (ENOENT, ELOOP) rejects: it is thrown inside the executor.
     new Promise((resolve) => resolve(descriptorFile(openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)))),
-  async stat(path) {
-    try {
-      return toSourceStat(await fsp.lstat(path, { bigint: true }));
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
-      throw error;
-    }
-  },
+  // In place, like open (descriptorFile): each caller stats a path just seen (an event's, a file just read).
+  stat: (path) =>
+    new Promise((resolve) => {
+      try {
+        const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+        resolve(stats && toSourceStat(stats));
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOTDIR') throw error;
+        resolve(undefined);
+      }
+    }),
 };
 
 /** opendir's default buffer: a watch walk keeps only the subdirectories of what it reads. */

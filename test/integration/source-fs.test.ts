@@ -48,3 +48,16 @@ void describe('nodeSourceFs.open', () => {
     await second.close();
   });
 });
+
+void describe('nodeSourceFs.stat', () => {
+  void test('nothing there (ENOENT, ENOTDIR) is undefined; a symlink is not followed; other errors reject', async (t) => {
+    const dir = tempDir(t, 'sftppush-source');
+    fs.writeFileSync(path.join(dir, 'real.csv'), 'abc');
+    fs.symlinkSync(path.join(dir, 'real.csv'), path.join(dir, 'link.csv'));
+    assert.equal(await nodeSourceFs.stat(path.join(dir, 'missing.csv')), undefined);
+    assert.equal(await nodeSourceFs.stat(path.join(dir, 'real.csv', 'under-a-file.csv')), undefined);
+    assert.equal((await nodeSourceFs.stat(path.join(dir, 'real.csv')))?.sizeBytes, 3);
+    assert.equal((await nodeSourceFs.stat(path.join(dir, 'link.csv')))?.isFile, false);
+    await assert.rejects(nodeSourceFs.stat(path.join(dir, 'x'.repeat(300))), { code: 'ENAMETOOLONG' });
+  });
+});
