@@ -95,7 +95,7 @@ async function measureNoChangeReconcile(service: Service, settings: BenchSetting
     for (let f = 0; f < treeFilesPerDir; f += 1) ledger.observe(root, `d${d}/f${f}.csv`, statOf(path.join(root, `d${d}/f${f}.csv`)));
   }
   ledger.close();
-  // As if every one had been archived (claims are fsynced one by one: 100,000 of them is not the point here).
+  // As if every one had been archived: archiving 100,000 files is not what this scenario measures.
   const db = new Database(ledgerPath);
   db.prepare(`UPDATE files SET state = 'archived', sha256 = 'seeded'`).run();
   db.close();
