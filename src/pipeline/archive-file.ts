@@ -190,11 +190,14 @@ async function archive(claim: ClaimedFile, target: TargetConfig, deps: ArchiveDe
     assertNoWriter(held);
     try {
       // A small file is read once, before it is classified: its hash, its body and its first bytes are one buffer.
-      const content = before.sizeBytes <= deps.settings.multipartThresholdBytes ? await readContent(file, before, claim.relPath, deps.settings) : undefined;
+      let content = before.sizeBytes <= deps.settings.multipartThresholdBytes ? await readContent(file, before, claim.relPath, deps.settings) : undefined;
       const head = Buffer.isBuffer(content?.body) ? content.body.subarray(0, HEAD_BYTES) : undefined;
       const kind = target.extract ? await classifyFile(file, before, claim.relPath, head) : { format: 'plain' as const };
       if (kind.warning) log.warn({ reason: kind.warning }, 'archive extension, other content');
-      return kind.format === 'plain' ? await archivePlain(held, content) : await archiveMembers(held, kind.format);
+      if (kind.format === 'plain') return await archivePlain(held, content);
+      // An archive is read by its members: the whole buffer is not held while they are extracted.
+      content = undefined;
+      return await archiveMembers(held, kind.format);
     } catch (error) {
       // Bad input retrying cannot fix: keep the original bytes in S3 and say why (DESIGN.md, "States").
       if (error instanceof ArchiveRejectedError || error instanceof KeyLayoutError || error instanceof KeyConflictError) {
