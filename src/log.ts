@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { pino, type Logger } from 'pino';
+import { pino, type Bindings, type Logger } from 'pino';
 import type PinoPretty from 'pino-pretty';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -15,23 +15,25 @@ function censored(value: object): object {
   return secrets.length === 0 ? value : { ...value, ...Object.fromEntries(secrets.map((secret) => [secret, CENSORED])) };
 }
 
+/** Keys whose values pino passes through serializeError (pino logs an Error given alone under `err`). */
+const ERROR_KEYS = new Set(['error', 'err']);
+
 /**
- * The fields of a log line, each object among them censored (as pino's redact paths `*.credentials` etc. did);
- * `fields` itself when none carries a secret, which is every line sftppush writes itself. A few property reads
- * per field: pino's `redact` ran its wildcard redactor on every value of every line, cloning objects (24 KB
- * allocated per archived file, the largest allocation of all). Child bindings are not passed here (pino
- * formats them once, without this hook): they are sftppush's own paths and ids.
- * @param skip a key whose serializer censors instead (an Error's own fields appear only once serialized).
+ * The fields of a log line (or a child's bindings), each object among them censored (as pino's redact paths
+ * `*.credentials` etc. did); `fields` itself when none carries a secret, which is every line sftppush writes
+ * itself. A few property reads per field: pino's `redact` ran its wildcard redactor on every value of every
+ * line, cloning objects (24 KB allocated per archived file, the largest allocation of all). An Error under any
+ * other key is serialized first, so that its message and stack survive the copy.
  */
-function censorFields<T extends Record<string, unknown>>(fields: T, skip: string): T {
+function censorFields<T extends Record<string, unknown>>(fields: T): T {
   let copy: Record<string, unknown> | undefined;
   for (const key in fields) {
     const value: unknown = fields[key];
-    if (key === skip || value === null || typeof value !== 'object') continue;
+    if (ERROR_KEYS.has(key) || value === null || typeof value !== 'object') continue;
     const safe = censored(value);
     if (safe === value) continue;
     copy ??= { ...fields };
-    copy[key] = safe;
+    copy[key] = value instanceof Error ? serializeError(value) : safe;
   }
   return (copy as T | undefined) ?? fields;
 }
@@ -49,16 +51,23 @@ function serializeError(error: unknown): unknown {
  */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
   const output = destination ?? (process.stdout.isTTY ? prettyOutput() : process.stdout);
-  return pino(
+  const logger = pino(
     {
       level,
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { log: (fields) => censorFields(fields, 'error') },
-      serializers: { error: serializeError },
+      formatters: { log: (fields) => censorFields(fields) },
+      serializers: { error: serializeError, err: serializeError },
     },
     output,
   );
+  // pino formats a child's bindings once, past formatters.log: they are censored on the way in. Every child (and
+  // its children) inherits this from the root instance.
+  const child = Reflect.get(logger, 'child') as (...args: unknown[]) => unknown;
+  logger.child = function censoredChild(this: Logger, bindings: Bindings, options?: unknown): unknown {
+    return Reflect.apply(child, this, [censorFields(bindings), options]);
+  } as unknown as Logger['child'];
+  return logger;
 }
 
 /**

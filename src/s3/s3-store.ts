@@ -15,7 +15,6 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { NoOpLogger } from '@smithy/core/client';
 import { StandardRetryStrategy } from '@smithy/core/retry';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type {
@@ -23,6 +22,7 @@ import type {
   FinalizeRequestMiddleware,
   HttpHandlerOptions,
   InitializeMiddleware,
+  Logger as SdkLogger,
   RetryErrorInfo,
   StandardRetryToken,
 } from '@smithy/types';
@@ -181,19 +181,17 @@ function reportAttempts(onAttempt: (attempt: S3Attempt) => void): FinalizeReques
 }
 
 /**
- * The SDK's logger: its warnings (and its HTTP handler's: the socket pool at capacity) go to `warn`, the rest
- * nowhere. A NoOpLogger to the SDK, whose logger middleware otherwise copies every request's input and output
- * through the schema's sensitive-data filter for an info line per request, even one nobody prints: a fifth of
- * the SDK's time per small PUT.
+ * The SDK's logger: its warnings (and its HTTP handler's: the socket pool at capacity) go to `sink`; the rest
+ * nowhere. Not a NoOpLogger: the SDK writes warnings to the console exactly when its logger is one.
  */
-class SdkWarnings extends NoOpLogger {
-  constructor(private readonly sink: (detail: string) => void) {
-    super();
-  }
-
-  override warn(...content: unknown[]): void {
-    this.sink(content.map((c) => (typeof c === 'string' ? c : describeCause(c))).join(' '));
-  }
+function sdkWarnings(sink: (detail: string) => void): SdkLogger {
+  const ignore = (): void => undefined;
+  return {
+    debug: ignore,
+    info: ignore,
+    error: ignore,
+    warn: (...content: unknown[]) => sink(content.map((c) => (typeof c === 'string' ? c : describeCause(c))).join(' ')),
+  };
 }
 
 /**
@@ -203,7 +201,7 @@ class SdkWarnings extends NoOpLogger {
  */
 export function createS3Client(options: S3StoreOptions): S3Client {
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
-  const logger = options.warn ? new SdkWarnings(options.warn) : undefined;
+  const logger = options.warn ? sdkWarnings(options.warn) : undefined;
   const client = new S3Client({
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',

@@ -113,10 +113,17 @@ function descriptorFile(fd: number): SourceFile {
   let reading = 0;
   let idle: (() => void) | undefined;
   let closed = false;
-  const readOffThread = (buffer: Buffer, offset: number, length: number, position: number): Promise<number> => {
+  // Every call goes through here. Closed, the number may already be another file's (a stream left with data
+  // wanted reads on after its owner closed the file): the call fails with EBADF instead.
+  const descriptor = (): number => {
+    if (closed) throw closedError();
+    return fd;
+  };
+  const readOffThread = async (buffer: Buffer, offset: number, length: number, position: number): Promise<number> => {
+    const current = descriptor();
     reading += 1;
     return new Promise<number>((resolve, reject) => {
-      read(fd, buffer, offset, length, position, (error, bytesRead) => {
+      read(current, buffer, offset, length, position, (error, bytesRead) => {
         reading -= 1;
         if (reading === 0) idle?.();
         if (error) reject(error);
@@ -125,14 +132,14 @@ function descriptorFile(fd: number): SourceFile {
     });
   };
   return {
-    stat: () => Promise.resolve(toSourceStat(fstatSync(fd, { bigint: true }))),
+    stat: () => new Promise((resolve) => resolve(toSourceStat(fstatSync(descriptor(), { bigint: true })))),
     async readAll(sizeBytes) {
       const buffer = Buffer.allocUnsafe(sizeBytes);
       let filled = 0;
       while (filled < sizeBytes) {
         const bytesRead =
           sizeBytes <= IN_PLACE_READ_MAX_BYTES
-            ? readSync(fd, buffer, filled, sizeBytes - filled, filled)
+            ? readSync(descriptor(), buffer, filled, sizeBytes - filled, filled)
             : await readOffThread(buffer, filled, sizeBytes - filled, filled);
         if (bytesRead === 0) break;
         filled += bytesRead;
@@ -156,7 +163,7 @@ function descriptorFile(fd: number): SourceFile {
       return buffer.subarray(0, bytesRead);
     },
     stream: (range) => positionalStream(readOffThread, range?.start ?? 0, range?.end),
-    writerProbe: () => writerProbe(fd),
+    writerProbe: () => writerProbe(descriptor()),
     async close() {
       if (closed) return;
       closed = true;
@@ -164,6 +171,11 @@ function descriptorFile(fd: number): SourceFile {
       closeSync(fd);
     },
   };
+}
+
+/** What a call on a SourceFile after its close() gets, as node:fs reports a closed descriptor. */
+function closedError(): NodeJS.ErrnoException {
+  return Object.assign(new Error('EBADF: bad file descriptor, the source file was closed'), { code: 'EBADF' });
 }
 
 /**

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 
-import { GetObjectTaggingCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { GetObjectTaggingCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 
 import { StoreError } from '../../src/errors.js';
 import { MemoryStore } from '../../src/s3/memory-store.js';
@@ -150,6 +150,23 @@ void describe('S3Store on moto: probing conditional writes', () => {
     assert.deepEqual(listed.Versions ?? [], []);
     assert.deepEqual(listed.DeleteMarkers ?? [], []);
     assert.deepEqual(await listVersions(server.client, BUCKET, `archive/${PROBE_KEY_SEGMENT}`), []);
+  });
+
+  // No library prints outside pino: the SDK's own warnings go to the `warn` given, never to the console.
+  void test('an SDK warning (a stream of unknown length) reaches the warn sink, not the console', async () => {
+    const warned: string[] = [];
+    const warning = createS3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxSockets: 1, requestTimeoutMs: 60_000, warn: (detail) => void warned.push(detail) });
+    const printed: unknown[] = [];
+    const consoleWarn = console.warn;
+    console.warn = (...args: unknown[]) => void printed.push(args);
+    try {
+      await warning.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'warned/stream.csv', Body: Readable.from([Buffer.from('a,b\n')]) }));
+    } finally {
+      console.warn = consoleWarn;
+      warning.destroy();
+    }
+    assert.deepEqual(printed, []);
+    assert.ok(warned.some((line) => /unknown length/i.test(line)), `warnings: ${JSON.stringify(warned)}`);
   });
 
   // S3 answers a missing bucket with 404 too: that says nothing about conditional headers, so no mode is

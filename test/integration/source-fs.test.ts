@@ -61,3 +61,29 @@ void describe('nodeSourceFs.stat', () => {
     await assert.rejects(nodeSourceFs.stat(path.join(dir, 'x'.repeat(300))), { code: 'ENAMETOOLONG' });
   });
 });
+
+void describe('nodeSourceFs.open: after close()', () => {
+  void test('a read after close() fails with EBADF, never reads the file a later open was given the number of', async (t) => {
+    const dir = tempDir(t, 'sftppush-source');
+    fs.writeFileSync(path.join(dir, 'a.bin'), Buffer.alloc(3 * 1024 * 1024, 'A'));
+    fs.writeFileSync(path.join(dir, 'b.bin'), Buffer.alloc(3 * 1024 * 1024, 'B'));
+    const first = await nodeSourceFs.open(path.join(dir, 'a.bin'));
+    const stream = first.stream();
+    const chunks: Buffer[] = [];
+    stream.pause();
+    await first.close();
+    const second = await nodeSourceFs.open(path.join(dir, 'b.bin'));
+    try {
+      await assert.rejects(first.readAt(0, 16), { code: 'EBADF' });
+      await assert.rejects(
+        (async () => {
+          for await (const chunk of stream) chunks.push(chunk as Buffer);
+        })(),
+        { code: 'EBADF' },
+      );
+      assert.ok(!Buffer.concat(chunks).includes('B'), 'no byte of the other file');
+    } finally {
+      await second.close();
+    }
+  });
+});

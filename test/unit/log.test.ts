@@ -39,3 +39,28 @@ void test('a line without secrets is written as given; an error given as text st
   assert.deepEqual(lines().map((l) => [l.path, l.nested, l.error]), [['d/f.csv', { key: 'd/f.csv' }, undefined], [undefined, undefined, 'E_S3_UNAVAILABLE: 503']]);
   assert.deepEqual(fields, { path: 'd/f.csv', nested: { key: 'd/f.csv' } });
 });
+
+void test('an Error under any key, or given alone, keeps its message and stack with its secret fields censored', () => {
+  const { log, lines, text } = capture();
+  const failure = (): Error => Object.assign(new Error('denied by the endpoint'), { secretAccessKey: SECRETS.secretAccessKey, Code: 'AccessDenied' });
+  log.error({ err: failure() }, 'as err');
+  log.error({ cause: failure() }, 'as cause');
+  log.error(failure(), 'alone');
+  assert.ok(!text().includes(SECRETS.secretAccessKey), 'the secret reached the log');
+  for (const line of lines()) {
+    const logged = (line.err ?? line.cause) as Record<string, unknown>;
+    assert.equal(logged.message, 'denied by the endpoint', JSON.stringify(line));
+    assert.match(String(logged.stack), /denied by the endpoint/);
+    assert.equal(logged.secretAccessKey, '[redacted]');
+    assert.equal(logged.Code, 'AccessDenied');
+  }
+});
+
+void test('child bindings are censored too, and the child logs as its parent does', () => {
+  const { log, lines, text } = capture();
+  log.child({ client: { ...SECRETS, region: 'eu-west-1' } }).child({ worker: 2 }).info({ config: { sessionToken: 'x' } }, 'child line');
+  assert.ok(!Object.values(SECRETS).some((secret) => text().includes(secret)), 'a secret reached the log');
+  const [line] = lines();
+  assert.deepEqual(line?.client, { accessKeyId: '[redacted]', secretAccessKey: '[redacted]', sessionToken: '[redacted]', region: 'eu-west-1' });
+  assert.deepEqual([line?.worker, line?.config], [2, { sessionToken: '[redacted]' }]);
+});
