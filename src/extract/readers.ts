@@ -67,8 +67,33 @@ function gunzipped(file: SourceFile, sizeBytes: number, member: string | undefin
     },
   });
   // pipeline(): an error anywhere (EIO, a corrupt deflate stream, a limit) reaches the reader of the output.
-  return pipeline(file.stream(), gunzip, counter, () => undefined);
+  return pipeline(file.stream(), firstMemberMethod(member), gunzip, counter, () => undefined);
 }
+
+/**
+ * Passes a gzip stream through once its first member's compression method (byte 2) is deflate, the only one
+ * RFC 1952 defines. zlib's own "unknown compression method" is read as bytes trailing a member (that is where
+ * it meets one mid-file); at the first member, it is a file that merely starts with 1f 8b.
+ */
+function firstMemberMethod(member: string | undefined): Transform {
+  let checked = false;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (!checked) {
+        checked = true;
+        // A first read of 2 bytes or fewer is the whole file (reads are 1 MiB): zlib calls it truncated.
+        if (chunk.length > 2 && chunk[2] !== DEFLATE) {
+          callback(new ArchiveRejectedError('gz structure', member, `compression method ${chunk[2]} is not deflate (${DEFLATE}): no gzip member`));
+          return;
+        }
+      }
+      callback(null, chunk);
+    },
+  });
+}
+
+/** gzip's compression method byte for deflate (RFC 1952, CM). */
+const DEFLATE = 8;
 
 function singleMember(name: string, open: () => Readable): ArchiveReader {
   let opened: Readable | undefined;

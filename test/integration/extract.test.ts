@@ -209,6 +209,7 @@ void describe('hostile or broken archives are quarantined whole', () => {
     ['a truncated zip (central directory)', (d) => fixtures.truncatedZip(d, 'central')],
     ['a truncated tar.gz', fixtures.truncatedTarGz],
     ['a corrupt gzip', fixtures.corruptGzip],
+    ['gzip magic bytes, then no deflate member', fixtures.gzipBadMethod],
     ['zero bytes after the last gzip member', (d) => fixtures.gzipTrailingGarbage(d, 'zeros')],
     ['text after the last gzip member', (d) => fixtures.gzipTrailingGarbage(d, 'text')],
     ['two zip members with one name', (d) => fixtures.duplicateNameArchive(d, 'zip')],

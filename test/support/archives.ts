@@ -41,7 +41,8 @@ export type RejectionRule =
   | 'ratio'
   | 'duplicate name'
   | 'truncated'
-  | 'trailing bytes';
+  | 'trailing bytes'
+  | 'gz structure';
 
 /** A member's content: the bytes themselves, or (for members too large to hold) their size and sha256 (hex). */
 export type MemberContent = Buffer | { size: number; sha256: string };
@@ -718,6 +719,18 @@ export async function gzipTrailingGarbage(dir: string, trailer: 'zeros' | 'text'
   const garbage = trailer === 'zeros' ? Buffer.alloc(512) : Buffer.from('not gzip, just trailing bytes\n');
   await fsp.writeFile(file, Buffer.concat([zlib.gzipSync(csv('trailing')), garbage]));
   return { path: file, expectRejection: 'trailing bytes' };
+}
+
+/**
+ * `bad-method.csv.gz`: gzip's magic bytes, then a compression method that is not deflate (byte 2: 0x07), as in
+ * any file that happens to start with 1f 8b: no member was ever read, so nothing "trails" one.
+ */
+export async function gzipBadMethod(dir: string): Promise<HostileArchive> {
+  const file = path.join(dir, 'bad-method.csv.gz');
+  const gz = zlib.gzipSync(csv('method'));
+  gz[2] = 0x07;
+  await fsp.writeFile(file, gz);
+  return { path: file, expectRejection: 'gz structure' };
 }
 
 /** `corrupt.csv.gz`: the trailer's CRC-32 (the 8th to 5th last bytes) has every bit flipped; data and ISIZE are intact. */
