@@ -7,6 +7,9 @@
 // If-None-Match / If-Match, then stores, in separate steps, so two concurrent `If-None-Match: *` PUTs of one key
 // both succeed (seen in about 1 round in 20 with two 100 KB bodies): two hosts racing for one file would then
 // leave two versions, moto's fault, not theirs. The proxy lets one conditional write per key reach moto at a time.
+// Likewise moto's AbortMultipartUpload looks the upload up and then deletes it: of two concurrent aborts of one
+// upload (lib-storage's own, after its parts were cut, and the service's at stop), one fails with an HTML 500
+// (a KeyError in moto), where S3 answers it 204 or 404 NoSuchUpload. One abort per upload id reaches moto at a time.
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -64,6 +67,16 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
+/** What a request must take turns at moto by: an object key for a conditional write, an upload id for an abort. */
+function atomicTurnKey(record: RequestView): string | undefined {
+  const key = objectKeyOf(record.path);
+  if (key === undefined) return undefined;
+  const uploadId = record.query.get('uploadId');
+  if (record.method === 'DELETE' && uploadId !== null) return `abort ${uploadId}`;
+  const conditional = record.headers['if-none-match'] !== undefined || record.headers['if-match'] !== undefined;
+  return conditional && (record.method === 'PUT' || record.method === 'POST') ? `write ${key}` : undefined;
+}
+
 /** `/bucket/key` (path-style) → `key`; undefined for a bucket-level request. */
 export function objectKeyOf(path: string): string | undefined {
   const slash = path.indexOf('/', 1);
@@ -118,8 +131,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const stopping = new AbortController();
   // Every held answer listens on it until released: sixteen held at once are no leak (no MaxListenersExceededWarning).
   setMaxListeners(0, stopping.signal);
-  /** Per object key: the conditional write now at moto; the next one for the key waits for its answer. */
-  const conditionalWrites = new Map<string, Promise<void>>();
+  /** Per object key (a conditional write) or upload id (an abort): the request now at moto; the next one waits for its answer. */
+  const inTurn = new Map<string, Promise<void>>();
 
   function takeFault(view: RequestView): Fault | undefined {
     const index = faults.findIndex(({ fault }) => matches(fault, view));
@@ -178,25 +191,25 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   }
 
   /**
-   * forward(), one conditional write (If-None-Match or If-Match on an object's PUT or POST) per key at a time,
-   * as S3 commits them: held until moto's answer to the one before has begun (it stores before it answers), not
-   * until a fault lets that answer through, so a stalled answer does not stall the next writer.
+   * forward(), one conditional write (If-None-Match or If-Match on an object's PUT or POST) per key, and one
+   * AbortMultipartUpload per upload id, at a time, as S3 commits them: held until moto's answer to the one
+   * before has begun (it acts before it answers), not until a fault lets that answer through, so a stalled
+   * answer does not stall the next one.
    */
   async function forwardAtomically(req: IncomingMessage, url: URL, record: ProxiedRequest): Promise<IncomingMessage> {
-    const key = objectKeyOf(record.path);
-    const conditional = record.headers['if-none-match'] !== undefined || record.headers['if-match'] !== undefined;
-    if (key === undefined || !conditional || (record.method !== 'PUT' && record.method !== 'POST')) return forward(req, url, record);
-    const before = conditionalWrites.get(key) ?? Promise.resolve();
+    const turnKey = atomicTurnKey(record);
+    if (turnKey === undefined) return forward(req, url, record);
+    const before = inTurn.get(turnKey) ?? Promise.resolve();
     let release!: () => void;
     const mine = new Promise<void>((resolve) => (release = resolve));
     const turn = before.then(() => mine);
-    conditionalWrites.set(key, turn);
+    inTurn.set(turnKey, turn);
     await before;
     try {
       return await forward(req, url, record);
     } finally {
       release();
-      if (conditionalWrites.get(key) === turn) conditionalWrites.delete(key);
+      if (inTurn.get(turnKey) === turn) inTurn.delete(turnKey);
     }
   }
 
