@@ -263,7 +263,8 @@ export class S3Store implements ObjectStore, MultipartUploads {
     if (request.sizeBytes > MAX_OBJECT_BYTES) {
       throw new StoreError('put', where, false, { cause: new Error(`${request.sizeBytes} bytes: larger than S3's largest object (5 TiB)`) });
     }
-    const inMemory = Buffer.isBuffer(request.body);
+    const { body } = request;
+    const inMemory = Buffer.isBuffer(body);
     const condition = request.condition;
     const params = {
       Bucket: request.bucket,
@@ -285,19 +286,19 @@ export class S3Store implements ObjectStore, MultipartUploads {
     let stored: StoredObject;
     this.uploads.add(abandon);
     try {
-      const result = Buffer.isBuffer(request.body)
+      const result = inMemory
         ? // A buffer is always one PUT, without lib-storage's machinery: its whole-object SHA-256 goes with it
           // and S3 rejects any other bytes.
           await this.client.send(
             new PutObjectCommand({
               ...params,
-              Body: request.body,
+              Body: body,
               ContentLength: request.sizeBytes,
               ChecksumSHA256: Buffer.from(request.sha256, 'hex').toString('base64'),
             }),
             { abortSignal: abandon.signal },
           )
-        : await this.upload(request.body, request.sizeBytes, request.partSizeBytes, params, abandon);
+        : await this.upload(body, request.sizeBytes, request.partSizeBytes, params, abandon);
       stored = { etag: result.ETag, versionId: result.VersionId, checksumSha256: result.ChecksumSHA256 };
     } catch (error) {
       if (this.abandoning) throw new UploadAbandonedError(where);
